@@ -1,0 +1,6 @@
+//! The combined module: every Wasmgate plugin in one Wasm VM, chosen by Envoy's `root_id`.
+//!
+//! Every separate Wasm VM costs memory and startup time per worker; filters that set the
+//! same `vm_id` and load this module share one VM.
+
+wasmgate_glue::export!(header_rewrite::HeaderRewrite);

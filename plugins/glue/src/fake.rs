@@ -1,0 +1,374 @@
+//! An in-memory [`Host`] for native tests of filter flows.
+//!
+//! ```
+//! use wasmgate_glue::{FakeHost, Headers, Host};
+//! let host = FakeHost::new().with_header("x-user", "ada");
+//! assert_eq!(host.header(Headers::Request, "X-User").as_deref(), Some("ada"));
+//! ```
+
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime};
+
+use crate::host::{Headers, Host, HostError, HttpCall, LogLevel, MetricId, MetricKind};
+
+/// A callout the filter sent, as the fake recorded it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedCall {
+    pub token: u32,
+    pub cluster: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Option<Vec<u8>>,
+    pub timeout: Duration,
+}
+
+/// A local reply the filter sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalReply {
+    pub status: u32,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+/// The fake proxy. Build it with the `with_*` methods, run a filter against it, then read
+/// what the filter did from its public fields.
+#[derive(Debug, Clone)]
+pub struct FakeHost {
+    pub request: Vec<(String, String)>,
+    pub response: Vec<(String, String)>,
+    pub call_response: Vec<(String, String)>,
+    pub call_response_body: Option<Vec<u8>>,
+    pub properties: HashMap<Vec<String>, Vec<u8>>,
+    /// Shared data: key → (value, CAS token).
+    pub shared: HashMap<String, (Vec<u8>, u32)>,
+    pub now: SystemTime,
+    pub local_reply: Option<LocalReply>,
+    pub resumed: u32,
+    pub route_cache_cleared: u32,
+    pub calls: Vec<RecordedCall>,
+    /// When set, every callout fails with this error.
+    pub fail_calls: Option<HostError>,
+    pub tick_period: Option<Duration>,
+    pub metrics: Vec<(MetricKind, String, i64)>,
+    pub logs: Vec<(LogLevel, String)>,
+    next_token: u32,
+}
+
+impl Default for FakeHost {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl FakeHost {
+    /// A request `GET /` to `example.com` at a fixed time (2026-01-01T00:00:00Z).
+    pub fn new() -> Self {
+        FakeHost {
+            request: vec![
+                (":method".into(), "GET".into()),
+                (":path".into(), "/".into()),
+                (":authority".into(), "example.com".into()),
+                (":scheme".into(), "http".into()),
+            ],
+            response: vec![(":status".into(), "200".into())],
+            call_response: Vec::new(),
+            call_response_body: None,
+            properties: HashMap::new(),
+            shared: HashMap::new(),
+            now: SystemTime::UNIX_EPOCH + Duration::from_secs(1_767_225_600),
+            local_reply: None,
+            resumed: 0,
+            route_cache_cleared: 0,
+            calls: Vec::new(),
+            fail_calls: None,
+            tick_period: None,
+            metrics: Vec::new(),
+            logs: Vec::new(),
+            next_token: 1,
+        }
+    }
+
+    /// Add a request header.
+    #[must_use]
+    pub fn with_header(mut self, name: &str, value: &str) -> Self {
+        self.request.push((name.to_ascii_lowercase(), value.into()));
+        self
+    }
+
+    /// Set the request's method and path.
+    #[must_use]
+    pub fn with_request(mut self, method: &str, path: &str) -> Self {
+        self.set_header(Headers::Request, ":method", method);
+        self.set_header(Headers::Request, ":path", path);
+        self
+    }
+
+    /// Add a response header.
+    #[must_use]
+    pub fn with_response_header(mut self, name: &str, value: &str) -> Self {
+        self.response
+            .push((name.to_ascii_lowercase(), value.into()));
+        self
+    }
+
+    /// Set a property, e.g. `with_property(&["source", "address"], b"10.0.0.1:5555")`.
+    #[must_use]
+    pub fn with_property(mut self, path: &[&str], value: &[u8]) -> Self {
+        self.properties.insert(
+            path.iter().map(|s| (*s).to_owned()).collect(),
+            value.to_vec(),
+        );
+        self
+    }
+
+    /// Set the clock.
+    #[must_use]
+    pub fn with_now(mut self, now: SystemTime) -> Self {
+        self.now = now;
+        self
+    }
+
+    /// Move the clock forward.
+    pub fn advance(&mut self, by: Duration) {
+        self.now += by;
+    }
+
+    /// Set the callout response that the next `on_http_call_response` will read.
+    pub fn answer_call(&mut self, status: u16, headers: &[(&str, &str)], body: &[u8]) {
+        self.call_response = std::iter::once((":status".to_owned(), status.to_string()))
+            .chain(
+                headers
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+            )
+            .collect();
+        self.call_response_body = Some(body.to_vec());
+    }
+
+    /// The value of a metric by name (sum of increments, or the last recorded value).
+    pub fn metric(&self, name: &str) -> Option<i64> {
+        self.metrics
+            .iter()
+            .find(|(_, n, _)| n == name)
+            .map(|(_, _, v)| *v)
+    }
+
+    /// Every header of `map` named `name`, in order.
+    pub fn all(&self, map: Headers, name: &str) -> Vec<String> {
+        self.map(map)
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+
+    /// Whether any log line at `level` or above contains `needle`.
+    pub fn logged(&self, level: LogLevel, needle: &str) -> bool {
+        self.logs
+            .iter()
+            .any(|(l, m)| *l >= level && m.contains(needle))
+    }
+
+    fn map(&self, map: Headers) -> &Vec<(String, String)> {
+        match map {
+            Headers::Request => &self.request,
+            Headers::Response => &self.response,
+            Headers::CallResponse => &self.call_response,
+        }
+    }
+
+    fn map_mut(&mut self, map: Headers) -> &mut Vec<(String, String)> {
+        match map {
+            Headers::Request => &mut self.request,
+            Headers::Response => &mut self.response,
+            Headers::CallResponse => &mut self.call_response,
+        }
+    }
+}
+
+impl Host for FakeHost {
+    fn header(&self, map: Headers, name: &str) -> Option<String> {
+        let values = self.all(map, name);
+        if values.is_empty() {
+            None
+        } else {
+            Some(values.join(","))
+        }
+    }
+
+    fn headers(&self, map: Headers) -> Vec<(String, String)> {
+        self.map(map).clone()
+    }
+
+    fn set_header(&mut self, map: Headers, name: &str, value: &str) {
+        let entries = self.map_mut(map);
+        match entries
+            .iter()
+            .position(|(k, _)| k.eq_ignore_ascii_case(name))
+        {
+            Some(first) => {
+                entries[first].1 = value.to_owned();
+                let mut index = 0;
+                entries.retain(|(k, _)| {
+                    let keep = index <= first || !k.eq_ignore_ascii_case(name);
+                    index += 1;
+                    keep
+                });
+            }
+            None => entries.push((name.to_ascii_lowercase(), value.to_owned())),
+        }
+    }
+
+    fn add_header(&mut self, map: Headers, name: &str, value: &str) {
+        self.map_mut(map)
+            .push((name.to_ascii_lowercase(), value.to_owned()));
+    }
+
+    fn remove_header(&mut self, map: Headers, name: &str) {
+        self.map_mut(map)
+            .retain(|(k, _)| !k.eq_ignore_ascii_case(name));
+    }
+
+    fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
+        let key: Vec<String> = path.iter().map(|s| (*s).to_owned()).collect();
+        self.properties.get(&key).cloned()
+    }
+
+    fn shared_data(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+        match self.shared.get(key) {
+            Some((value, cas)) => (Some(value.clone()), Some(*cas)),
+            None => (None, None),
+        }
+    }
+
+    fn set_shared_data(
+        &mut self,
+        key: &str,
+        value: &[u8],
+        cas: Option<u32>,
+    ) -> Result<(), HostError> {
+        let current = self.shared.get(key).map(|(_, c)| *c);
+        // Like Envoy: a CAS of 0 or none always writes; otherwise it must match.
+        if let (Some(want), Some(have)) = (cas.filter(|c| *c != 0), current) {
+            if want != have {
+                return Err(HostError::CasMismatch);
+            }
+        }
+        let next = current.unwrap_or(0).wrapping_add(1).max(1);
+        self.shared.insert(key.to_owned(), (value.to_vec(), next));
+        Ok(())
+    }
+
+    fn now(&self) -> SystemTime {
+        self.now
+    }
+
+    fn send_local_reply(&mut self, status: u32, headers: &[(&str, &str)], body: &[u8]) {
+        self.local_reply = Some(LocalReply {
+            status,
+            headers: headers
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            body: body.to_vec(),
+        });
+    }
+
+    fn resume_request(&mut self) {
+        self.resumed += 1;
+    }
+
+    fn clear_route_cache(&mut self) {
+        self.route_cache_cleared += 1;
+    }
+
+    fn http_call(&mut self, call: &HttpCall<'_>) -> Result<u32, HostError> {
+        if let Some(err) = &self.fail_calls {
+            return Err(err.clone());
+        }
+        let token = self.next_token;
+        self.next_token += 1;
+        self.calls.push(RecordedCall {
+            token,
+            cluster: call.cluster.to_owned(),
+            headers: call
+                .headers
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            body: call.body.map(<[u8]>::to_vec),
+            timeout: call.timeout,
+        });
+        Ok(token)
+    }
+
+    fn call_response_body(&self, max: usize) -> Option<Vec<u8>> {
+        self.call_response_body
+            .as_ref()
+            .map(|b| b[..b.len().min(max)].to_vec())
+    }
+
+    fn set_tick_period(&mut self, period: Duration) {
+        self.tick_period = Some(period);
+    }
+
+    fn define_metric(&mut self, kind: MetricKind, name: &str) -> Result<MetricId, HostError> {
+        if let Some(index) = self.metrics.iter().position(|(_, n, _)| n == name) {
+            return Ok(MetricId(index as u32));
+        }
+        self.metrics.push((kind, name.to_owned(), 0));
+        Ok(MetricId((self.metrics.len() - 1) as u32))
+    }
+
+    fn increment_metric(&mut self, id: MetricId, delta: i64) {
+        if let Some(metric) = self.metrics.get_mut(id.0 as usize) {
+            metric.2 += delta;
+        }
+    }
+
+    fn record_metric(&mut self, id: MetricId, value: u64) {
+        if let Some(metric) = self.metrics.get_mut(id.0 as usize) {
+            metric.2 = i64::try_from(value).unwrap_or(i64::MAX);
+        }
+    }
+
+    fn log(&mut self, level: LogLevel, message: &str) {
+        self.logs.push((level, message.to_owned()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_are_case_insensitive_and_set_replaces_all() {
+        let mut host = FakeHost::new()
+            .with_header("X-A", "1")
+            .with_header("x-a", "2");
+        assert_eq!(host.header(Headers::Request, "x-A").as_deref(), Some("1,2"));
+        host.set_header(Headers::Request, "X-a", "3");
+        assert_eq!(host.all(Headers::Request, "x-a"), vec!["3"]);
+        host.remove_header(Headers::Request, "x-a");
+        assert_eq!(host.header(Headers::Request, "x-a"), None);
+    }
+
+    #[test]
+    fn cas_mismatch_is_reported() {
+        let mut host = FakeHost::new();
+        host.set_shared_data("k", b"1", None).unwrap();
+        let (_, cas) = host.shared_data("k");
+        host.set_shared_data("k", b"2", cas).unwrap();
+        assert_eq!(
+            host.set_shared_data("k", b"3", cas),
+            Err(HostError::CasMismatch)
+        );
+        assert_eq!(host.shared_data("k").0.as_deref(), Some(&b"2"[..]));
+    }
+
+    #[test]
+    fn logs_are_recorded() {
+        let mut host = FakeHost::new();
+        host.log(LogLevel::Warn, "hello");
+        assert!(host.logged(LogLevel::Info, "hello"));
+    }
+}

@@ -1,0 +1,20 @@
+//! Wasmgate's plugin foundation.
+//!
+//! - [`Host`]: what a plugin may ask of the proxy, as plain Rust values.
+//! - [`Plugin`] and [`HttpFilter`]: what a plugin implements.
+//! - [`FakeHost`]: an in-memory host for native tests.
+//! - [`proxy`]: the proxy-wasm glue, the only code that names `proxy_wasm`, and [`export!`],
+//!   which turns a crate into a module hosting one or several plugins.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
+mod fake;
+mod host;
+mod plugin;
+pub mod proxy;
+
+pub use fake::{FakeHost, LocalReply, RecordedCall};
+pub use host::{Headers, Host, HostError, HttpCall, LogLevel, MetricId, MetricKind};
+pub use plugin::{parse_json, Action, ConfigError, HttpFilter, Plugin};

@@ -1,0 +1,173 @@
+//! What a plugin implements: a root object built once from the configuration, and one
+//! [`HttpFilter`] per HTTP stream.
+
+use std::fmt;
+
+use serde::de::DeserializeOwned;
+
+use crate::host::Host;
+
+/// What a filter callback tells the proxy to do with the stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Go on to the next filter.
+    Continue,
+    /// Hold the stream until the filter resumes it (after a callout) or replies locally.
+    Pause,
+}
+
+/// A configuration the plugin refuses, naming the field (`rules[2].match.path`) and the reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// Dotted path of the offending field; empty when the whole document is at fault.
+    pub field: String,
+    pub reason: String,
+}
+
+impl ConfigError {
+    pub fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        ConfigError {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// The same error under a parent field: `at("rules[2]")` turns `path` into `rules[2].path`.
+    #[must_use]
+    pub fn at(mut self, parent: &str) -> Self {
+        self.field = match (parent.is_empty(), self.field.is_empty()) {
+            (true, _) => self.field,
+            (false, true) => parent.to_owned(),
+            (false, false) if self.field.starts_with('[') => format!("{parent}{}", self.field),
+            (false, false) => format!("{parent}.{}", self.field),
+        };
+        self
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.field.is_empty() {
+            write!(f, "{}", self.reason)
+        } else {
+            write!(f, "{}: {}", self.field, self.reason)
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Parse a JSON configuration into `T`, naming the field when it fails.
+///
+/// An empty document is read as `{}`, so a plugin whose fields all have defaults runs with
+/// no configuration at all.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ConfigError> {
+    let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
+        b"{}"
+    } else {
+        bytes
+    };
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|err| {
+        let field = err.path().to_string();
+        let field = if field == "." { String::new() } else { field };
+        ConfigError::new(field, strip_position(&err.into_inner().to_string()))
+    })?;
+    de.end()
+        .map_err(|err| ConfigError::new("", strip_position(&err.to_string())))?;
+    Ok(value)
+}
+
+/// serde_json appends " at line 1 column 42" to its messages; the field path says more.
+fn strip_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(at) => message[..at].to_owned(),
+        None => message.to_owned(),
+    }
+}
+
+/// A plugin: the root state compiled once from the configuration and shared by every stream.
+///
+/// `configure` runs in `on_configure`; anything that can be checked or compiled (regexes,
+/// keys, templates, metric ids) is done there, so per-request work stays small.
+pub trait Plugin: Sized + 'static {
+    /// The plugin's name; in a module that hosts several plugins, the `root_id` that selects it.
+    const NAME: &'static str;
+    /// The per-stream filter.
+    type Filter: HttpFilter;
+
+    /// Build the plugin from its raw configuration; the error names the field at fault.
+    fn configure(config: &[u8], host: &mut dyn Host) -> Result<Self, ConfigError>;
+
+    /// A new filter for the HTTP stream `context_id`.
+    fn create_filter(&self, context_id: u32) -> Self::Filter;
+
+    /// Called once after a successful `configure` on the root context, for timers and
+    /// background work such as fetching keys.
+    fn on_start(&mut self, _host: &mut dyn Host) {}
+
+    /// Called on the root context every tick period set with [`Host::set_tick_period`].
+    fn on_tick(&mut self, _host: &mut dyn Host) {}
+
+    /// A callout sent from the root context has been answered (or failed: `status` is `None`).
+    fn on_http_call_response(&mut self, _host: &mut dyn Host, _token: u32, _status: Option<u16>) {}
+}
+
+/// One HTTP stream's filter. Every callback has a default that lets the stream through.
+pub trait HttpFilter: 'static {
+    fn on_request_headers(&mut self, _host: &mut dyn Host, _end_of_stream: bool) -> Action {
+        Action::Continue
+    }
+
+    fn on_response_headers(&mut self, _host: &mut dyn Host, _end_of_stream: bool) -> Action {
+        Action::Continue
+    }
+
+    /// A callout sent by this stream has been answered (or failed: `status` is `None`).
+    /// A paused request must be resumed or answered here.
+    fn on_http_call_response(&mut self, _host: &mut dyn Host, _token: u32, _status: Option<u16>) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Rule {
+        #[allow(dead_code)]
+        name: String,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Config {
+        #[serde(default)]
+        rules: Vec<Rule>,
+    }
+
+    #[test]
+    fn names_the_field() {
+        let err = parse_json::<Config>(br#"{"rules":[{"name":"a"},{"nme":"b"}]}"#).unwrap_err();
+        assert_eq!(err.field, "rules[1].nme");
+        assert!(err.reason.starts_with("unknown field `nme`"), "{err}");
+    }
+
+    #[test]
+    fn empty_config_means_defaults() {
+        assert!(parse_json::<Config>(b"  ").unwrap().rules.is_empty());
+    }
+
+    #[test]
+    fn trailing_garbage_is_refused() {
+        assert!(parse_json::<Config>(b"{} x").is_err());
+    }
+
+    #[test]
+    fn nests_fields() {
+        let err = ConfigError::new("path", "bad").at("match").at("rules[2]");
+        assert_eq!(err.to_string(), "rules[2].match.path: bad");
+        assert_eq!(ConfigError::new("[0]", "bad").at("rules").field, "rules[0]");
+    }
+}

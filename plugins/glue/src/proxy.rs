@@ -1,0 +1,454 @@
+//! The proxy-wasm glue: the only code in Wasmgate that names `proxy_wasm`.
+//!
+//! It implements [`Host`] with real host calls (every failure becomes a value, never a
+//! panic), turns Envoy's root and HTTP contexts into [`Plugin`] and [`HttpFilter`] calls,
+//! and picks the plugin by the `root_id` Envoy passes, so that one module can host several.
+
+use std::cell::Cell;
+use std::time::{Duration, SystemTime};
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{self, BufferType, ContextType, MapType, MetricType, Status};
+
+use crate::host::{Headers, Host, HostError, HttpCall, LogLevel, MetricId, MetricKind};
+use crate::plugin::{Action, ConfigError, HttpFilter, Plugin};
+
+/// The version of the Wasmgate workspace, logged at VM start.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The git commit the module was built from, logged at VM start.
+pub const GIT_HASH: &str = env!("WASMGATE_GIT_HASH");
+
+#[doc(hidden)]
+pub use proxy_wasm as __proxy_wasm;
+
+/// Builds a plugin from its configuration, behind a trait object.
+type Configure = fn(&[u8], &mut dyn Host) -> Result<Box<dyn DynPlugin>, ConfigError>;
+
+/// One plugin a module hosts: its name (the `root_id` that selects it) and how to build it.
+#[derive(Clone, Copy)]
+pub struct Entry {
+    name: &'static str,
+    configure: Configure,
+}
+
+impl std::fmt::Debug for Entry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Entry").field("name", &self.name).finish()
+    }
+}
+
+/// The [`Entry`] for plugin `P`.
+pub const fn entry<P: Plugin>() -> Entry {
+    Entry {
+        name: P::NAME,
+        configure: configure_boxed::<P>,
+    }
+}
+
+fn configure_boxed<P: Plugin>(
+    config: &[u8],
+    host: &mut dyn Host,
+) -> Result<Box<dyn DynPlugin>, ConfigError> {
+    Ok(Box::new(P::configure(config, host)?))
+}
+
+/// [`Plugin`] without its associated types, so a module can hold any of its plugins.
+trait DynPlugin {
+    fn create_filter(&self, context_id: u32) -> Box<dyn HttpFilter>;
+    fn on_start(&mut self, host: &mut dyn Host);
+    fn on_tick(&mut self, host: &mut dyn Host);
+    fn on_http_call_response(&mut self, host: &mut dyn Host, token: u32, status: Option<u16>);
+}
+
+impl<P: Plugin> DynPlugin for P {
+    fn create_filter(&self, context_id: u32) -> Box<dyn HttpFilter> {
+        Box::new(Plugin::create_filter(self, context_id))
+    }
+    fn on_start(&mut self, host: &mut dyn Host) {
+        Plugin::on_start(self, host);
+    }
+    fn on_tick(&mut self, host: &mut dyn Host) {
+        Plugin::on_tick(self, host);
+    }
+    fn on_http_call_response(&mut self, host: &mut dyn Host, token: u32, status: Option<u16>) {
+        Plugin::on_http_call_response(self, host, token, status);
+    }
+}
+
+thread_local! {
+    static ENTRIES: Cell<&'static [Entry]> = const { Cell::new(&[]) };
+}
+
+/// Start the module with the plugins it hosts. Called once by [`crate::export!`].
+pub fn start(entries: &'static [Entry]) {
+    ENTRIES.with(|e| e.set(entries));
+    // The SDK's own hook unwraps the log call; ours never panics while reporting a panic.
+    std::panic::set_hook(Box::new(|info| {
+        let _ = hostcalls::log(
+            types::LogLevel::Critical,
+            &format!("wasmgate: panic, this Wasm VM is now unusable: {info}"),
+        );
+    }));
+    proxy_wasm::set_root_context(|context_id| Box::new(Root::new(context_id)));
+}
+
+/// The host as seen from the context currently being called.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RealHost;
+
+fn map_type(map: Headers) -> MapType {
+    match map {
+        Headers::Request => MapType::HttpRequestHeaders,
+        Headers::Response => MapType::HttpResponseHeaders,
+        Headers::CallResponse => MapType::HttpCallResponseHeaders,
+    }
+}
+
+fn host_error(status: Status) -> HostError {
+    match status {
+        Status::CasMismatch => HostError::CasMismatch,
+        Status::NotFound => HostError::NotFound,
+        Status::BadArgument => HostError::BadArgument,
+        other => HostError::Failed(format!("{other:?}")),
+    }
+}
+
+fn report(what: &str, result: Result<(), Status>) {
+    if let Err(status) = result {
+        let _ = hostcalls::log(
+            types::LogLevel::Warn,
+            &format!("wasmgate: host call {what} failed: {status:?}"),
+        );
+    }
+}
+
+impl Host for RealHost {
+    fn header(&self, map: Headers, name: &str) -> Option<String> {
+        hostcalls::get_map_value(map_type(map), name).ok().flatten()
+    }
+
+    fn headers(&self, map: Headers) -> Vec<(String, String)> {
+        hostcalls::get_map(map_type(map)).unwrap_or_default()
+    }
+
+    fn set_header(&mut self, map: Headers, name: &str, value: &str) {
+        report(
+            "set_header",
+            hostcalls::set_map_value(map_type(map), name, Some(value)),
+        );
+    }
+
+    fn add_header(&mut self, map: Headers, name: &str, value: &str) {
+        report(
+            "add_header",
+            hostcalls::add_map_value(map_type(map), name, value),
+        );
+    }
+
+    fn remove_header(&mut self, map: Headers, name: &str) {
+        report(
+            "remove_header",
+            hostcalls::remove_map_value(map_type(map), name),
+        );
+    }
+
+    fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
+        hostcalls::get_property(path.to_vec()).ok().flatten()
+    }
+
+    fn shared_data(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+        hostcalls::get_shared_data(key).unwrap_or((None, None))
+    }
+
+    fn set_shared_data(
+        &mut self,
+        key: &str,
+        value: &[u8],
+        cas: Option<u32>,
+    ) -> Result<(), HostError> {
+        hostcalls::set_shared_data(key, Some(value), cas).map_err(host_error)
+    }
+
+    fn now(&self) -> SystemTime {
+        hostcalls::get_current_time().unwrap_or(SystemTime::UNIX_EPOCH)
+    }
+
+    fn send_local_reply(&mut self, status: u32, headers: &[(&str, &str)], body: &[u8]) {
+        report(
+            "send_http_response",
+            hostcalls::send_http_response(status, headers.to_vec(), Some(body)),
+        );
+    }
+
+    fn resume_request(&mut self) {
+        report("resume_http_request", hostcalls::resume_http_request());
+    }
+
+    fn clear_route_cache(&mut self) {
+        report(
+            "clear_route_cache",
+            hostcalls::call_foreign_function("clear_route_cache", None).map(|_| ()),
+        );
+    }
+
+    fn http_call(&mut self, call: &HttpCall<'_>) -> Result<u32, HostError> {
+        hostcalls::dispatch_http_call(
+            call.cluster,
+            call.headers.clone(),
+            call.body,
+            Vec::new(),
+            call.timeout,
+        )
+        .map_err(host_error)
+    }
+
+    fn call_response_body(&self, max: usize) -> Option<Vec<u8>> {
+        hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, max)
+            .ok()
+            .flatten()
+    }
+
+    fn set_tick_period(&mut self, period: Duration) {
+        report("set_tick_period", hostcalls::set_tick_period(period));
+    }
+
+    fn define_metric(&mut self, kind: MetricKind, name: &str) -> Result<MetricId, HostError> {
+        let kind = match kind {
+            MetricKind::Counter => MetricType::Counter,
+            MetricKind::Gauge => MetricType::Gauge,
+            MetricKind::Histogram => MetricType::Histogram,
+        };
+        hostcalls::define_metric(kind, name)
+            .map(MetricId)
+            .map_err(host_error)
+    }
+
+    fn increment_metric(&mut self, id: MetricId, delta: i64) {
+        report("increment_metric", hostcalls::increment_metric(id.0, delta));
+    }
+
+    fn record_metric(&mut self, id: MetricId, value: u64) {
+        report("record_metric", hostcalls::record_metric(id.0, value));
+    }
+
+    fn log(&mut self, level: LogLevel, message: &str) {
+        let level = match level {
+            LogLevel::Trace => types::LogLevel::Trace,
+            LogLevel::Debug => types::LogLevel::Debug,
+            LogLevel::Info => types::LogLevel::Info,
+            LogLevel::Warn => types::LogLevel::Warn,
+            LogLevel::Error => types::LogLevel::Error,
+            LogLevel::Critical => types::LogLevel::Critical,
+        };
+        let _ = hostcalls::log(level, message);
+    }
+}
+
+fn action(action: Action) -> types::Action {
+    match action {
+        Action::Continue => types::Action::Continue,
+        Action::Pause => types::Action::Pause,
+    }
+}
+
+/// The `:status` of the callout response being delivered; `None` when the callout failed
+/// (timeout, reset, unknown cluster) and Envoy delivered no headers.
+fn call_status(num_headers: usize) -> Option<u16> {
+    if num_headers == 0 {
+        return None;
+    }
+    RealHost
+        .header(Headers::CallResponse, ":status")
+        .and_then(|s| s.parse().ok())
+}
+
+fn hosted_names(entries: &[Entry]) -> String {
+    entries
+        .iter()
+        .map(|e| e.name)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Pick the plugin for `root_id`. A module that hosts one plugin answers to any root id.
+fn select(entries: &'static [Entry], root_id: &str) -> Result<Entry, String> {
+    match entries {
+        [only] => Ok(*only),
+        _ => entries
+            .iter()
+            .find(|e| e.name == root_id)
+            .copied()
+            .ok_or_else(|| {
+                format!(
+                    "root_id \"{root_id}\" names no plugin in this module; set root_id to one of: {}",
+                    hosted_names(entries)
+                )
+            }),
+    }
+}
+
+/// Envoy's root context for one plugin instance.
+struct Root {
+    context_id: u32,
+    name: &'static str,
+    plugin: Option<Box<dyn DynPlugin>>,
+}
+
+impl Root {
+    fn new(context_id: u32) -> Self {
+        Root {
+            context_id,
+            name: "wasmgate",
+            plugin: None,
+        }
+    }
+
+    fn root_id(&self) -> String {
+        RealHost
+            .property(&["plugin_root_id"])
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    }
+}
+
+impl Context for Root {
+    fn on_http_call_response(&mut self, token: u32, num_headers: usize, _: usize, _: usize) {
+        let status = call_status(num_headers);
+        if let Some(plugin) = self.plugin.as_mut() {
+            plugin.on_http_call_response(&mut RealHost, token, status);
+        }
+    }
+}
+
+impl RootContext for Root {
+    fn on_vm_start(&mut self, _: usize) -> bool {
+        let entries = ENTRIES.with(Cell::get);
+        RealHost.log(
+            LogLevel::Info,
+            &format!(
+                "wasmgate {VERSION} (git {GIT_HASH}) starting root context {} for root_id \"{}\"; this module hosts: {}",
+                self.context_id,
+                self.root_id(),
+                hosted_names(entries)
+            ),
+        );
+        true
+    }
+
+    fn on_configure(&mut self, size: usize) -> bool {
+        let entries = ENTRIES.with(Cell::get);
+        let entry = match select(entries, &self.root_id()) {
+            Ok(entry) => entry,
+            Err(why) => {
+                RealHost.log(LogLevel::Critical, &format!("wasmgate: {why}"));
+                return false;
+            }
+        };
+        self.name = entry.name;
+        let config = hostcalls::get_buffer(BufferType::PluginConfiguration, 0, size)
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        match (entry.configure)(&config, &mut RealHost) {
+            Ok(mut plugin) => {
+                plugin.on_start(&mut RealHost);
+                self.plugin = Some(plugin);
+                RealHost.log(
+                    LogLevel::Info,
+                    &format!(
+                        "{}: configured ({} bytes of configuration)",
+                        self.name,
+                        config.len()
+                    ),
+                );
+                true
+            }
+            Err(err) => {
+                RealHost.log(
+                    LogLevel::Critical,
+                    &format!("{}: invalid plugin configuration: {err}", self.name),
+                );
+                false
+            }
+        }
+    }
+
+    fn on_tick(&mut self) {
+        if let Some(plugin) = self.plugin.as_mut() {
+            plugin.on_tick(&mut RealHost);
+        }
+    }
+
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
+        let filter = match &self.plugin {
+            Some(plugin) => plugin.create_filter(context_id),
+            None => Box::new(Unconfigured { name: self.name }),
+        };
+        Some(Box::new(Stream { filter }))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+/// Serves streams of a plugin whose configuration was refused: fail closed, say why.
+struct Unconfigured {
+    name: &'static str,
+}
+
+impl HttpFilter for Unconfigured {
+    fn on_request_headers(&mut self, host: &mut dyn Host, _: bool) -> Action {
+        host.send_local_reply(
+            503,
+            &[("content-type", "text/plain")],
+            format!("{}: plugin is not configured\n", self.name).as_bytes(),
+        );
+        Action::Pause
+    }
+}
+
+/// Envoy's HTTP context, forwarding to the plugin's filter.
+struct Stream {
+    filter: Box<dyn HttpFilter>,
+}
+
+impl Context for Stream {
+    fn on_http_call_response(&mut self, token: u32, num_headers: usize, _: usize, _: usize) {
+        let status = call_status(num_headers);
+        self.filter
+            .on_http_call_response(&mut RealHost, token, status);
+    }
+}
+
+impl HttpContext for Stream {
+    fn on_http_request_headers(&mut self, _: usize, end_of_stream: bool) -> types::Action {
+        action(self.filter.on_request_headers(&mut RealHost, end_of_stream))
+    }
+
+    fn on_http_response_headers(&mut self, _: usize, end_of_stream: bool) -> types::Action {
+        action(
+            self.filter
+                .on_response_headers(&mut RealHost, end_of_stream),
+        )
+    }
+}
+
+/// Export a module hosting the given plugins. One plugin: `export!(HeaderRewrite);`.
+/// Several: `export!(JwtAuth, RateLimit, HeaderRewrite);` selected by `root_id`.
+#[macro_export]
+macro_rules! export {
+    ($($plugin:ty),+ $(,)?) => {
+        #[cfg(target_arch = "wasm32")]
+        #[allow(unsafe_code)]
+        mod __wasmgate_export {
+            #[allow(unused_imports)]
+            use super::*;
+            static ENTRIES: &[$crate::proxy::Entry] = &[$($crate::proxy::entry::<$plugin>()),+];
+            $crate::proxy::__proxy_wasm::main! {{
+                $crate::proxy::start(ENTRIES);
+            }}
+        }
+    };
+}

