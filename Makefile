@@ -10,9 +10,9 @@ ENVOY_STAMP  := $(VENV)/.envoy-installed
 WASM_TARGET  := wasm32-wasip1
 WASM_DIR     := target/$(WASM_TARGET)/release
 # Plugins built as modules of their own; wasmgate-all hosts them all in one module.
-PLUGINS      := header-rewrite
+PLUGINS      := header-rewrite jwt-auth rate-limit
 # Debian packages the tests and tools use, installed when missing.
-APT_PACKAGES :=
+APT_PACKAGES := skopeo docker-registry binaryen
 
 .PHONY: help test setup toolchain envoy apt wasm lint unit demo bench clean
 

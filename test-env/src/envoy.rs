@@ -35,14 +35,20 @@ pub fn envoy_binary() -> PathBuf {
     PathBuf::from("envoy")
 }
 
-/// A built Wasm module of this workspace, e.g. `wasm_module("header_rewrite")`.
+/// A built Wasm module of this workspace, e.g. `wasm_module("header_rewrite")`, from
+/// `WASMGATE_WASM_DIR`, else `$CARGO_TARGET_DIR/wasm32-wasip1/release`, else `target/…`.
 ///
 /// # Panics
 /// When the module has not been built: run `make wasm` first.
 pub fn wasm_module(name: &str) -> PathBuf {
-    let dir = env::var_os("WASMGATE_WASM_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("target/wasm32-wasip1/release"));
+    let dir = match (
+        env::var_os("WASMGATE_WASM_DIR"),
+        env::var_os("CARGO_TARGET_DIR"),
+    ) {
+        (Some(dir), _) => PathBuf::from(dir),
+        (None, Some(target)) => PathBuf::from(target).join("wasm32-wasip1/release"),
+        (None, None) => workspace_root().join("target/wasm32-wasip1/release"),
+    };
     let path = dir.join(format!("{name}.wasm"));
     assert!(
         path.is_file(),

@@ -3,4 +3,8 @@
 //! Every separate Wasm VM costs memory and startup time per worker; filters that set the
 //! same `vm_id` and load this module share one VM.
 
-wasmgate_glue::export!(header_rewrite::HeaderRewrite);
+wasmgate_glue::export!(
+    jwt_auth::JwtAuth,
+    rate_limit::RateLimit,
+    header_rewrite::HeaderRewrite,
+);

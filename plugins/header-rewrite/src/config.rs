@@ -138,7 +138,7 @@ mod tests {
     #[test]
     fn unknown_op_names_the_field() {
         let err = compile(r#"{"rules":[{"request":[{"op":"explode","name":"a"}]}]}"#).unwrap_err();
-        assert_eq!(err.field, "rules[0].request[0]");
+        assert_eq!(err.field, "rules[0].request[0].op");
         assert!(err.reason.contains("unknown variant `explode`"), "{err}");
     }
 

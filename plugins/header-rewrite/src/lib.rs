@@ -10,6 +10,7 @@
 pub mod config;
 mod filter;
 
+pub use config::Config;
 pub use filter::{HeaderRewrite, HeaderRewriteFilter};
 
 #[cfg(feature = "export")]

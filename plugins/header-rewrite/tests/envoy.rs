@@ -67,7 +67,7 @@ fn the_combined_module_hosts_header_rewrite_by_root_id() {
     let echo = get_echo(&client(), &envoy.url("/"), &[]);
     assert_eq!(echo.header("x-combined").as_deref(), Some("yes"));
     assert!(envoy.wait_for_log(
-        "this module hosts: header-rewrite",
+        "this module hosts: jwt-auth, rate-limit, header-rewrite",
         std::time::Duration::from_secs(15)
     ));
 }
