@@ -1,0 +1,415 @@
+//! A complete static bootstrap: one listener whose HTTP connection manager runs the chosen
+//! Wasm filters in order and then the router, and the clusters it needs (the upstream, the
+//! registry the modules come from, JWKS issuers, …).
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+
+use serde::Serialize;
+
+use crate::wasm::{Code, HttpFilter, WasmFilter};
+
+/// The name of the cluster requests are routed to.
+pub const UPSTREAM_CLUSTER: &str = "upstream";
+
+/// A configuration that cannot be rendered, with the reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderError(pub String);
+
+impl fmt::Display for RenderError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for RenderError {}
+
+/// What the bootstrap holds.
+#[derive(Debug, Clone)]
+pub struct Spec {
+    /// Where the listener accepts requests.
+    pub listen: SocketAddr,
+    /// Where the admin interface listens; none when absent.
+    pub admin: Option<SocketAddr>,
+    /// The Wasm filters, in the order they run.
+    pub filters: Vec<WasmFilter>,
+    /// `http://host:port` (or `https://`) every request is routed to.
+    pub upstream: String,
+    /// More clusters by name and URL: the registry, JWKS issuers, ….
+    pub clusters: Vec<(String, String)>,
+}
+
+/// Build the bootstrap; fails on a malformed URL, a duplicate cluster, or a filter fetching
+/// its code through a cluster the bootstrap does not define.
+pub fn render(spec: &Spec) -> Result<Bootstrap, RenderError> {
+    let mut clusters = vec![Cluster::for_url(UPSTREAM_CLUSTER, &spec.upstream)?];
+    for (name, url) in &spec.clusters {
+        clusters.push(Cluster::for_url(name, url)?);
+    }
+    let mut names = BTreeSet::new();
+    for cluster in &clusters {
+        if !names.insert(cluster.name.as_str()) {
+            return Err(RenderError(format!(
+                "cluster {:?} is defined twice",
+                cluster.name
+            )));
+        }
+    }
+    for filter in &spec.filters {
+        if let Code::Remote(remote) = &filter.code {
+            if !names.contains(remote.cluster.as_str()) {
+                return Err(RenderError(format!(
+                    "plugin {} fetches its code through cluster {:?}, which is not defined (defined: {})",
+                    filter.plugin,
+                    remote.cluster,
+                    names.iter().copied().collect::<Vec<_>>().join(", ")
+                )));
+            }
+        }
+    }
+    let mut http_filters: Vec<HttpFilter> = spec
+        .filters
+        .iter()
+        .map(WasmFilter::to_http_filter)
+        .collect();
+    http_filters.push(HttpFilter::router());
+    Ok(Bootstrap {
+        admin: spec.admin.map(|addr| Admin {
+            address: Address::socket(addr),
+        }),
+        static_resources: StaticResources {
+            listeners: vec![Listener {
+                name: "wasmgate".into(),
+                address: Address::socket(spec.listen),
+                filter_chains: vec![FilterChain {
+                    filters: vec![NetworkFilter {
+                        name: "envoy.filters.network.http_connection_manager",
+                        typed_config: HttpConnectionManager {
+                            stat_prefix: "wasmgate",
+                            route_config: RouteConfig {
+                                name: "wasmgate",
+                                virtual_hosts: vec![VirtualHost {
+                                    name: "all",
+                                    domains: vec!["*"],
+                                    routes: vec![Route {
+                                        r#match: RouteMatch { prefix: "/" },
+                                        route: RouteAction {
+                                            cluster: UPSTREAM_CLUSTER,
+                                            timeout: "15s",
+                                        },
+                                    }],
+                                }],
+                            },
+                            http_filters,
+                        },
+                    }],
+                }],
+            }],
+            clusters,
+        },
+    })
+}
+
+/// `envoy.config.bootstrap.v3.Bootstrap`, the parts Wasmgate writes.
+#[derive(Debug, Clone, Serialize)]
+pub struct Bootstrap {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin: Option<Admin>,
+    pub static_resources: StaticResources,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Admin {
+    pub address: Address,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StaticResources {
+    pub listeners: Vec<Listener>,
+    pub clusters: Vec<Cluster>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Listener {
+    pub name: String,
+    pub address: Address,
+    pub filter_chains: Vec<FilterChain>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FilterChain {
+    pub filters: Vec<NetworkFilter>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct NetworkFilter {
+    pub name: &'static str,
+    pub typed_config: HttpConnectionManager,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(
+    tag = "@type",
+    rename = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
+)]
+pub struct HttpConnectionManager {
+    pub stat_prefix: &'static str,
+    pub route_config: RouteConfig,
+    pub http_filters: Vec<HttpFilter>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RouteConfig {
+    pub name: &'static str,
+    pub virtual_hosts: Vec<VirtualHost>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct VirtualHost {
+    pub name: &'static str,
+    pub domains: Vec<&'static str>,
+    pub routes: Vec<Route>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Route {
+    pub r#match: RouteMatch,
+    pub route: RouteAction,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RouteMatch {
+    pub prefix: &'static str,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RouteAction {
+    pub cluster: &'static str,
+    pub timeout: &'static str,
+}
+
+/// `envoy.config.core.v3.Address` (socket addresses only).
+#[derive(Debug, Clone, Serialize)]
+pub struct Address {
+    pub socket_address: SocketAddress,
+}
+
+impl Address {
+    fn socket(addr: SocketAddr) -> Self {
+        Address {
+            socket_address: SocketAddress {
+                address: addr.ip().to_string(),
+                port_value: addr.port(),
+            },
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SocketAddress {
+    pub address: String,
+    pub port_value: u16,
+}
+
+/// `envoy.config.cluster.v3.Cluster`: one endpoint, by IP or by DNS name, TLS for `https`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Cluster {
+    pub name: String,
+    pub connect_timeout: &'static str,
+    /// `STATIC` for an IP address, `LOGICAL_DNS` for a host name.
+    pub r#type: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dns_lookup_family: Option<&'static str>,
+    pub load_assignment: LoadAssignment,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transport_socket: Option<TransportSocket>,
+}
+
+impl Cluster {
+    /// The cluster reaching the host and port of an `http://` or `https://` URL.
+    pub fn for_url(name: &str, url: &str) -> Result<Cluster, RenderError> {
+        let parsed = url::Url::parse(url)
+            .map_err(|e| RenderError(format!("cluster {name}: URL {url:?}: {e}")))?;
+        let tls = match parsed.scheme() {
+            "http" => false,
+            "https" => true,
+            other => {
+                return Err(RenderError(format!(
+                    "cluster {name}: URL {url:?} has scheme {other:?}; expected http or https"
+                )))
+            }
+        };
+        let host = match parsed.host() {
+            Some(url::Host::Ipv6(ip)) => ip.to_string(),
+            Some(host) => host.to_string(),
+            None => {
+                return Err(RenderError(format!(
+                    "cluster {name}: URL {url:?} has no host"
+                )))
+            }
+        };
+        let port = parsed.port_or_known_default().unwrap_or(80);
+        let is_ip = host.parse::<IpAddr>().is_ok();
+        Ok(Cluster {
+            name: name.to_owned(),
+            connect_timeout: "5s",
+            r#type: if is_ip { "STATIC" } else { "LOGICAL_DNS" },
+            dns_lookup_family: (!is_ip).then_some("V4_PREFERRED"),
+            load_assignment: LoadAssignment {
+                cluster_name: name.to_owned(),
+                endpoints: vec![LocalityEndpoints {
+                    lb_endpoints: vec![LbEndpoint {
+                        endpoint: Endpoint {
+                            address: Address {
+                                socket_address: SocketAddress {
+                                    address: host.clone(),
+                                    port_value: port,
+                                },
+                            },
+                        },
+                    }],
+                }],
+            },
+            transport_socket: tls.then_some(TransportSocket {
+                name: "envoy.transport_sockets.tls",
+                typed_config: UpstreamTls { sni: host },
+            }),
+        })
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LoadAssignment {
+    pub cluster_name: String,
+    pub endpoints: Vec<LocalityEndpoints>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LocalityEndpoints {
+    pub lb_endpoints: Vec<LbEndpoint>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LbEndpoint {
+    pub endpoint: Endpoint,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Endpoint {
+    pub address: Address,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TransportSocket {
+    pub name: &'static str,
+    pub typed_config: UpstreamTls,
+}
+
+/// `UpstreamTlsContext` with SNI; the system trust store is Envoy's default.
+#[derive(Debug, Clone, Serialize)]
+#[serde(
+    tag = "@type",
+    rename = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext"
+)]
+pub struct UpstreamTls {
+    pub sni: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wasm::Remote;
+    use crate::Sha256;
+
+    fn spec() -> Spec {
+        Spec {
+            listen: "127.0.0.1:8080".parse().unwrap(),
+            admin: Some("127.0.0.1:9901".parse().unwrap()),
+            filters: vec![WasmFilter::new(
+                "header-rewrite",
+                Code::Remote(Remote::new(
+                    "http://127.0.0.1:5000/m",
+                    "registry",
+                    Sha256::of(b"m"),
+                )),
+            )],
+            upstream: "http://127.0.0.1:8000".into(),
+            clusters: vec![("registry".into(), "http://127.0.0.1:5000".into())],
+        }
+    }
+
+    #[test]
+    fn filters_run_in_order_before_the_router() {
+        let mut spec = spec();
+        spec.filters
+            .push(WasmFilter::new("rate-limit", Code::Local("/x.wasm".into())));
+        let json = serde_json::to_value(render(&spec).unwrap()).unwrap();
+        let filters = &json["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+            ["typed_config"]["http_filters"];
+        let roots: Vec<_> = filters
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| {
+                f["typed_config"]["config"]["root_id"]
+                    .as_str()
+                    .unwrap_or("")
+            })
+            .collect();
+        assert_eq!(roots, ["header-rewrite", "rate-limit", ""]);
+        assert_eq!(filters[2]["name"], "envoy.filters.http.router");
+    }
+
+    #[test]
+    fn missing_fetch_cluster_is_refused() {
+        let mut spec = spec();
+        spec.clusters.clear();
+        let err = render(&spec).unwrap_err();
+        assert!(
+            err.0.contains("cluster \"registry\", which is not defined"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn duplicate_cluster_is_refused() {
+        let mut spec = spec();
+        spec.clusters
+            .push(("upstream".into(), "http://127.0.0.1:1".into()));
+        assert!(render(&spec).unwrap_err().0.contains("defined twice"));
+    }
+
+    #[test]
+    fn clusters_follow_the_url() {
+        let dns = Cluster::for_url("jwks", "https://issuer.example.com/keys").unwrap();
+        assert_eq!(dns.r#type, "LOGICAL_DNS");
+        assert_eq!(
+            dns.load_assignment.endpoints[0].lb_endpoints[0]
+                .endpoint
+                .address
+                .socket_address
+                .port_value,
+            443
+        );
+        assert_eq!(
+            dns.transport_socket.unwrap().typed_config.sni,
+            "issuer.example.com"
+        );
+        let ip = Cluster::for_url("r", "http://[::1]:5000").unwrap();
+        assert_eq!(ip.r#type, "STATIC");
+        assert_eq!(
+            ip.load_assignment.endpoints[0].lb_endpoints[0]
+                .endpoint
+                .address
+                .socket_address
+                .address,
+            "::1"
+        );
+        assert!(Cluster::for_url("r", "ftp://x")
+            .unwrap_err()
+            .0
+            .contains("expected http or https"));
+        assert!(Cluster::for_url("r", "not a url").is_err());
+    }
+}

@@ -1,0 +1,45 @@
+//! Typed Envoy configuration for Wasmgate: the Wasm HTTP filter with its code loaded from a
+//! file or fetched by URL and pinned by SHA-256, and a complete static bootstrap around it.
+//!
+//! ```
+//! use wasmgate_envoy::{render, Code, Remote, Sha256, Spec, WasmFilter};
+//! let sha: Sha256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855".parse().unwrap();
+//! let filter = WasmFilter::new(
+//!     "header-rewrite",
+//!     Code::Remote(Remote::new("http://127.0.0.1:5000/m.wasm", "registry", sha)),
+//! );
+//! let bootstrap = render(&Spec {
+//!     listen: "127.0.0.1:10000".parse().unwrap(),
+//!     admin: None,
+//!     filters: vec![filter],
+//!     upstream: "http://127.0.0.1:8000".into(),
+//!     clusters: vec![("registry".into(), "http://127.0.0.1:5000".into())],
+//! })
+//! .unwrap();
+//! assert_eq!(bootstrap.static_resources.clusters.len(), 2);
+//! ```
+
+mod bootstrap;
+mod digest;
+mod wasm;
+
+use std::time::Duration;
+
+pub use bootstrap::{
+    render, Address, Admin, Bootstrap, Cluster, RenderError, Spec, StaticResources,
+    UPSTREAM_CLUSTER,
+};
+pub use digest::{DigestError, Sha256};
+pub use wasm::{
+    AsyncDataSource, Code, HttpFilter, PluginConfig, Remote, RetryPolicy, VmConfig, WasmFilter,
+    RUNTIME_V8, WASM_FILTER,
+};
+
+/// A protobuf JSON duration: `10s`, `1.500s`.
+fn duration(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}.{:03}s", d.as_secs(), d.subsec_millis())
+    }
+}

@@ -1,0 +1,644 @@
+//! The three manifests: `WasmPlugin` and its successor `TrafficExtension`
+//! (`extensions.istio.io/v1alpha1`), and `EnvoyFilter` (`networking.istio.io/v1alpha3`).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use serde::Serialize;
+use serde_json::Value;
+use wasmgate_envoy::{Cluster, Code, HttpFilter, Sha256, WasmFilter};
+
+use crate::api::{
+    EnvVar, FailStrategy, Metadata, Phase, PluginType, PullPolicy, TargetRef, TrafficSelector,
+    VmConfig, WorkloadSelector,
+};
+
+/// A manifest that cannot be rendered, with the field and the reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestError(pub String);
+
+impl fmt::Display for ManifestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ManifestError {}
+
+fn fail<T>(message: String) -> Result<T, ManifestError> {
+    Err(ManifestError(message))
+}
+
+/// Everything a WasmPlugin or TrafficExtension for one plugin says.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PluginSpec {
+    pub metadata: Metadata,
+    /// `pluginName`: the root id selecting the plugin in its module.
+    pub plugin_name: String,
+    /// `http(s)://` URL of the module, or `oci://` image.
+    pub url: String,
+    pub sha256: Sha256,
+    /// `pluginConfig`: a JSON object, already validated against the plugin's own types.
+    pub plugin_config: Value,
+    pub phase: Option<Phase>,
+    pub priority: Option<i32>,
+    /// `selector.matchLabels`; at most one of this and `target_refs`.
+    pub selector: BTreeMap<String, String>,
+    pub target_refs: Vec<TargetRef>,
+    /// `match`.
+    pub traffic: Vec<TrafficSelector>,
+    pub fail_strategy: Option<FailStrategy>,
+    pub image_pull_policy: Option<PullPolicy>,
+    pub image_pull_secret: Option<String>,
+    /// `vmConfig.env`.
+    pub env: Vec<EnvVar>,
+}
+
+impl PluginSpec {
+    /// The spec for `plugin_name` at `url` pinned by `sha256`, named after the plugin, with an
+    /// empty configuration and Istio's defaults for everything else.
+    pub fn new(plugin_name: &str, url: &str, sha256: Sha256) -> Self {
+        PluginSpec {
+            metadata: Metadata {
+                name: plugin_name.to_owned(),
+                namespace: None,
+            },
+            plugin_name: plugin_name.to_owned(),
+            url: url.to_owned(),
+            sha256,
+            plugin_config: Value::Object(serde_json::Map::new()),
+            phase: None,
+            priority: None,
+            selector: BTreeMap::new(),
+            target_refs: Vec::new(),
+            traffic: Vec::new(),
+            fail_strategy: None,
+            image_pull_policy: None,
+            image_pull_secret: None,
+            env: Vec::new(),
+        }
+    }
+
+    /// Refuse what Istio would refuse, naming the field.
+    fn check(&self) -> Result<(), ManifestError> {
+        if !self.selector.is_empty() && !self.target_refs.is_empty() {
+            return fail("selector and targetRefs: set at most one of them".into());
+        }
+        if self.target_refs.len() > 16 {
+            return fail(format!(
+                "targetRefs: {} entries, at most 16 are allowed",
+                self.target_refs.len()
+            ));
+        }
+        check_url(&self.url, &self.sha256)?;
+        if self.plugin_name.is_empty() || self.plugin_name.len() > 256 {
+            return fail("pluginName: must be 1 to 256 characters".into());
+        }
+        if !self.plugin_config.is_object() {
+            return fail("pluginConfig: must be an object".into());
+        }
+        if let Some(secret) = &self.image_pull_secret {
+            if secret.is_empty() || secret.len() > 253 {
+                return fail("imagePullSecret: must be 1 to 253 characters".into());
+            }
+        }
+        let mut names = BTreeSet::new();
+        for (i, env) in self.env.iter().enumerate() {
+            if !names.insert(env.name.as_str()) {
+                return fail(format!("vmConfig.env[{i}]: {} is set twice", env.name));
+            }
+        }
+        Ok(())
+    }
+
+    fn vm_config(&self) -> Option<VmConfig> {
+        (!self.env.is_empty()).then(|| VmConfig {
+            env: self.env.clone(),
+        })
+    }
+
+    fn selector(&self) -> Option<WorkloadSelector> {
+        (!self.selector.is_empty()).then(|| WorkloadSelector {
+            match_labels: self.selector.clone(),
+        })
+    }
+}
+
+/// `url` must use a scheme Istio fetches, and a digest inside it must match `sha256`.
+fn check_url(url: &str, sha256: &Sha256) -> Result<(), ManifestError> {
+    if url.is_empty() {
+        return fail("url: is empty".into());
+    }
+    if let Some((scheme, _)) = url.split_once("://") {
+        if !["http", "https", "oci", "file"].contains(&scheme) {
+            return fail(format!(
+                "url: scheme {scheme:?} is not one of http, https, oci, file"
+            ));
+        }
+    }
+    if let Some((_, pinned)) = url.rsplit_once("@sha256:") {
+        match format!("sha256:{pinned}").parse::<Sha256>() {
+            Ok(digest) if digest == *sha256 => {}
+            Ok(digest) => {
+                return fail(format!(
+                    "url: pins sha256 {digest}, but sha256 is {sha256}; they must match"
+                ))
+            }
+            Err(e) => return fail(format!("url: {e}")),
+        }
+    }
+    Ok(())
+}
+
+/// An Istio `WasmPlugin`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WasmPlugin {
+    pub api_version: &'static str,
+    pub kind: &'static str,
+    pub metadata: Metadata,
+    pub spec: WasmPluginSpec,
+}
+
+/// `WasmPlugin.spec`, fields in the order of Istio's reference.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WasmPluginSpec {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub selector: Option<WorkloadSelector>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub target_refs: Vec<TargetRef>,
+    pub url: String,
+    pub sha256: Sha256,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image_pull_policy: Option<PullPolicy>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image_pull_secret: Option<String>,
+    pub plugin_config: Value,
+    pub plugin_name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub phase: Option<Phase>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub priority: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fail_strategy: Option<FailStrategy>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vm_config: Option<VmConfig>,
+    #[serde(rename = "match", skip_serializing_if = "Vec::is_empty")]
+    pub traffic: Vec<TrafficSelector>,
+    pub r#type: PluginType,
+}
+
+/// Render a `WasmPlugin`.
+pub fn wasm_plugin(spec: &PluginSpec) -> Result<WasmPlugin, ManifestError> {
+    spec.check()?;
+    Ok(WasmPlugin {
+        api_version: "extensions.istio.io/v1alpha1",
+        kind: "WasmPlugin",
+        metadata: spec.metadata.clone(),
+        spec: WasmPluginSpec {
+            selector: spec.selector(),
+            target_refs: spec.target_refs.clone(),
+            url: spec.url.clone(),
+            sha256: spec.sha256.clone(),
+            image_pull_policy: spec.image_pull_policy,
+            image_pull_secret: spec.image_pull_secret.clone(),
+            plugin_config: spec.plugin_config.clone(),
+            plugin_name: spec.plugin_name.clone(),
+            phase: spec.phase,
+            priority: spec.priority,
+            fail_strategy: spec.fail_strategy,
+            vm_config: spec.vm_config(),
+            traffic: spec.traffic.clone(),
+            r#type: PluginType::Http,
+        },
+    })
+}
+
+/// An Istio `TrafficExtension` (Istio 1.30+, supersedes WasmPlugin).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TrafficExtension {
+    pub api_version: &'static str,
+    pub kind: &'static str,
+    pub metadata: Metadata,
+    pub spec: TrafficExtensionSpec,
+}
+
+/// `TrafficExtension.spec`: targeting and ordering here, the module under `wasm`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TrafficExtensionSpec {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub selector: Option<WorkloadSelector>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub target_refs: Vec<TargetRef>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub phase: Option<Phase>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub priority: Option<i32>,
+    #[serde(rename = "match", skip_serializing_if = "Vec::is_empty")]
+    pub traffic: Vec<TrafficSelector>,
+    pub wasm: WasmConfig,
+}
+
+/// `TrafficExtension.spec.wasm`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WasmConfig {
+    pub url: String,
+    pub sha256: Sha256,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image_pull_policy: Option<PullPolicy>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image_pull_secret: Option<String>,
+    pub plugin_config: Value,
+    pub plugin_name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fail_strategy: Option<FailStrategy>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vm_config: Option<VmConfig>,
+    pub r#type: PluginType,
+}
+
+/// Render a `TrafficExtension`.
+pub fn traffic_extension(spec: &PluginSpec) -> Result<TrafficExtension, ManifestError> {
+    spec.check()?;
+    Ok(TrafficExtension {
+        api_version: "extensions.istio.io/v1alpha1",
+        kind: "TrafficExtension",
+        metadata: spec.metadata.clone(),
+        spec: TrafficExtensionSpec {
+            selector: spec.selector(),
+            target_refs: spec.target_refs.clone(),
+            phase: spec.phase,
+            priority: spec.priority,
+            traffic: spec.traffic.clone(),
+            wasm: WasmConfig {
+                url: spec.url.clone(),
+                sha256: spec.sha256.clone(),
+                image_pull_policy: spec.image_pull_policy,
+                image_pull_secret: spec.image_pull_secret.clone(),
+                plugin_config: spec.plugin_config.clone(),
+                plugin_name: spec.plugin_name.clone(),
+                fail_strategy: spec.fail_strategy,
+                vm_config: spec.vm_config(),
+                r#type: PluginType::Http,
+            },
+        },
+    })
+}
+
+/// Which proxies' listeners an EnvoyFilter patches (`match.context`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum PatchContext {
+    /// Requests arriving at a workload's sidecar.
+    SidecarInbound,
+    /// Requests a workload sends out through its sidecar.
+    SidecarOutbound,
+    /// Requests through an Istio gateway.
+    Gateway,
+}
+
+impl std::str::FromStr for PatchContext {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "SIDECAR_INBOUND" => Ok(PatchContext::SidecarInbound),
+            "SIDECAR_OUTBOUND" => Ok(PatchContext::SidecarOutbound),
+            "GATEWAY" => Ok(PatchContext::Gateway),
+            other => Err(format!(
+                "{other:?}: expected SIDECAR_INBOUND, SIDECAR_OUTBOUND or GATEWAY"
+            )),
+        }
+    }
+}
+
+/// Everything an EnvoyFilter for a chain of plugins says.
+#[derive(Debug, Clone)]
+pub struct EnvoyFilterSpec {
+    pub metadata: Metadata,
+    /// `workloadSelector.labels`; empty applies to every workload in the namespace.
+    pub selector: BTreeMap<String, String>,
+    pub context: PatchContext,
+    /// The plugins, in the order they run, each inserted before the router.
+    pub filters: Vec<WasmFilter>,
+    /// Clusters to add by name and URL: the registry the modules are fetched from.
+    pub clusters: Vec<(String, String)>,
+}
+
+/// An Istio `EnvoyFilter`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EnvoyFilter {
+    pub api_version: &'static str,
+    pub kind: &'static str,
+    pub metadata: Metadata,
+    pub spec: EnvoyFilterBody,
+}
+
+/// `EnvoyFilter.spec`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EnvoyFilterBody {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workload_selector: Option<LabelSelector>,
+    pub config_patches: Vec<ConfigPatch>,
+}
+
+/// `EnvoyFilter.spec.workloadSelector`.
+#[derive(Debug, Clone, Serialize)]
+pub struct LabelSelector {
+    pub labels: BTreeMap<String, String>,
+}
+
+/// One of `configPatches`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConfigPatch {
+    /// `CLUSTER` or `HTTP_FILTER`.
+    pub apply_to: &'static str,
+    pub r#match: PatchMatch,
+    pub patch: Patch,
+}
+
+/// `configPatches[].match`.
+#[derive(Debug, Clone, Serialize)]
+pub struct PatchMatch {
+    pub context: PatchContext,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listener: Option<ListenerMatch>,
+}
+
+/// `match.listener`: the HTTP connection manager's router, before which plugins go.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListenerMatch {
+    pub filter_chain: FilterChainMatch,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FilterChainMatch {
+    pub filter: FilterMatch,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FilterMatch {
+    pub name: &'static str,
+    pub sub_filter: SubFilterMatch,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SubFilterMatch {
+    pub name: &'static str,
+}
+
+/// `configPatches[].patch`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Patch {
+    /// `ADD` (a cluster) or `INSERT_BEFORE` (a filter before the router).
+    pub operation: &'static str,
+    pub value: PatchValue,
+}
+
+/// The Envoy object a patch adds.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum PatchValue {
+    Cluster(Box<Cluster>),
+    HttpFilter(HttpFilter),
+}
+
+/// Render an `EnvoyFilter` adding the registry cluster and inserting each plugin, in order,
+/// before the router. Fails when a plugin fetches its code through a cluster not added here.
+pub fn envoy_filter(spec: &EnvoyFilterSpec) -> Result<EnvoyFilter, ManifestError> {
+    if spec.filters.is_empty() {
+        return fail("an EnvoyFilter needs at least one plugin".into());
+    }
+    let names: BTreeSet<&str> = spec.clusters.iter().map(|(n, _)| n.as_str()).collect();
+    if names.len() != spec.clusters.len() {
+        return fail("clusters: a cluster name is given twice".into());
+    }
+    for filter in &spec.filters {
+        if let Code::Remote(remote) = &filter.code {
+            if !names.contains(remote.cluster.as_str()) {
+                return fail(format!(
+                    "plugin {} fetches its code through cluster {:?}, which the EnvoyFilter does not add",
+                    filter.plugin, remote.cluster
+                ));
+            }
+        }
+    }
+    // Clusters are global to the proxy; sidecars build them in the outbound pass.
+    let cluster_context = match spec.context {
+        PatchContext::Gateway => PatchContext::Gateway,
+        PatchContext::SidecarInbound | PatchContext::SidecarOutbound => {
+            PatchContext::SidecarOutbound
+        }
+    };
+    let mut patches = Vec::new();
+    for (name, url) in &spec.clusters {
+        let cluster = Cluster::for_url(name, url).map_err(|e| ManifestError(e.0))?;
+        patches.push(ConfigPatch {
+            apply_to: "CLUSTER",
+            r#match: PatchMatch {
+                context: cluster_context,
+                listener: None,
+            },
+            patch: Patch {
+                operation: "ADD",
+                value: PatchValue::Cluster(Box::new(cluster)),
+            },
+        });
+    }
+    // Each INSERT_BEFORE the router lands after the plugins inserted before it, so the
+    // chain keeps the order given.
+    for filter in &spec.filters {
+        patches.push(ConfigPatch {
+            apply_to: "HTTP_FILTER",
+            r#match: PatchMatch {
+                context: spec.context,
+                listener: Some(ListenerMatch {
+                    filter_chain: FilterChainMatch {
+                        filter: FilterMatch {
+                            name: "envoy.filters.network.http_connection_manager",
+                            sub_filter: SubFilterMatch {
+                                name: "envoy.filters.http.router",
+                            },
+                        },
+                    },
+                }),
+            },
+            patch: Patch {
+                operation: "INSERT_BEFORE",
+                value: PatchValue::HttpFilter(filter.to_http_filter()),
+            },
+        });
+    }
+    Ok(EnvoyFilter {
+        api_version: "networking.istio.io/v1alpha3",
+        kind: "EnvoyFilter",
+        metadata: spec.metadata.clone(),
+        spec: EnvoyFilterBody {
+            workload_selector: (!spec.selector.is_empty()).then(|| LabelSelector {
+                labels: spec.selector.clone(),
+            }),
+            config_patches: patches,
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use wasmgate_envoy::Remote;
+
+    fn sha() -> Sha256 {
+        Sha256::of(b"module")
+    }
+
+    fn spec() -> PluginSpec {
+        let mut spec = PluginSpec::new("jwt-auth", "http://registry:5000/m.wasm", sha());
+        spec.plugin_config = json!({"issuers": []});
+        spec.phase = Some(Phase::Authn);
+        spec
+    }
+
+    #[test]
+    fn wasm_plugin_fields_are_istios() {
+        let mut spec = spec();
+        spec.selector.insert("app".into(), "api".into());
+        spec.env.push("POD_NAME".parse().unwrap());
+        spec.traffic.push(TrafficSelector {
+            mode: Some(crate::WorkloadMode::Server),
+            ports: vec![crate::PortSelector { number: 8080 }],
+        });
+        let json = serde_json::to_value(wasm_plugin(&spec).unwrap()).unwrap();
+        assert_eq!(json["apiVersion"], "extensions.istio.io/v1alpha1");
+        assert_eq!(json["kind"], "WasmPlugin");
+        assert_eq!(
+            json["spec"]["selector"],
+            json!({"matchLabels": {"app": "api"}})
+        );
+        assert_eq!(json["spec"]["sha256"], sha().hex());
+        assert_eq!(json["spec"]["pluginName"], "jwt-auth");
+        assert_eq!(json["spec"]["phase"], "AUTHN");
+        assert_eq!(json["spec"]["type"], "HTTP");
+        assert_eq!(
+            json["spec"]["vmConfig"],
+            json!({"env": [{"name": "POD_NAME", "valueFrom": "HOST"}]})
+        );
+        assert_eq!(
+            json["spec"]["match"],
+            json!([{"mode": "SERVER", "ports": [{"number": 8080}]}])
+        );
+    }
+
+    #[test]
+    fn traffic_extension_nests_the_module_under_wasm() {
+        let mut spec = spec();
+        spec.fail_strategy = Some(FailStrategy::FailClose);
+        spec.image_pull_policy = Some(PullPolicy::IfNotPresent);
+        let json = serde_json::to_value(traffic_extension(&spec).unwrap()).unwrap();
+        assert_eq!(json["kind"], "TrafficExtension");
+        assert_eq!(json["spec"]["phase"], "AUTHN");
+        assert_eq!(json["spec"]["wasm"]["url"], "http://registry:5000/m.wasm");
+        assert_eq!(json["spec"]["wasm"]["failStrategy"], "FAIL_CLOSE");
+        assert_eq!(json["spec"]["wasm"]["imagePullPolicy"], "IfNotPresent");
+        assert!(json["spec"].get("url").is_none());
+    }
+
+    #[test]
+    fn refusals_name_the_field() {
+        let mut both = spec();
+        both.selector.insert("app".into(), "api".into());
+        both.target_refs.push("Gateway/public".parse().unwrap());
+        assert!(wasm_plugin(&both)
+            .unwrap_err()
+            .0
+            .starts_with("selector and targetRefs"));
+
+        let mut scheme = spec();
+        scheme.url = "ftp://x/m.wasm".into();
+        assert!(wasm_plugin(&scheme)
+            .unwrap_err()
+            .0
+            .starts_with("url: scheme \"ftp\""));
+
+        let mut pinned = spec();
+        pinned.url = format!("oci://registry/jwt@sha256:{}", Sha256::of(b"other"));
+        assert!(traffic_extension(&pinned)
+            .unwrap_err()
+            .0
+            .contains("they must match"));
+        pinned.url = format!("oci://registry/jwt@sha256:{}", sha());
+        assert!(traffic_extension(&pinned).is_ok());
+
+        let mut config = spec();
+        config.plugin_config = json!([1]);
+        assert_eq!(
+            wasm_plugin(&config).unwrap_err().0,
+            "pluginConfig: must be an object"
+        );
+    }
+
+    #[test]
+    fn envoy_filter_adds_cluster_then_filters_in_order() {
+        let filters = ["jwt-auth", "rate-limit"]
+            .map(|p| {
+                WasmFilter::new(
+                    p,
+                    Code::Remote(Remote::new(
+                        format!("http://registry:5000/{p}"),
+                        "wasmgate-registry",
+                        sha(),
+                    )),
+                )
+            })
+            .to_vec();
+        let spec = EnvoyFilterSpec {
+            metadata: Metadata {
+                name: "wasmgate".into(),
+                namespace: Some("istio-system".into()),
+            },
+            selector: BTreeMap::from([("istio".into(), "ingressgateway".into())]),
+            context: PatchContext::Gateway,
+            filters,
+            clusters: vec![("wasmgate-registry".into(), "http://registry:5000".into())],
+        };
+        let json = serde_json::to_value(envoy_filter(&spec).unwrap()).unwrap();
+        assert_eq!(json["apiVersion"], "networking.istio.io/v1alpha3");
+        assert_eq!(
+            json["spec"]["workloadSelector"],
+            json!({"labels": {"istio": "ingressgateway"}})
+        );
+        let patches = json["spec"]["configPatches"].as_array().unwrap();
+        assert_eq!(patches[0]["applyTo"], "CLUSTER");
+        assert_eq!(patches[0]["patch"]["operation"], "ADD");
+        assert_eq!(patches[0]["patch"]["value"]["name"], "wasmgate-registry");
+        assert_eq!(
+            patches[1]["match"]["listener"]["filterChain"]["filter"]["subFilter"]["name"],
+            "envoy.filters.http.router"
+        );
+        assert_eq!(patches[1]["patch"]["operation"], "INSERT_BEFORE");
+        assert_eq!(
+            patches[1]["patch"]["value"]["typed_config"]["config"]["root_id"],
+            "jwt-auth"
+        );
+        assert_eq!(
+            patches[2]["patch"]["value"]["typed_config"]["config"]["root_id"],
+            "rate-limit"
+        );
+
+        let mut missing = spec.clone();
+        missing.clusters.clear();
+        assert!(envoy_filter(&missing)
+            .unwrap_err()
+            .0
+            .contains("does not add"));
+    }
+}
