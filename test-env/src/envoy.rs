@@ -41,21 +41,26 @@ pub fn envoy_binary() -> PathBuf {
 /// # Panics
 /// When the module has not been built: run `make wasm` first.
 pub fn wasm_module(name: &str) -> PathBuf {
-    let dir = match (
-        env::var_os("WASMGATE_WASM_DIR"),
-        env::var_os("CARGO_TARGET_DIR"),
-    ) {
-        (Some(dir), _) => PathBuf::from(dir),
-        (None, Some(target)) => PathBuf::from(target).join("wasm32-wasip1/release"),
-        (None, None) => workspace_root().join("target/wasm32-wasip1/release"),
-    };
-    let path = dir.join(format!("{name}.wasm"));
+    let path = wasm_dir().join(format!("{name}.wasm"));
     assert!(
         path.is_file(),
         "{} is missing: build the plugins first with `make wasm`",
         path.display()
     );
     path
+}
+
+/// Where [`wasm_module`] looks for modules: `WASMGATE_WASM_DIR`, else
+/// `$CARGO_TARGET_DIR/wasm32-wasip1/release`, else `target/…` (the folder may not exist).
+pub fn wasm_dir() -> PathBuf {
+    match (
+        env::var_os("WASMGATE_WASM_DIR"),
+        env::var_os("CARGO_TARGET_DIR"),
+    ) {
+        (Some(dir), _) => PathBuf::from(dir),
+        (None, Some(target)) => PathBuf::from(target).join("wasm32-wasip1/release"),
+        (None, None) => workspace_root().join("target/wasm32-wasip1/release"),
+    }
 }
 
 /// A proxy-wasm HTTP filter for the bootstrap.
