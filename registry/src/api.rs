@@ -1,0 +1,604 @@
+//! The HTTP API: publish, list, metadata, downloads, health and metrics.
+
+use std::io;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime};
+
+use axum::body::{Body, BodyDataStream};
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path as UrlPath, State};
+use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
+use axum::middleware::from_fn_with_state;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, put};
+use axum::{Json, Router};
+use futures_util::StreamExt as _;
+use serde_json::{json, Value};
+use sha2::{Digest as _, Sha256};
+use tokio::io::{AsyncWriteExt as _, BufWriter};
+
+use crate::download::{serve_file, Serve, IMMUTABLE, SHORT};
+use crate::error::ApiError;
+use crate::names::{Digest, PluginName, Version};
+use crate::oci::{self, build_image, ImageSource};
+use crate::store::{Put, VersionMeta};
+use crate::wasm::{self, WasmError, WASM_HEADER};
+use crate::{metrics, Registry};
+
+/// Header: the SHA256 the client expects the upload to have (64 hex).
+pub const SHA256_HEADER: &str = "x-wasmgate-sha256";
+/// Header: the module's root id (metadata).
+pub const ROOT_ID_HEADER: &str = "x-wasmgate-root-id";
+/// Header: a one-line description (metadata).
+pub const DESCRIPTION_HEADER: &str = "x-wasmgate-description";
+
+/// The largest config JSON Schema accepted.
+const MAX_SCHEMA_BYTES: usize = 1024 * 1024;
+const MAX_DESCRIPTION_BYTES: usize = 1024;
+/// After refusing an upload, how long and how much of its body to read and throw away so the
+/// client gets the answer instead of a reset connection (nginx's lingering close).
+const LINGER_TIME: Duration = Duration::from_secs(30);
+const LINGER_BYTES: u64 = 1024 * 1024 * 1024;
+/// Write buffer of an upload: fewer, larger writes.
+const UPLOAD_BUFFER: usize = 256 * 1024;
+
+/// The registry's routes, for [`crate::serve_on`] or for tests with `oneshot`.
+pub fn app(registry: Registry) -> Router {
+    Router::new()
+        .route("/api/v1/plugins", get(list_plugins))
+        .route("/api/v1/plugins/{name}", get(list_versions))
+        .route(
+            "/api/v1/plugins/{name}/versions/{version}",
+            get(get_version).put(publish),
+        )
+        .route(
+            "/api/v1/plugins/{name}/versions/{version}/schema",
+            put(put_schema),
+        )
+        .route(
+            "/api/v1/plugins/{name}/versions/{version}/module",
+            get(download_module),
+        )
+        .route("/api/v1/blobs/{digest}", get(download_blob))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(render_metrics))
+        .merge(oci::routes())
+        .route_layer(from_fn_with_state(registry.clone(), metrics::track))
+        .fallback(fallback)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(registry)
+}
+
+fn is_oci(uri: &Uri) -> bool {
+    uri.path() == "/v2" || uri.path().starts_with("/v2/")
+}
+
+async fn fallback(method: Method, uri: Uri) -> Response {
+    if is_oci(&uri) {
+        return oci::fallback(method == Method::GET || method == Method::HEAD);
+    }
+    ApiError::not_found("not_found", "no such route").into_response()
+}
+
+async fn method_not_allowed(uri: Uri) -> Response {
+    if is_oci(&uri) {
+        return oci::fallback(false);
+    }
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route does not take that method",
+    )
+    .into_response()
+}
+
+async fn readyz(State(registry): State<Registry>) -> Response {
+    if registry.store().writable() {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            "the store is not writable",
+        )
+        .into_response()
+    }
+}
+
+async fn render_metrics(State(registry): State<Registry>) -> Response {
+    let (plugins, versions) = registry.store().counts();
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        registry.metrics().render(plugins, versions),
+    )
+        .into_response()
+}
+
+fn parse_name(name: &str) -> Result<PluginName, ApiError> {
+    name.parse()
+        .map_err(|e: String| ApiError::bad_request("invalid_name", e))
+}
+
+fn parse_ids(
+    path: Result<UrlPath<(String, String)>, PathRejection>,
+) -> Result<(PluginName, Version), ApiError> {
+    let UrlPath((name, version)) = path.map_err(path_error)?;
+    let name = parse_name(&name)?;
+    let version = version
+        .parse()
+        .map_err(|e: String| ApiError::bad_request("invalid_version", e))?;
+    Ok((name, version))
+}
+
+fn path_error(_: PathRejection) -> ApiError {
+    ApiError::bad_request("invalid_path", "malformed path")
+}
+
+fn read_access(registry: &Registry, headers: &HeaderMap) -> Result<(), ApiError> {
+    if registry.can_read(headers) {
+        Ok(())
+    } else {
+        Err(ApiError::unauthorized())
+    }
+}
+
+fn version_json(meta: &VersionMeta, schema: Option<Value>) -> Value {
+    json!({
+        "name": meta.name,
+        "version": meta.version,
+        "sha256": meta.sha256,
+        "size": meta.size,
+        "created": meta.created,
+        "abi_version": meta.abi_version,
+        "root_id": meta.root_id,
+        "description": meta.description,
+        "schema": schema,
+        "module_url": format!("/api/v1/plugins/{}/versions/{}/module", meta.name, meta.version),
+        "blob_url": format!("/api/v1/blobs/sha256:{}", meta.sha256),
+        "oci": {
+            "reference": format!("{}:{}", meta.name, meta.version),
+            "manifest_digest": meta.oci.manifest.digest,
+        },
+    })
+}
+
+async fn list_plugins(
+    State(registry): State<Registry>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    read_access(&registry, &headers)?;
+    let plugins: Vec<Value> = registry
+        .store()
+        .plugins()
+        .into_iter()
+        .map(|(name, latest, versions)| json!({ "name": name, "latest": latest, "versions": versions }))
+        .collect();
+    Ok(Json(json!({ "plugins": plugins })))
+}
+
+async fn list_versions(
+    State(registry): State<Registry>,
+    path: Result<UrlPath<String>, PathRejection>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    read_access(&registry, &headers)?;
+    let UrlPath(name) = path.map_err(path_error)?;
+    let name = parse_name(&name)?;
+    let versions = registry
+        .store()
+        .versions(&name)
+        .ok_or_else(|| ApiError::not_found("plugin_not_found", format!("no plugin {name}")))?;
+    let versions: Vec<Value> = versions
+        .iter()
+        .map(|m| json!({ "version": m.version, "sha256": m.sha256, "size": m.size, "created": m.created }))
+        .collect();
+    Ok(Json(json!({ "name": name.as_str(), "versions": versions })))
+}
+
+fn version_not_found(name: &PluginName, version: &Version) -> ApiError {
+    ApiError::not_found(
+        "version_not_found",
+        format!("no version {version} of {name}"),
+    )
+}
+
+async fn get_version(
+    State(registry): State<Registry>,
+    path: Result<UrlPath<(String, String)>, PathRejection>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    read_access(&registry, &headers)?;
+    let (name, version) = parse_ids(path)?;
+    let meta = registry
+        .store()
+        .get(&name, &version)
+        .ok_or_else(|| version_not_found(&name, &version))?;
+    let schema = registry
+        .store()
+        .schema(&name, &version)
+        .map_err(ApiError::internal)?
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok());
+    Ok(Json(version_json(&meta, schema)))
+}
+
+async fn download_module(
+    State(registry): State<Registry>,
+    path: Result<UrlPath<(String, String)>, PathRejection>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    read_access(&registry, &headers)?;
+    let (name, version) = parse_ids(path)?;
+    let meta = registry
+        .store()
+        .get(&name, &version)
+        .ok_or_else(|| version_not_found(&name, &version))?;
+    send_module(&registry, &meta.digest(), SHORT, &headers).await
+}
+
+async fn download_blob(
+    State(registry): State<Registry>,
+    path: Result<UrlPath<String>, PathRejection>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    read_access(&registry, &headers)?;
+    let UrlPath(digest) = path.map_err(path_error)?;
+    let digest: Digest = digest
+        .parse()
+        .map_err(|e: String| ApiError::bad_request("invalid_digest", e))?;
+    if !registry.store().has_module(&digest) {
+        return Err(ApiError::not_found(
+            "blob_not_found",
+            format!("no module {digest}"),
+        ));
+    }
+    send_module(&registry, &digest, IMMUTABLE, &headers).await
+}
+
+async fn send_module(
+    registry: &Registry,
+    digest: &Digest,
+    cache_control: &'static str,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    let serve = Serve {
+        digest,
+        content_type: "application/wasm",
+        cache_control,
+        extra: Vec::new(),
+        bytes_served: registry.metrics().bytes_served.clone(),
+    };
+    match serve_file(&registry.store().blob_path(digest), serve, headers).await {
+        Ok(Some(response)) => Ok(response),
+        Ok(None) => Err(ApiError::internal(format!("blob {digest} is missing"))),
+        Err(e) => Err(ApiError::internal(e)),
+    }
+}
+
+/// Metadata sent with a publish, from its headers.
+struct PublishHeaders {
+    sha256: Option<Digest>,
+    root_id: Option<String>,
+    description: Option<String>,
+}
+
+fn publish_headers(headers: &HeaderMap) -> Result<PublishHeaders, ApiError> {
+    let text = |name: &'static str| -> Result<Option<String>, ApiError> {
+        headers
+            .get(name)
+            .map(|v| {
+                String::from_utf8(v.as_bytes().to_vec())
+                    .map(|s| s.trim().to_owned())
+                    .map_err(|_| {
+                        ApiError::bad_request("invalid_header", format!("{name} is not UTF-8"))
+                    })
+            })
+            .transpose()
+    };
+    let sha256 = text(SHA256_HEADER)?
+        .map(|value| {
+            let hex = value.strip_prefix("sha256:").unwrap_or(&value);
+            Digest::from_hex(hex).map_err(|e| {
+                ApiError::bad_request("invalid_header", format!("{SHA256_HEADER}: {e}"))
+            })
+        })
+        .transpose()?;
+    let root_id = text(ROOT_ID_HEADER)?;
+    if let Some(root_id) = &root_id {
+        let ok = (1..=128).contains(&root_id.len())
+            && root_id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+        if !ok {
+            return Err(ApiError::bad_request(
+                "invalid_header",
+                format!("{ROOT_ID_HEADER}: 1 to 128 of A-Z a-z 0-9 . _ -"),
+            ));
+        }
+    }
+    let description = text(DESCRIPTION_HEADER)?;
+    if let Some(description) = &description {
+        if description.len() > MAX_DESCRIPTION_BYTES || description.chars().any(char::is_control) {
+            return Err(ApiError::bad_request(
+                "invalid_header",
+                format!("{DESCRIPTION_HEADER}: one line of at most {MAX_DESCRIPTION_BYTES} bytes"),
+            ));
+        }
+    }
+    Ok(PublishHeaders {
+        sha256,
+        root_id,
+        description,
+    })
+}
+
+/// Read and discard what is left of a refused upload, within limits.
+async fn linger(mut stream: BodyDataStream) {
+    let deadline = tokio::time::Instant::now() + LINGER_TIME;
+    let mut total = 0u64;
+    while let Ok(Some(Ok(chunk))) = tokio::time::timeout_at(deadline, stream.next()).await {
+        total += chunk.len() as u64;
+        if total > LINGER_BYTES {
+            break;
+        }
+    }
+}
+
+fn too_large(limit: u64) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "too_large",
+        format!("modules are limited to {limit} bytes"),
+    )
+}
+
+fn wasm_error(error: WasmError) -> ApiError {
+    let code = match error {
+        WasmError::NotWasm => "not_wasm",
+        WasmError::Invalid(_) => "invalid_wasm",
+        WasmError::NotProxyWasm(_) => "not_proxy_wasm",
+        WasmError::Io => return ApiError::internal("cannot read an upload back"),
+    };
+    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, error.to_string())
+}
+
+/// Removes an upload's temp file unless it was moved into the store.
+struct TempFile(Option<PathBuf>);
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if let Some(path) = self.0.take() {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> io::Result<T> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)
+}
+
+async fn publish(
+    State(registry): State<Registry>,
+    path: Result<UrlPath<(String, String)>, PathRejection>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let result = publish_module(&registry, path, &headers, body).await;
+    let outcome = match &result {
+        Ok(response) if response.status() == StatusCode::CREATED => "created",
+        Ok(_) => "unchanged",
+        Err(e) if e.status == StatusCode::CONFLICT => "conflict",
+        Err(_) => "refused",
+    };
+    registry.metrics().publish(outcome);
+    result
+}
+
+async fn publish_module(
+    registry: &Registry,
+    path: Result<UrlPath<(String, String)>, PathRejection>,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    if !registry.can_publish(headers) {
+        return Err(ApiError::unauthorized());
+    }
+    let (name, version) = parse_ids(path)?;
+    let stated = publish_headers(headers)?;
+    let limit = registry.config().max_upload_bytes;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let mut stream = body.into_data_stream();
+    if declared.is_some_and(|n| n > limit) {
+        // A client waiting for 100-continue has sent nothing: answer at once.
+        if !headers.contains_key(header::EXPECT) {
+            linger(stream).await;
+        }
+        return Err(too_large(limit));
+    }
+
+    let store = registry.store();
+    let (temp_path, file) = store.temp_file().map_err(ApiError::internal)?;
+    let mut temp = TempFile(Some(temp_path.clone()));
+    let mut writer = BufWriter::with_capacity(UPLOAD_BUFFER, tokio::fs::File::from_std(file));
+    let mut hasher = Sha256::new();
+    let mut size = 0u64;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|_| {
+            ApiError::bad_request("upload_interrupted", "the upload did not complete")
+        })?;
+        let before = size;
+        size += chunk.len() as u64;
+        registry
+            .metrics()
+            .bytes_received
+            .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+        if size > limit {
+            linger(stream).await;
+            return Err(too_large(limit));
+        }
+        // Refuse anything that is not Wasm from its first bytes, not after storing it all.
+        if before < WASM_HEADER.len() as u64 {
+            let start = usize::try_from(before).unwrap_or(0);
+            let seen = &chunk[..chunk.len().min(WASM_HEADER.len() - start)];
+            if seen != &WASM_HEADER[start..start + seen.len()] {
+                linger(stream).await;
+                return Err(wasm_error(WasmError::NotWasm));
+            }
+        }
+        hasher.update(&chunk);
+        writer.write_all(&chunk).await.map_err(ApiError::internal)?;
+    }
+    if size < WASM_HEADER.len() as u64 {
+        return Err(wasm_error(WasmError::NotWasm));
+    }
+    writer.flush().await.map_err(ApiError::internal)?;
+    writer
+        .into_inner()
+        .sync_all()
+        .await
+        .map_err(ApiError::internal)?;
+    let digest = Digest::from_hasher(hasher);
+
+    if let Some(expected) = stated.sha256 {
+        if expected != digest {
+            return Err(ApiError::bad_request(
+                "digest_mismatch",
+                format!(
+                    "the upload has sha256 {}, not the {} stated in {SHA256_HEADER}",
+                    digest.hex(),
+                    expected.hex()
+                ),
+            ));
+        }
+    }
+    if let Some(existing) = store.get(&name, &version) {
+        return existing_answer(&existing, &digest);
+    }
+
+    let inspected_path = temp_path.clone();
+    let info = tokio::task::spawn_blocking(move || {
+        std::fs::File::open(&inspected_path)
+            .map_err(|_| WasmError::Io)
+            .and_then(wasm::inspect)
+    })
+    .await
+    .map_err(ApiError::internal)?
+    .map_err(wasm_error)?;
+
+    let created = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+    let registry_for_write = registry.clone();
+    temp.0 = None;
+    let put = blocking(move || {
+        let store = registry_for_write.store();
+        if let Err(e) = store.commit_blob(&temp_path, &digest) {
+            let _ = std::fs::remove_file(&temp_path);
+            return Err(e);
+        }
+        let module = store.blob_path(&digest);
+        let oci = build_image(
+            store,
+            ImageSource {
+                name: &name,
+                version: &version,
+                module: &module,
+                module_size: size,
+                module_digest: &digest,
+                created: &created,
+            },
+        )?;
+        store.put_version(VersionMeta {
+            name: name.to_string(),
+            version: version.to_string(),
+            sha256: digest.hex(),
+            size,
+            created,
+            abi_version: info.abi_version,
+            root_id: stated.root_id,
+            description: stated.description,
+            oci,
+        })
+    })
+    .await?;
+    match put {
+        Put::Created(meta) => {
+            tracing::info!(name = %meta.name, version = %meta.version, sha256 = %meta.sha256, size = meta.size, "published");
+            let location = format!("/api/v1/plugins/{}/versions/{}", meta.name, meta.version);
+            Ok((
+                StatusCode::CREATED,
+                [(header::LOCATION, location)],
+                Json(version_json(&meta, None)),
+            )
+                .into_response())
+        }
+        Put::Unchanged(existing) | Put::Conflict(existing) => existing_answer(&existing, &digest),
+    }
+}
+
+/// The answer when the version exists: the same module is a no-op, another one a conflict.
+fn existing_answer(existing: &VersionMeta, digest: &Digest) -> Result<Response, ApiError> {
+    if existing.sha256 == digest.hex() {
+        Ok((StatusCode::OK, Json(version_json(existing, None))).into_response())
+    } else {
+        Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "version_exists",
+            format!(
+                "{} {} already exists with other content (sha256 {}); versions are immutable",
+                existing.name, existing.version, existing.sha256
+            ),
+        ))
+    }
+}
+
+async fn put_schema(
+    State(registry): State<Registry>,
+    path: Result<UrlPath<(String, String)>, PathRejection>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    if !registry.can_publish(&headers) {
+        return Err(ApiError::unauthorized());
+    }
+    let (name, version) = parse_ids(path)?;
+    let bytes = axum::body::to_bytes(body, MAX_SCHEMA_BYTES)
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                format!("a schema is limited to {MAX_SCHEMA_BYTES} bytes"),
+            )
+        })?;
+    match serde_json::from_slice::<Value>(&bytes) {
+        Ok(Value::Object(_)) => {}
+        _ => {
+            return Err(ApiError::bad_request(
+                "invalid_schema",
+                "the schema must be a JSON object",
+            ))
+        }
+    }
+    let put = blocking(move || registry.store().put_schema(&name, &version, &bytes)).await?;
+    match put {
+        Put::Created(()) => {
+            Ok((StatusCode::CREATED, Json(json!({ "schema": "created" }))).into_response())
+        }
+        Put::Unchanged(()) => {
+            Ok((StatusCode::OK, Json(json!({ "schema": "unchanged" }))).into_response())
+        }
+        Put::Conflict(()) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "schema_exists",
+            "this version already has another schema",
+        )),
+    }
+}

@@ -1,0 +1,226 @@
+//! Checks that an upload is a valid proxy-wasm module, reading it in pieces so memory stays
+//! bounded by the largest section rather than by the module.
+
+use std::io::Read;
+
+use wasmparser::{
+    Chunk, Encoding, ExternalKind, FuncValidatorAllocations, Parser, Payload, ValidPayload,
+    Validator,
+};
+
+/// The first 8 bytes of every core Wasm module: `\0asm` and binary format version 1.
+pub const WASM_HEADER: [u8; 8] = [0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00];
+
+/// Every proxy-wasm module exports a function with this prefix naming its ABI version.
+const ABI_EXPORT_PREFIX: &str = "proxy_abi_version_";
+
+/// How much to read from the file at a time.
+const READ_CHUNK: usize = 256 * 1024;
+/// The most read at once when the parser asks for a large section.
+const MAX_READ: usize = 16 * 1024 * 1024;
+
+/// Why an upload is not an acceptable module.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum WasmError {
+    /// The bytes do not start with the Wasm magic number and version 1.
+    #[error("not a WebAssembly module (the file does not start with \\0asm and version 1)")]
+    NotWasm,
+    /// The module does not parse or does not validate.
+    #[error("invalid WebAssembly module: {0}")]
+    Invalid(String),
+    /// A valid module that is not a proxy-wasm plugin.
+    #[error("not a proxy-wasm module: {0}")]
+    NotProxyWasm(String),
+    /// Reading the upload back failed.
+    #[error("cannot read the module")]
+    Io,
+}
+
+/// What the registry records about a module.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModuleInfo {
+    /// The proxy-wasm ABI version from the `proxy_abi_version_X_Y_Z` export, as `X.Y.Z`.
+    pub abi_version: String,
+}
+
+/// Whether `prefix` (the first bytes of an upload, however many arrived) can still be a
+/// Wasm module.
+pub fn header_ok(prefix: &[u8]) -> bool {
+    let n = prefix.len().min(WASM_HEADER.len());
+    prefix[..n] == WASM_HEADER[..n]
+}
+
+/// Parse and validate a module read from `reader`, and find its proxy-wasm ABI version.
+pub fn inspect(mut reader: impl Read) -> Result<ModuleInfo, WasmError> {
+    let mut parser = Parser::new(0);
+    let mut validator = Validator::new();
+    let mut allocations = FuncValidatorAllocations::default();
+    let mut abi_versions: Vec<String> = Vec::new();
+    let mut buf: Vec<u8> = Vec::new();
+    let mut eof = false;
+    let mut header_checked = false;
+    loop {
+        if !header_checked && buf.len() >= WASM_HEADER.len() {
+            if !header_ok(&buf) {
+                return Err(WasmError::NotWasm);
+            }
+            header_checked = true;
+        }
+        let chunk = parser
+            .parse(&buf, eof)
+            .map_err(|e| WasmError::Invalid(e.message().to_owned()))?;
+        let (consumed, payload) = match chunk {
+            Chunk::NeedMoreData(hint) => {
+                if eof {
+                    return Err(WasmError::Invalid("unexpected end of module".into()));
+                }
+                // The hint comes from the module's own size fields: never trust it for an allocation.
+                let want = hint.clamp(READ_CHUNK, MAX_READ);
+                let start = buf.len();
+                buf.resize(start + want, 0);
+                let n = reader.read(&mut buf[start..]).map_err(|_| WasmError::Io)?;
+                buf.truncate(start + n);
+                eof = n == 0;
+                if eof && !header_checked && buf.len() < WASM_HEADER.len() {
+                    return Err(WasmError::NotWasm);
+                }
+                continue;
+            }
+            Chunk::Parsed { consumed, payload } => (consumed, payload),
+        };
+        if let Payload::Version { encoding, .. } = &payload {
+            if *encoding != Encoding::Module {
+                return Err(WasmError::NotProxyWasm(
+                    "a component, not a core module".into(),
+                ));
+            }
+        }
+        if let Payload::ExportSection(exports) = &payload {
+            for export in exports.clone() {
+                let export = export.map_err(|e| WasmError::Invalid(e.message().to_owned()))?;
+                if export.kind == ExternalKind::Func {
+                    if let Some(version) = export.name.strip_prefix(ABI_EXPORT_PREFIX) {
+                        abi_versions.push(version.replace('_', "."));
+                    }
+                }
+            }
+        }
+        let valid = validator
+            .payload(&payload)
+            .map_err(|e| WasmError::Invalid(e.message().to_owned()))?;
+        match valid {
+            ValidPayload::Func(func, body) => {
+                let mut func = func.into_validator(allocations);
+                func.validate(&body)
+                    .map_err(|e| WasmError::Invalid(e.message().to_owned()))?;
+                allocations = func.into_allocations();
+            }
+            ValidPayload::End(_) => break,
+            ValidPayload::Ok | ValidPayload::Parser(_) => {}
+        }
+        buf.drain(..consumed);
+    }
+    match abi_versions.as_slice() {
+        [version] => Ok(ModuleInfo {
+            abi_version: version.clone(),
+        }),
+        [] => Err(WasmError::NotProxyWasm(format!(
+            "it exports no {ABI_EXPORT_PREFIX}* function"
+        ))),
+        _ => Err(WasmError::NotProxyWasm(format!(
+            "it exports more than one {ABI_EXPORT_PREFIX}* function"
+        ))),
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A tiny valid module exporting the given functions (each `() -> ()`), built by hand.
+    pub(crate) fn module_exporting(names: &[&str]) -> Vec<u8> {
+        fn leb(mut n: usize, out: &mut Vec<u8>) {
+            loop {
+                let byte = (n & 0x7f) as u8;
+                n >>= 7;
+                if n == 0 {
+                    out.push(byte);
+                    return;
+                }
+                out.push(byte | 0x80);
+            }
+        }
+        fn section(id: u8, body: &[u8], out: &mut Vec<u8>) {
+            out.push(id);
+            leb(body.len(), out);
+            out.extend_from_slice(body);
+        }
+        let mut module = WASM_HEADER.to_vec();
+        section(1, &[1, 0x60, 0, 0], &mut module);
+        let mut functions = Vec::new();
+        leb(names.len(), &mut functions);
+        functions.extend(std::iter::repeat_n(0u8, names.len()));
+        section(3, &functions, &mut module);
+        let mut exports = Vec::new();
+        leb(names.len(), &mut exports);
+        for (index, name) in names.iter().enumerate() {
+            leb(name.len(), &mut exports);
+            exports.extend_from_slice(name.as_bytes());
+            exports.push(0);
+            leb(index, &mut exports);
+        }
+        section(7, &exports, &mut module);
+        let mut code = Vec::new();
+        leb(names.len(), &mut code);
+        for _ in names {
+            code.extend_from_slice(&[2, 0, 0x0b]);
+        }
+        section(10, &code, &mut module);
+        module
+    }
+
+    #[test]
+    fn a_proxy_wasm_module_reports_its_abi_version() {
+        let module = module_exporting(&["proxy_abi_version_0_2_1", "proxy_on_memory_allocate"]);
+        assert_eq!(
+            inspect(module.as_slice()),
+            Ok(ModuleInfo {
+                abi_version: "0.2.1".into()
+            })
+        );
+    }
+
+    #[test]
+    fn a_module_without_the_abi_export_is_refused() {
+        let module = module_exporting(&["_start"]);
+        assert!(matches!(
+            inspect(module.as_slice()),
+            Err(WasmError::NotProxyWasm(_))
+        ));
+    }
+
+    #[test]
+    fn other_bytes_are_not_wasm() {
+        assert_eq!(
+            inspect(&b"#!/bin/sh\necho hi\n"[..]),
+            Err(WasmError::NotWasm)
+        );
+        assert_eq!(inspect(&b"\0as"[..]), Err(WasmError::NotWasm));
+        assert!(!header_ok(b"\0asm\x02"));
+        assert!(header_ok(b"\0as"));
+    }
+
+    #[test]
+    fn a_truncated_or_corrupt_module_is_invalid() {
+        let module = module_exporting(&["proxy_abi_version_0_2_1"]);
+        let truncated = &module[..module.len() - 2];
+        assert!(matches!(inspect(truncated), Err(WasmError::Invalid(_))));
+        let mut corrupt = module.clone();
+        let last = corrupt.len() - 1;
+        corrupt[last] = 0xff;
+        assert!(matches!(
+            inspect(corrupt.as_slice()),
+            Err(WasmError::Invalid(_))
+        ));
+    }
+}
