@@ -13,8 +13,13 @@ WASM_DIR     := target/$(WASM_TARGET)/release
 PLUGINS      := header-rewrite jwt-auth rate-limit
 # Debian packages the tests and tools use, installed when missing.
 APT_PACKAGES := skopeo docker-registry binaryen
+# Debian packages only `make bench` uses (load generator; the web server it compares with), installed
+# when their command is missing.
+BENCH_APT_PACKAGES := wrk nginx
+# The bench tools are native programs: fat LTO (there for the wasm modules) would only slow their build.
+BENCH_CARGO  := CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 $(CARGO)
 
-.PHONY: help test setup toolchain envoy apt wasm lint unit demo bench clean
+.PHONY: help test setup toolchain envoy apt wasm lint unit demo bench bench-apt clean
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -61,8 +66,16 @@ unit: ## Plugin logic tests on the host only: no Envoy, no wasm build.
 demo: ## Not yet: lands with the CLI issue.
 	@echo "make demo lands with the CLI and manifests issue; for now run 'make test'." ; exit 1
 
-bench: ## Not yet: lands with the benchmark issue.
-	@echo "make bench lands with the benchmark issue." ; exit 1
+bench: setup wasm bench-apt ## Each plugin against its native Envoy filter; writes bench/RESULTS.md (~10 min).
+	$(BENCH_CARGO) build --release -p wasmgate-bench $$(grep -q '^ *"registry",' Cargo.toml && echo -p wasmgate-registry)
+	$(BENCH_CARGO) run --release -q -p wasmgate-bench
+
+bench-apt:
+	@missing=""; for p in $(BENCH_APT_PACKAGES); do command -v $$p >/dev/null 2>&1 || [ -x /usr/sbin/$$p ] || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
 
 clean:
 	$(CARGO) clean

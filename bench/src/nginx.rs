@@ -58,13 +58,20 @@ http {{
         );
         let conf_path = dir.join("nginx.conf");
         fs::write(&conf_path, conf).map_err(|e| format!("{}: {e}", conf_path.display()))?;
+        // Debian puts nginx in /usr/sbin, which not every PATH has.
+        let program = Path::new("/usr/sbin/nginx");
+        let program = if program.is_file() {
+            program.as_os_str()
+        } else {
+            "nginx".as_ref()
+        };
         let mut command = match core {
             Some(core) => {
                 let mut c = Command::new("taskset");
-                c.args(["-c", &core.to_string(), "nginx"]);
+                c.args(["-c", &core.to_string()]).arg(program);
                 c
             }
-            None => Command::new("nginx"),
+            None => Command::new(program),
         };
         let child = command
             .arg("-p")
