@@ -21,6 +21,8 @@ mod metrics;
 pub mod names;
 mod oci;
 mod store;
+#[cfg(test)]
+mod test_module;
 pub mod wasm;
 
 use std::future::Future;

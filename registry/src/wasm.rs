@@ -134,50 +134,9 @@ pub fn inspect(mut reader: impl Read) -> Result<ModuleInfo, WasmError> {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
-
-    /// A tiny valid module exporting the given functions (each `() -> ()`), built by hand.
-    pub(crate) fn module_exporting(names: &[&str]) -> Vec<u8> {
-        fn leb(mut n: usize, out: &mut Vec<u8>) {
-            loop {
-                let byte = (n & 0x7f) as u8;
-                n >>= 7;
-                if n == 0 {
-                    out.push(byte);
-                    return;
-                }
-                out.push(byte | 0x80);
-            }
-        }
-        fn section(id: u8, body: &[u8], out: &mut Vec<u8>) {
-            out.push(id);
-            leb(body.len(), out);
-            out.extend_from_slice(body);
-        }
-        let mut module = WASM_HEADER.to_vec();
-        section(1, &[1, 0x60, 0, 0], &mut module);
-        let mut functions = Vec::new();
-        leb(names.len(), &mut functions);
-        functions.extend(std::iter::repeat_n(0u8, names.len()));
-        section(3, &functions, &mut module);
-        let mut exports = Vec::new();
-        leb(names.len(), &mut exports);
-        for (index, name) in names.iter().enumerate() {
-            leb(name.len(), &mut exports);
-            exports.extend_from_slice(name.as_bytes());
-            exports.push(0);
-            leb(index, &mut exports);
-        }
-        section(7, &exports, &mut module);
-        let mut code = Vec::new();
-        leb(names.len(), &mut code);
-        for _ in names {
-            code.extend_from_slice(&[2, 0, 0x0b]);
-        }
-        section(10, &code, &mut module);
-        module
-    }
+    use crate::test_module::module_exporting;
 
     #[test]
     fn a_proxy_wasm_module_reports_its_abi_version() {
@@ -222,5 +181,19 @@ pub(crate) mod tests {
             inspect(corrupt.as_slice()),
             Err(WasmError::Invalid(_))
         ));
+    }
+
+    #[test]
+    fn a_large_module_is_read_in_pieces() {
+        use crate::test_module::LargeModule;
+        let total = 3 * 1024 * 1024;
+        let piece = 64 * 1024;
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut LargeModule::new(total, piece), &mut bytes).unwrap();
+        assert_eq!(bytes.len() as u64, LargeModule::size(total, piece));
+        assert_eq!(
+            inspect(bytes.as_slice()).map(|i| i.abi_version),
+            Ok("0.2.1".to_owned())
+        );
     }
 }
