@@ -360,7 +360,7 @@ fn traversal_attempts_never_reach_outside_the_data_directory() {
     for path in hostile_gets {
         let (status, answer) = raw_request(
             server.addr,
-            &format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"),
+            format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"),
         );
         assert!(matches!(status, 400 | 404), "{path}: {answer}");
         assert!(!answer.contains("root:"), "{path}: {answer}");
