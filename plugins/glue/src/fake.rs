@@ -40,6 +40,8 @@ pub struct FakeHost {
     pub properties: HashMap<Vec<String>, Vec<u8>>,
     /// Shared data: key → (value, CAS token).
     pub shared: HashMap<String, (Vec<u8>, u32)>,
+    /// When set, every shared-data write fails with this error.
+    pub fail_shared_writes: Option<HostError>,
     pub now: SystemTime,
     pub local_reply: Option<LocalReply>,
     pub resumed: u32,
@@ -74,6 +76,7 @@ impl FakeHost {
             call_response_body: None,
             properties: HashMap::new(),
             shared: HashMap::new(),
+            fail_shared_writes: None,
             now: SystemTime::UNIX_EPOCH + Duration::from_secs(1_767_225_600),
             local_reply: None,
             resumed: 0,
@@ -246,6 +249,9 @@ impl Host for FakeHost {
         value: &[u8],
         cas: Option<u32>,
     ) -> Result<(), HostError> {
+        if let Some(err) = &self.fail_shared_writes {
+            return Err(err.clone());
+        }
         let current = self.shared.get(key).map(|(_, c)| *c);
         // Like Envoy: a CAS of 0 or none always writes; otherwise it must match.
         if let (Some(want), Some(have)) = (cas.filter(|c| *c != 0), current) {

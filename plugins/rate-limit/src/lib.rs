@@ -1,39 +1,25 @@
-//! rate-limit: skeleton, replaced by its issue's work.
+//! rate-limit: token buckets in proxy-wasm shared data, so one limit holds for every
+//! worker of an Envoy, keyed by anything a request carries.
+//!
+//! - [`bucket`]: the bucket math, pure functions of a bucket and the time, and the
+//!   29-byte form a bucket takes in shared data;
+//! - [`config`]: what a rule is, checked and compiled once;
+//! - [`request`]: what rules read from a request, fetched once;
+//! - `store`: a rule's fixed table of buckets in shared data, updated with compare-and-swap;
+//! - `filter`: the plugin and the per-stream filter, through the [`wasmgate_glue::Host`] trait.
 #![cfg_attr(
     not(test),
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
-use wasmgate_glue::{parse_json, ConfigError, Host, HttpFilter, Plugin};
+pub mod bucket;
+pub mod config;
+mod filter;
+pub mod request;
+mod store;
 
-/// The plugin's configuration.
-#[derive(Debug, Clone, Default, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Config {}
-
-/// The plugin's root.
-#[derive(Debug)]
-pub struct RateLimit;
-
-/// One stream's filter.
-#[derive(Debug)]
-pub struct RateLimitFilter;
-
-impl HttpFilter for RateLimitFilter {}
-
-impl Plugin for RateLimit {
-    const NAME: &'static str = "rate-limit";
-    type Filter = RateLimitFilter;
-
-    fn configure(config: &[u8], _host: &mut dyn Host) -> Result<Self, ConfigError> {
-        parse_json::<Config>(config)?;
-        Ok(RateLimit)
-    }
-
-    fn create_filter(&self, _context_id: u32) -> RateLimitFilter {
-        RateLimitFilter
-    }
-}
+pub use config::Config;
+pub use filter::{RateLimit, RateLimitFilter};
 
 #[cfg(feature = "export")]
 wasmgate_glue::export!(RateLimit);

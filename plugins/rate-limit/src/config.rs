@@ -1,0 +1,944 @@
+//! The configuration of rate-limit, shared with the CLI so that a bad `pluginConfig` is
+//! refused before it reaches Envoy, and its compiled form, built once in `on_configure`.
+
+use regex_lite::Regex;
+use serde::Deserialize;
+use wasmgate_glue::ConfigError;
+
+use crate::bucket::Limit;
+
+/// Most slots a rule may have: each costs Envoy about 120 bytes of shared data.
+pub const MAX_KEYS_LIMIT: u32 = 1_000_000;
+const NANOS_PER_SEC: u64 = 1_000_000_000;
+
+/// The plugin configuration (the `configuration` of the Envoy Wasm filter).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct Config {
+    /// Where buckets live. Only `local` (this Envoy's shared data) exists today.
+    #[serde(default)]
+    pub mode: Mode,
+    /// Namespace of this filter's buckets and stats, so that two filters in one VM keep
+    /// their own buckets. `[A-Za-z0-9_-]`, `default` unless set.
+    #[serde(default)]
+    pub domain: Option<String>,
+    /// The limits. A request must be allowed by every rule that matches it.
+    #[serde(default)]
+    pub rules: Vec<Rule>,
+    /// How the `client_ip` key part finds the client.
+    #[serde(default)]
+    pub client_ip: ClientIp,
+    /// The answer to a refused request.
+    #[serde(default)]
+    pub response: Response,
+    /// How often idle keys are collected, e.g. `"1s"`, `"500ms"`. `1s` unless set.
+    #[serde(default)]
+    pub cleanup_interval: Option<String>,
+}
+
+/// Where the buckets live.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub enum Mode {
+    /// In this Envoy's proxy-wasm shared data: one limit for all of its workers.
+    #[default]
+    Local,
+}
+
+/// How the client's IP address is found.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct ClientIp {
+    /// 0 (default): the connection's source address. `n` ≥ 1: the `n`-th address from the
+    /// right of `x-forwarded-for`, for when `n` proxies you trust each append one; with
+    /// fewer addresses than that, the connection's source address.
+    #[serde(default)]
+    pub xff_hop: u32,
+}
+
+/// The answer to a refused request.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct Response {
+    /// HTTP status, 429 unless set.
+    #[serde(default = "default_status")]
+    pub status: u16,
+    /// Body, `rate limited\n` unless set.
+    #[serde(default = "default_body")]
+    pub body: String,
+    /// Extra headers on the refusal.
+    #[serde(default)]
+    pub headers: Vec<HeaderValue>,
+    /// When to send `x-ratelimit-limit`, `-remaining` and `-reset`: `never`, `refused`
+    /// (default) or `always` (on allowed responses too).
+    #[serde(default)]
+    pub rate_limit_headers: RateLimitHeaders,
+    /// When set, a response this header is added to a response whose request a shadow rule
+    /// would have refused; its value lists those rules.
+    #[serde(default)]
+    pub shadow_header: Option<String>,
+}
+
+impl Default for Response {
+    fn default() -> Self {
+        Response {
+            status: default_status(),
+            body: default_body(),
+            headers: Vec::new(),
+            rate_limit_headers: RateLimitHeaders::default(),
+            shadow_header: None,
+        }
+    }
+}
+
+fn default_status() -> u16 {
+    429
+}
+
+fn default_body() -> String {
+    "rate limited\n".to_owned()
+}
+
+/// A header name and value.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct HeaderValue {
+    pub name: String,
+    pub value: String,
+}
+
+/// When the `x-ratelimit-*` headers are sent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub enum RateLimitHeaders {
+    Never,
+    #[default]
+    Refused,
+    Always,
+}
+
+/// One limit: which requests it counts, under which key, and how many it allows.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct Rule {
+    /// Names the rule's stats and buckets: `[A-Za-z0-9_-]`, unique. `rule_<index>` unless set.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Which requests the rule counts; every condition must hold. All requests unless set.
+    #[serde(default, rename = "match")]
+    pub matches: Match,
+    /// What a bucket belongs to: a list of parts, all of which make the key. Empty or unset:
+    /// one bucket for every request the rule matches (a fixed, global key).
+    #[serde(default)]
+    pub key: Vec<KeyPart>,
+    /// What to do with a request that lacks a key part: `skip` the rule (default) or count
+    /// it in one `shared` bucket with every other such request.
+    #[serde(default)]
+    pub missing_key: MissingKey,
+    /// How many requests the rule allows.
+    pub limit: LimitConfig,
+    /// Tokens one request takes, 1 unless set; at most the bucket's capacity.
+    #[serde(default = "default_cost")]
+    pub cost: u32,
+    /// Count and report refusals, but let the request through.
+    #[serde(default)]
+    pub shadow: bool,
+    /// When the shared data cannot be read or updated: `allow` (default) or `deny`.
+    #[serde(default)]
+    pub failure_mode: FailureMode,
+    /// Most keys with a bucket of their own at once, 10000 unless set; see the README for
+    /// what happens to a new key when they are all in use.
+    #[serde(default = "default_max_keys")]
+    pub max_keys: u32,
+}
+
+fn default_cost() -> u32 {
+    1
+}
+
+fn default_max_keys() -> u32 {
+    10_000
+}
+
+/// Conditions on a request; all that are set must hold.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct Match {
+    /// The path without its query.
+    #[serde(default)]
+    pub path: Option<PathMatch>,
+    /// The method is one of these (e.g. `["GET", "HEAD"]`).
+    #[serde(default)]
+    pub methods: Vec<String>,
+    /// The host (`:authority` without its port) is one of these, case-insensitively.
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    /// Conditions on request headers.
+    #[serde(default)]
+    pub headers: Vec<HeaderMatch>,
+}
+
+/// A condition on the path.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub enum PathMatch {
+    /// The path is exactly this.
+    Exact(String),
+    /// The path starts with this.
+    Prefix(String),
+    /// The regex matches somewhere in the path (anchor it with `^…$` for all of it).
+    Regex(String),
+}
+
+/// A condition on a request header. With neither `exact` nor `regex`, the header must be
+/// present (or absent, with `"present": false`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct HeaderMatch {
+    pub name: String,
+    #[serde(default)]
+    pub present: Option<bool>,
+    /// The value is exactly this.
+    #[serde(default)]
+    pub exact: Option<String>,
+    /// The regex matches somewhere in the value.
+    #[serde(default)]
+    pub regex: Option<String>,
+}
+
+/// One part of a key.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub enum KeyPart {
+    /// The client's IP address (see `client_ip`).
+    ClientIp,
+    /// The path without its query.
+    Path,
+    /// The method.
+    Method,
+    /// The host, lowercased, without its port.
+    Host,
+    /// The value of this request header.
+    Header(String),
+    /// The value of this query parameter, percent-decoded.
+    Query(String),
+    /// The value of this cookie.
+    Cookie(String),
+}
+
+/// What to do with a request lacking a key part.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub enum MissingKey {
+    /// The rule does not apply to the request.
+    #[default]
+    Skip,
+    /// Count the request in one bucket shared by every request lacking the key.
+    Shared,
+}
+
+/// What happens when the shared data fails (or compare-and-swap keeps losing).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub enum FailureMode {
+    /// Let the request through.
+    #[default]
+    Allow,
+    /// Refuse it.
+    Deny,
+}
+
+/// A limit: either `requests_per_unit` and `unit`, or a token bucket (`max_tokens`,
+/// `tokens_per_fill`, `fill_interval`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct LimitConfig {
+    /// Requests allowed per `unit`; all of them come back when the unit has passed since
+    /// the first request of the unit.
+    #[serde(default)]
+    pub requests_per_unit: Option<u32>,
+    #[serde(default)]
+    pub unit: Option<Unit>,
+    /// The bucket's capacity (the largest burst).
+    #[serde(default)]
+    pub max_tokens: Option<u32>,
+    /// Tokens added each `fill_interval`; `max_tokens` unless set.
+    #[serde(default)]
+    pub tokens_per_fill: Option<u32>,
+    /// Time between fills: `"100ms"`, `"1s"`, `"5m"`, `"1h"`.
+    #[serde(default)]
+    pub fill_interval: Option<String>,
+}
+
+/// The unit of `requests_per_unit`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub enum Unit {
+    Second,
+    Minute,
+    Hour,
+    Day,
+}
+
+impl Unit {
+    fn nanos(self) -> u64 {
+        NANOS_PER_SEC
+            * match self {
+                Unit::Second => 1,
+                Unit::Minute => 60,
+                Unit::Hour => 3_600,
+                Unit::Day => 86_400,
+            }
+    }
+}
+
+/// A configuration checked and compiled once.
+#[derive(Debug)]
+pub struct Compiled {
+    pub domain: String,
+    pub rules: Vec<CompiledRule>,
+    pub xff_hop: u32,
+    pub response: CompiledResponse,
+    pub cleanup_interval_ns: u64,
+}
+
+/// The refusal, checked.
+#[derive(Debug)]
+pub struct CompiledResponse {
+    pub status: u32,
+    pub body: Vec<u8>,
+    pub headers: Vec<(String, String)>,
+    pub rate_limit_headers: RateLimitHeaders,
+    pub shadow_header: Option<String>,
+}
+
+/// A rule, checked and compiled.
+#[derive(Debug)]
+pub struct CompiledRule {
+    pub name: String,
+    pub path: Option<CompiledPath>,
+    /// Uppercased.
+    pub methods: Vec<String>,
+    /// Lowercased.
+    pub hosts: Vec<String>,
+    pub headers: Vec<CompiledHeaderMatch>,
+    /// Lowercased header names.
+    pub key: Vec<KeyPart>,
+    pub missing_key: MissingKey,
+    pub limit: Limit,
+    pub cost: u32,
+    pub shadow: bool,
+    pub failure_mode: FailureMode,
+    /// Slots of the rule's table: `max_keys`, or 1 for a rule with a global key.
+    pub slots: u32,
+}
+
+/// A path condition with its regex compiled.
+#[derive(Debug)]
+pub enum CompiledPath {
+    Exact(String),
+    Prefix(String),
+    Regex(Regex),
+}
+
+/// A header condition, compiled.
+#[derive(Debug)]
+pub struct CompiledHeaderMatch {
+    /// Lowercased.
+    pub name: String,
+    pub test: HeaderTest,
+}
+
+/// What a header condition checks.
+#[derive(Debug)]
+pub enum HeaderTest {
+    Present(bool),
+    Exact(String),
+    Regex(Regex),
+}
+
+impl Config {
+    /// Check every field and compile; the error names the field at fault.
+    pub fn compile(&self) -> Result<Compiled, ConfigError> {
+        let domain = match &self.domain {
+            Some(domain) => identifier(domain).map_err(|e| e.at("domain"))?,
+            None => "default".to_owned(),
+        };
+        let mut rules: Vec<CompiledRule> = Vec::with_capacity(self.rules.len());
+        for (i, rule) in self.rules.iter().enumerate() {
+            let at = format!("rules[{i}]");
+            let compiled = rule.compile(i).map_err(|e| e.at(&at))?;
+            if rules.iter().any(|r| r.name == compiled.name) {
+                return Err(ConfigError::new(
+                    "name",
+                    format!("another rule is already named {:?}", compiled.name),
+                )
+                .at(&at));
+            }
+            rules.push(compiled);
+        }
+        let cleanup_interval_ns = match &self.cleanup_interval {
+            Some(text) => duration(text).map_err(|e| e.at("cleanup_interval"))?,
+            None => NANOS_PER_SEC,
+        };
+        Ok(Compiled {
+            domain,
+            rules,
+            xff_hop: self.client_ip.xff_hop,
+            response: self.response.compile().map_err(|e| e.at("response"))?,
+            cleanup_interval_ns,
+        })
+    }
+}
+
+impl Response {
+    fn compile(&self) -> Result<CompiledResponse, ConfigError> {
+        if !(200..=599).contains(&self.status) {
+            return Err(ConfigError::new(
+                "status",
+                format!("{} is not an HTTP status from 200 to 599", self.status),
+            ));
+        }
+        let mut headers = Vec::with_capacity(self.headers.len());
+        for (i, header) in self.headers.iter().enumerate() {
+            let at = format!("headers[{i}]");
+            let name = header_name(&header.name).map_err(|e| e.at("name").at(&at))?;
+            let value = header_value(&header.value).map_err(|e| e.at("value").at(&at))?;
+            headers.push((name, value));
+        }
+        let shadow_header = match &self.shadow_header {
+            Some(name) => Some(header_name(name).map_err(|e| e.at("shadow_header"))?),
+            None => None,
+        };
+        Ok(CompiledResponse {
+            status: u32::from(self.status),
+            body: self.body.as_bytes().to_vec(),
+            headers,
+            rate_limit_headers: self.rate_limit_headers,
+            shadow_header,
+        })
+    }
+}
+
+impl Rule {
+    fn compile(&self, index: usize) -> Result<CompiledRule, ConfigError> {
+        let name = match &self.name {
+            Some(name) => identifier(name).map_err(|e| e.at("name"))?,
+            None => format!("rule_{index}"),
+        };
+        let limit = self.limit.compile().map_err(|e| e.at("limit"))?;
+        if self.cost == 0 || self.cost > limit.max_tokens {
+            return Err(ConfigError::new(
+                "cost",
+                format!(
+                    "{} is not from 1 to the bucket's capacity ({})",
+                    self.cost, limit.max_tokens
+                ),
+            ));
+        }
+        if self.max_keys == 0 || self.max_keys > MAX_KEYS_LIMIT {
+            return Err(ConfigError::new(
+                "max_keys",
+                format!("{} is not from 1 to {MAX_KEYS_LIMIT}", self.max_keys),
+            ));
+        }
+        let mut key = Vec::with_capacity(self.key.len());
+        for (i, part) in self.key.iter().enumerate() {
+            let at = format!("key[{i}]");
+            key.push(match part {
+                KeyPart::Header(name) => {
+                    KeyPart::Header(header_name(name).map_err(|e| e.at("header").at(&at))?)
+                }
+                KeyPart::Query(name) | KeyPart::Cookie(name) if name.is_empty() => {
+                    let what = if matches!(part, KeyPart::Query(_)) {
+                        "query"
+                    } else {
+                        "cookie"
+                    };
+                    return Err(ConfigError::new(what, "the name is empty").at(&at));
+                }
+                other => other.clone(),
+            });
+        }
+        let m = &self.matches;
+        let path = match &m.path {
+            None => None,
+            Some(PathMatch::Exact(p)) => Some(CompiledPath::Exact(p.clone())),
+            Some(PathMatch::Prefix(p)) => Some(CompiledPath::Prefix(p.clone())),
+            Some(PathMatch::Regex(r)) => Some(CompiledPath::Regex(
+                regex(r).map_err(|e| e.at("regex").at("match.path"))?,
+            )),
+        };
+        let mut methods = Vec::with_capacity(m.methods.len());
+        for (i, method) in m.methods.iter().enumerate() {
+            if method.is_empty() || !method.chars().all(is_token_char) {
+                return Err(ConfigError::new(
+                    format!("match.methods[{i}]"),
+                    format!("{method:?} is not an HTTP method"),
+                ));
+            }
+            methods.push(method.to_ascii_uppercase());
+        }
+        let mut hosts = Vec::with_capacity(m.hosts.len());
+        for (i, host) in m.hosts.iter().enumerate() {
+            if host.is_empty() || host.contains(['/', ' ', ',']) {
+                return Err(ConfigError::new(
+                    format!("match.hosts[{i}]"),
+                    format!("{host:?} is not a host name"),
+                ));
+            }
+            hosts.push(host.to_ascii_lowercase());
+        }
+        let mut headers = Vec::with_capacity(m.headers.len());
+        for (i, header) in m.headers.iter().enumerate() {
+            let at = format!("match.headers[{i}]");
+            headers.push(header.compile().map_err(|e| e.at(&at))?);
+        }
+        Ok(CompiledRule {
+            name,
+            path,
+            methods,
+            hosts,
+            headers,
+            slots: if key.is_empty() { 1 } else { self.max_keys },
+            key,
+            missing_key: self.missing_key,
+            limit,
+            cost: self.cost,
+            shadow: self.shadow,
+            failure_mode: self.failure_mode,
+        })
+    }
+}
+
+impl HeaderMatch {
+    fn compile(&self) -> Result<CompiledHeaderMatch, ConfigError> {
+        let name = header_name(&self.name).map_err(|e| e.at("name"))?;
+        let test = match (&self.present, &self.exact, &self.regex) {
+            (present, None, None) => HeaderTest::Present(present.unwrap_or(true)),
+            (None, Some(exact), None) => HeaderTest::Exact(exact.clone()),
+            (None, None, Some(r)) => HeaderTest::Regex(regex(r).map_err(|e| e.at("regex"))?),
+            _ => {
+                return Err(ConfigError::new(
+                    "",
+                    "set at most one of `present`, `exact` and `regex`",
+                ))
+            }
+        };
+        Ok(CompiledHeaderMatch { name, test })
+    }
+}
+
+impl LimitConfig {
+    fn compile(&self) -> Result<Limit, ConfigError> {
+        let per_unit = self.requests_per_unit.is_some() || self.unit.is_some();
+        let bucket = self.max_tokens.is_some()
+            || self.tokens_per_fill.is_some()
+            || self.fill_interval.is_some();
+        match (per_unit, bucket) {
+            (true, true) => Err(ConfigError::new(
+                "",
+                "set either `requests_per_unit` and `unit`, or `max_tokens`, `tokens_per_fill` and `fill_interval`, not both",
+            )),
+            (false, false) => Err(ConfigError::new(
+                "",
+                "set `requests_per_unit` and `unit`, or `max_tokens` and `fill_interval`",
+            )),
+            (true, false) => {
+                let n = positive(self.requests_per_unit, "requests_per_unit")?;
+                let unit = self
+                    .unit
+                    .ok_or_else(|| ConfigError::new("unit", "missing: second, minute, hour or day"))?;
+                Ok(Limit {
+                    max_tokens: n,
+                    tokens_per_fill: n,
+                    fill_interval_ns: unit.nanos(),
+                })
+            }
+            (false, true) => {
+                let max_tokens = positive(self.max_tokens, "max_tokens")?;
+                let tokens_per_fill = match self.tokens_per_fill {
+                    None => max_tokens,
+                    Some(_) => positive(self.tokens_per_fill, "tokens_per_fill")?,
+                };
+                let interval = self
+                    .fill_interval
+                    .as_deref()
+                    .ok_or_else(|| ConfigError::new("fill_interval", "missing, e.g. \"1s\""))?;
+                Ok(Limit {
+                    max_tokens,
+                    tokens_per_fill,
+                    fill_interval_ns: duration(interval).map_err(|e| e.at("fill_interval"))?,
+                })
+            }
+        }
+    }
+}
+
+fn positive(value: Option<u32>, field: &str) -> Result<u32, ConfigError> {
+    match value {
+        Some(0) => Err(ConfigError::new(field, "must be at least 1")),
+        Some(n) => Ok(n),
+        None => Err(ConfigError::new(field, "missing")),
+    }
+}
+
+/// A duration such as `"250ms"`, `"1s"`, `"5m"`, `"1h"`, `"1d"`, in nanoseconds; at least 1ms.
+pub fn duration(text: &str) -> Result<u64, ConfigError> {
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let scale: u64 = match unit {
+        "ms" => 1_000_000,
+        "s" => NANOS_PER_SEC,
+        "m" => 60 * NANOS_PER_SEC,
+        "h" => 3_600 * NANOS_PER_SEC,
+        "d" => 86_400 * NANOS_PER_SEC,
+        _ => {
+            return Err(ConfigError::new(
+                "",
+                format!(
+                    "{text:?} is not a duration like \"500ms\", \"1s\", \"5m\", \"1h\" or \"1d\""
+                ),
+            ))
+        }
+    };
+    let nanos = number
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(scale))
+        .filter(|n| *n > 0)
+        .ok_or_else(|| {
+            ConfigError::new("", format!("{text:?} is not a duration of at least 1ms"))
+        })?;
+    Ok(nanos)
+}
+
+fn regex(pattern: &str) -> Result<Regex, ConfigError> {
+    Regex::new(pattern).map_err(|e| ConfigError::new("", format!("invalid regex {pattern:?}: {e}")))
+}
+
+/// A name used in shared-data keys and stat names.
+fn identifier(name: &str) -> Result<String, ConfigError> {
+    if name.is_empty()
+        || name.len() > 64
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        return Err(ConfigError::new(
+            "",
+            format!("{name:?} must be 1 to 64 characters of A-Z, a-z, 0-9, _ and -"),
+        ));
+    }
+    Ok(name.to_owned())
+}
+
+/// A valid header name, lowercased.
+fn header_name(name: &str) -> Result<String, ConfigError> {
+    if name.is_empty() || !name.chars().all(is_token_char) {
+        return Err(ConfigError::new(
+            "",
+            format!("{name:?} is not a header name"),
+        ));
+    }
+    Ok(name.to_ascii_lowercase())
+}
+
+fn header_value(value: &str) -> Result<String, ConfigError> {
+    if value.contains(['\r', '\n', '\0']) {
+        return Err(ConfigError::new(
+            "",
+            "header value contains CR, LF or NUL, which would split or truncate the header",
+        ));
+    }
+    Ok(value.to_owned())
+}
+
+/// RFC 9110 token characters.
+fn is_token_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use wasmgate_glue::parse_json;
+
+    fn compile(config: serde_json::Value) -> Result<Compiled, ConfigError> {
+        parse_json::<Config>(config.to_string().as_bytes())?.compile()
+    }
+
+    fn refused(config: serde_json::Value) -> ConfigError {
+        match compile(config) {
+            Ok(_) => panic!("the configuration should be refused"),
+            Err(err) => err,
+        }
+    }
+
+    #[test]
+    fn an_empty_config_has_no_rules_and_defaults() {
+        let c = parse_json::<Config>(b"").unwrap().compile().unwrap();
+        assert!(c.rules.is_empty());
+        assert_eq!(c.domain, "default");
+        assert_eq!(c.response.status, 429);
+        assert_eq!(c.cleanup_interval_ns, NANOS_PER_SEC);
+    }
+
+    #[test]
+    fn compiles_both_kinds_of_limit() {
+        let c = compile(json!({"rules": [
+            {"limit": {"requests_per_unit": 100, "unit": "hour"}, "key": ["client_ip"]},
+            {"name": "burst", "limit": {"max_tokens": 20, "tokens_per_fill": 5, "fill_interval": "250ms"}, "cost": 4},
+            {"limit": {"max_tokens": 3, "fill_interval": "1d"}},
+        ]}))
+        .unwrap();
+        assert_eq!(c.rules[0].name, "rule_0");
+        assert_eq!(
+            c.rules[0].limit,
+            Limit {
+                max_tokens: 100,
+                tokens_per_fill: 100,
+                fill_interval_ns: 3_600 * NANOS_PER_SEC
+            }
+        );
+        assert_eq!(c.rules[0].slots, 10_000);
+        assert_eq!(c.rules[1].limit.fill_interval_ns, 250_000_000);
+        assert_eq!(c.rules[1].slots, 1, "a global key needs one slot");
+        assert_eq!(c.rules[2].limit.tokens_per_fill, 3);
+    }
+
+    #[test]
+    fn every_unit() {
+        for (unit, secs) in [
+            ("second", 1),
+            ("minute", 60),
+            ("hour", 3600),
+            ("day", 86400),
+        ] {
+            let c = compile(json!({"rules": [{"limit": {"requests_per_unit": 1, "unit": unit}}]}))
+                .unwrap();
+            assert_eq!(c.rules[0].limit.fill_interval_ns, secs * NANOS_PER_SEC);
+        }
+    }
+
+    #[test]
+    fn bad_limits_name_the_field() {
+        let cases = [
+            (
+                json!({"requests_per_unit": 1, "unit": "week"}),
+                "rules[0].limit.unit",
+                "unknown variant `week`",
+            ),
+            (
+                json!({"requests_per_unit": 0, "unit": "second"}),
+                "rules[0].limit.requests_per_unit",
+                "at least 1",
+            ),
+            (
+                json!({"requests_per_unit": 5}),
+                "rules[0].limit.unit",
+                "missing",
+            ),
+            (
+                json!({"max_tokens": 5}),
+                "rules[0].limit.fill_interval",
+                "missing",
+            ),
+            (
+                json!({"max_tokens": 5, "fill_interval": "soon"}),
+                "rules[0].limit.fill_interval",
+                "not a duration",
+            ),
+            (
+                json!({"max_tokens": 5, "fill_interval": "0s"}),
+                "rules[0].limit.fill_interval",
+                "at least 1ms",
+            ),
+            (
+                json!({"max_tokens": 5, "fill_interval": "1s", "unit": "second"}),
+                "rules[0].limit",
+                "not both",
+            ),
+            (json!({}), "rules[0].limit", "set `requests_per_unit`"),
+            (
+                json!({"max_tokens": 5, "fill_interval": "1s", "burst": 3}),
+                "rules[0].limit.burst",
+                "unknown field",
+            ),
+        ];
+        for (limit, field, reason) in cases {
+            let err = refused(json!({"rules": [{"limit": limit}]}));
+            assert_eq!(err.field, field, "{err}");
+            assert!(err.reason.contains(reason), "{err}");
+        }
+    }
+
+    #[test]
+    fn bad_rules_name_the_field() {
+        let limit = json!({"requests_per_unit": 5, "unit": "second"});
+        let cases = [
+            (
+                json!({"limit": limit, "match": {"path": {"regex": "("}}}),
+                "rules[0].match.path.regex",
+                "invalid regex",
+            ),
+            (
+                json!({"limit": limit, "match": {"path": {"glob": "*"}}}),
+                "rules[0].match.path",
+                "unknown variant `glob`",
+            ),
+            (
+                json!({"limit": limit, "match": {"headers": [{"name": "x", "exact": "a", "regex": "b"}]}}),
+                "rules[0].match.headers[0]",
+                "at most one",
+            ),
+            (
+                json!({"limit": limit, "match": {"headers": [{"name": "x", "regex": "[z-a]"}]}}),
+                "rules[0].match.headers[0].regex",
+                "invalid regex",
+            ),
+            (
+                json!({"limit": limit, "match": {"methods": ["GE T"]}}),
+                "rules[0].match.methods[0]",
+                "not an HTTP method",
+            ),
+            (
+                json!({"limit": limit, "match": {"hosts": ["a/b"]}}),
+                "rules[0].match.hosts[0]",
+                "not a host",
+            ),
+            (
+                json!({"limit": limit, "key": [{"header": "bad header"}]}),
+                "rules[0].key[0].header",
+                "not a header name",
+            ),
+            (
+                json!({"limit": limit, "key": [{"cookie": ""}]}),
+                "rules[0].key[0].cookie",
+                "empty",
+            ),
+            (
+                json!({"limit": limit, "key": ["ip"]}),
+                "rules[0].key[0]",
+                "unknown variant `ip`",
+            ),
+            (
+                json!({"limit": limit, "cost": 6}),
+                "rules[0].cost",
+                "capacity (5)",
+            ),
+            (
+                json!({"limit": limit, "cost": 0}),
+                "rules[0].cost",
+                "not from 1",
+            ),
+            (
+                json!({"limit": limit, "max_keys": 0}),
+                "rules[0].max_keys",
+                "not from 1",
+            ),
+            (
+                json!({"limit": limit, "name": "a.b"}),
+                "rules[0].name",
+                "must be",
+            ),
+            (
+                json!({"limit": limit, "missing_key": "count"}),
+                "rules[0].missing_key",
+                "unknown variant",
+            ),
+            (
+                json!({"limit": limit, "failure_mode": "open"}),
+                "rules[0].failure_mode",
+                "unknown variant",
+            ),
+            (
+                json!({"limit": limit, "shadwo": true}),
+                "rules[0].shadwo",
+                "unknown field",
+            ),
+        ];
+        for (rule, field, reason) in cases {
+            let err = refused(json!({"rules": [rule]}));
+            assert_eq!(err.field, field, "{err}");
+            assert!(err.reason.contains(reason), "{err}");
+        }
+        let err = refused(json!({"rules": [{"limit": limit}, {"name": "rule_0", "limit": limit}]}));
+        assert_eq!(err.field, "rules[1].name");
+    }
+
+    #[test]
+    fn bad_top_level_fields_name_the_field() {
+        let cases = [
+            (
+                json!({"mode": "global"}),
+                "mode",
+                "unknown variant `global`, expected `local`",
+            ),
+            (json!({"domain": "a b"}), "domain", "must be"),
+            (
+                json!({"cleanup_interval": "1 s"}),
+                "cleanup_interval",
+                "not a duration",
+            ),
+            (
+                json!({"client_ip": {"xff_hops": 1}}),
+                "client_ip.xff_hops",
+                "unknown field",
+            ),
+            (
+                json!({"response": {"status": 99}}),
+                "response.status",
+                "not an HTTP status",
+            ),
+            (
+                json!({"response": {"headers": [{"name": "x", "value": "a\nb"}]}}),
+                "response.headers[0].value",
+                "CR, LF",
+            ),
+            (
+                json!({"response": {"shadow_header": "a:b"}}),
+                "response.shadow_header",
+                "not a header name",
+            ),
+            (
+                json!({"response": {"rate_limit_headers": "sometimes"}}),
+                "response.rate_limit_headers",
+                "unknown variant",
+            ),
+        ];
+        for (config, field, reason) in cases {
+            let err = refused(config);
+            assert_eq!(err.field, field, "{err}");
+            assert!(err.reason.contains(reason), "{err}");
+        }
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(duration("250ms").unwrap(), 250_000_000);
+        assert_eq!(duration("2m").unwrap(), 120 * NANOS_PER_SEC);
+        assert_eq!(duration("1d").unwrap(), 86_400 * NANOS_PER_SEC);
+        assert!(duration("s").is_err());
+        assert!(duration("-1s").is_err());
+        assert!(duration("99999999999999999999d").is_err());
+    }
+}

@@ -1,0 +1,780 @@
+//! The plugin: rules compiled once, buckets created at start, idle keys collected on a
+//! timer, and one filter per stream that asks every matching rule for tokens.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use wasmgate_glue::{
+    parse_json, Action, ConfigError, Headers, Host, HttpFilter, LogLevel, MetricId, MetricKind,
+    Plugin,
+};
+
+use crate::bucket::{ceil_secs, Decision, Fingerprint, KeyHasher};
+use crate::config::{
+    CompiledPath, CompiledResponse, CompiledRule, Config, FailureMode, HeaderTest, KeyPart,
+    MissingKey, RateLimitHeaders,
+};
+use crate::request::{cookie, query_param, Request};
+use crate::store::{push_decimal, Place, Table};
+
+/// Slots examined per tick, so that collecting idle keys never holds a worker for long.
+const SWEEP_BUDGET: u32 = 1024;
+
+/// The plugin's root: compiled rules shared by every stream, and the sweep's position.
+#[derive(Debug)]
+pub struct RateLimit {
+    shared: Arc<Shared>,
+    sweep: Sweep,
+}
+
+#[derive(Debug)]
+struct Shared {
+    rules: Vec<ActiveRule>,
+    xff_hop: u32,
+    response: CompiledResponse,
+    cleanup_interval_ns: u64,
+}
+
+/// A rule with its table of buckets and its stats.
+#[derive(Debug)]
+struct ActiveRule {
+    rule: CompiledRule,
+    table: Table,
+    stats: Stats,
+}
+
+/// A rule's stats, `wasmcustom.rate_limit.<domain>.<rule>.<stat>` in Envoy.
+#[derive(Debug)]
+struct Stats {
+    allowed: MetricId,
+    limited: MetricId,
+    shadow_limited: MetricId,
+    store_errors: MetricId,
+    overflowed: MetricId,
+    live_keys: MetricId,
+}
+
+impl Stats {
+    fn define(host: &mut dyn Host, domain: &str, rule: &str) -> Result<Stats, ConfigError> {
+        let mut define = |kind, stat: &str| {
+            let name = format!("rate_limit.{domain}.{rule}.{stat}");
+            host.define_metric(kind, &name)
+                .map_err(|err| ConfigError::new("", format!("cannot define stat {name}: {err}")))
+        };
+        Ok(Stats {
+            allowed: define(MetricKind::Counter, "allowed")?,
+            limited: define(MetricKind::Counter, "limited")?,
+            shadow_limited: define(MetricKind::Counter, "shadow_limited")?,
+            store_errors: define(MetricKind::Counter, "store_errors")?,
+            overflowed: define(MetricKind::Counter, "overflowed")?,
+            live_keys: define(MetricKind::Gauge, "live_keys")?,
+        })
+    }
+}
+
+/// Where the idle-key collection stands: which rule, which slot, keys seen so far.
+#[derive(Debug, Default)]
+struct Sweep {
+    rule: usize,
+    next: u32,
+    live: u32,
+}
+
+impl Plugin for RateLimit {
+    const NAME: &'static str = "rate-limit";
+    type Filter = RateLimitFilter;
+
+    fn configure(config: &[u8], host: &mut dyn Host) -> Result<Self, ConfigError> {
+        let compiled = parse_json::<Config>(config)?.compile()?;
+        let mut rules = Vec::with_capacity(compiled.rules.len());
+        for rule in compiled.rules {
+            rules.push(ActiveRule {
+                table: Table::new(&compiled.domain, &rule.name, rule.slots),
+                stats: Stats::define(host, &compiled.domain, &rule.name)?,
+                rule,
+            });
+        }
+        Ok(RateLimit {
+            shared: Arc::new(Shared {
+                rules,
+                xff_hop: compiled.xff_hop,
+                response: compiled.response,
+                cleanup_interval_ns: compiled.cleanup_interval_ns,
+            }),
+            sweep: Sweep::default(),
+        })
+    }
+
+    fn create_filter(&self, context_id: u32) -> RateLimitFilter {
+        RateLimitFilter {
+            context_id,
+            shared: Arc::clone(&self.shared),
+            answer: None,
+        }
+    }
+
+    fn on_start(&mut self, host: &mut dyn Host) {
+        for active in &self.shared.rules {
+            if let Err(err) = active.table.create(host) {
+                // Requests still get decisions: a missing slot is created when first used.
+                host.log(
+                    LogLevel::Error,
+                    &format!(
+                        "rate-limit: cannot create the buckets of rule {}: {err}",
+                        active.rule.name
+                    ),
+                );
+            }
+        }
+        host.set_tick_period(Duration::from_nanos(self.shared.cleanup_interval_ns));
+    }
+
+    fn on_tick(&mut self, host: &mut dyn Host) {
+        let now = nanos(host.now());
+        let rules = &self.shared.rules;
+        let sweep = &mut self.sweep;
+        let mut budget = SWEEP_BUDGET;
+        while budget > 0 {
+            let Some(active) = rules.get(sweep.rule) else {
+                return;
+            };
+            let end = active.table.slots().min(sweep.next.saturating_add(budget));
+            sweep.live += active
+                .table
+                .sweep(host, &active.rule.limit, sweep.next..end, now);
+            budget -= end - sweep.next;
+            sweep.next = end;
+            if end == active.table.slots() {
+                host.record_metric(active.stats.live_keys, u64::from(sweep.live));
+                sweep.live = 0;
+                sweep.next = 0;
+                sweep.rule = (sweep.rule + 1) % rules.len();
+                if sweep.rule == 0 {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// A rule's view of its bucket, for the `x-ratelimit-*` headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Report {
+    limit: u32,
+    remaining: u32,
+    reset_secs: u64,
+}
+
+impl Report {
+    fn new(rule: &CompiledRule, decision: &Decision) -> Report {
+        Report {
+            limit: rule.limit.max_tokens,
+            remaining: decision.remaining,
+            reset_secs: ceil_secs(decision.reset_ns),
+        }
+    }
+
+    /// Fewer tokens left is more restrictive; with as many, the longer wait.
+    fn tighter(self, other: Option<Report>) -> Report {
+        match other {
+            Some(o)
+                if (o.remaining, std::cmp::Reverse(o.reset_secs))
+                    < (self.remaining, std::cmp::Reverse(self.reset_secs)) =>
+            {
+                o
+            }
+            _ => self,
+        }
+    }
+
+    fn headers(&self) -> [(&'static str, String); 3] {
+        [
+            ("x-ratelimit-limit", decimal(u64::from(self.limit))),
+            ("x-ratelimit-remaining", decimal(u64::from(self.remaining))),
+            ("x-ratelimit-reset", decimal(self.reset_secs)),
+        ]
+    }
+}
+
+/// What the response of an allowed request carries.
+#[derive(Debug, Default)]
+struct Answer {
+    report: Option<Report>,
+    /// Names of the shadow rules that would have refused the request.
+    shadow: String,
+}
+
+/// One stream's filter.
+#[derive(Debug)]
+pub struct RateLimitFilter {
+    context_id: u32,
+    shared: Arc<Shared>,
+    answer: Option<Answer>,
+}
+
+/// The refusal of a request: the refusing rule, and its decision unless the store failed.
+struct Refusal {
+    rule: usize,
+    decision: Option<Decision>,
+}
+
+impl HttpFilter for RateLimitFilter {
+    fn on_request_headers(&mut self, host: &mut dyn Host, _: bool) -> Action {
+        let shared = Arc::clone(&self.shared);
+        let now = nanos(host.now());
+        let mut request = Request::default();
+        // (rule, key, where) of every bucket this request took tokens from.
+        let mut taken: Vec<(usize, Fingerprint, Place)> = Vec::new();
+        let mut report: Option<Report> = None;
+        let mut shadow = String::new();
+        let mut refusal = None;
+        for (index, active) in shared.rules.iter().enumerate() {
+            let rule = &active.rule;
+            if !matches(rule, host, &mut request) {
+                continue;
+            }
+            let fingerprint = match fingerprint(&rule.key, host, &mut request, shared.xff_hop) {
+                Some(fingerprint) => fingerprint,
+                None if rule.missing_key == MissingKey::Shared => missing_fingerprint(),
+                None => continue,
+            };
+            match active
+                .table
+                .take(host, &rule.limit, fingerprint, rule.cost, now)
+            {
+                Err(err) => {
+                    host.increment_metric(active.stats.store_errors, 1);
+                    let deny = rule.failure_mode == FailureMode::Deny && !rule.shadow;
+                    host.log(
+                        LogLevel::Warn,
+                        &format!(
+                            "#{} rate-limit: rule {}: {err}; failure_mode {}",
+                            self.context_id,
+                            rule.name,
+                            if deny {
+                                "deny: refused"
+                            } else {
+                                "allow: let through"
+                            }
+                        ),
+                    );
+                    if deny {
+                        refusal = Some(Refusal {
+                            rule: index,
+                            decision: None,
+                        });
+                        break;
+                    }
+                }
+                Ok(t) => {
+                    if t.place == Place::Overflow {
+                        host.increment_metric(active.stats.overflowed, 1);
+                    }
+                    if t.decision.allowed {
+                        taken.push((index, fingerprint, t.place));
+                        if !rule.shadow {
+                            report = Some(Report::new(rule, &t.decision).tighter(report));
+                        }
+                    } else if rule.shadow {
+                        host.increment_metric(active.stats.shadow_limited, 1);
+                        if !shadow.is_empty() {
+                            shadow.push(',');
+                        }
+                        shadow.push_str(&rule.name);
+                    } else {
+                        refusal = Some(Refusal {
+                            rule: index,
+                            decision: Some(t.decision),
+                        });
+                        break;
+                    }
+                }
+            }
+        }
+        match refusal {
+            Some(refusal) => {
+                // The request does not happen, so it should not count against other rules.
+                for (index, fingerprint, place) in taken {
+                    let active = &shared.rules[index];
+                    let rule = &active.rule;
+                    active
+                        .table
+                        .refund(host, &rule.limit, fingerprint, place, rule.cost, now);
+                }
+                let active = &shared.rules[refusal.rule];
+                host.increment_metric(active.stats.limited, 1);
+                refuse(host, &shared.response, &active.rule, refusal.decision);
+                Action::Pause
+            }
+            None => {
+                for (index, _, _) in taken {
+                    host.increment_metric(shared.rules[index].stats.allowed, 1);
+                }
+                let report = report
+                    .filter(|_| shared.response.rate_limit_headers == RateLimitHeaders::Always);
+                if report.is_some() || !shadow.is_empty() {
+                    self.answer = Some(Answer { report, shadow });
+                }
+                Action::Continue
+            }
+        }
+    }
+
+    fn on_response_headers(&mut self, host: &mut dyn Host, _: bool) -> Action {
+        if let Some(answer) = self.answer.take() {
+            if let Some(report) = answer.report {
+                for (name, value) in report.headers() {
+                    host.set_header(Headers::Response, name, &value);
+                }
+            }
+            if let Some(name) = &self.shared.response.shadow_header {
+                if !answer.shadow.is_empty() {
+                    host.set_header(Headers::Response, name, &answer.shadow);
+                }
+            }
+        }
+        Action::Continue
+    }
+}
+
+/// Answer a refused request with the configured response.
+fn refuse(
+    host: &mut dyn Host,
+    response: &CompiledResponse,
+    rule: &CompiledRule,
+    decision: Option<Decision>,
+) {
+    // Without a decision (the store failed) there is no bucket to describe: retry soon.
+    let retry_after = decimal(decision.map_or(1, |d| ceil_secs(d.retry_after_ns).max(1)));
+    let report = decision
+        .filter(|_| response.rate_limit_headers != RateLimitHeaders::Never)
+        .map(|d| Report::new(rule, &d).headers());
+    let mut headers: Vec<(&str, &str)> = response
+        .headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    headers.push(("retry-after", &retry_after));
+    if let Some(report) = &report {
+        headers.extend(report.iter().map(|(n, v)| (*n, v.as_str())));
+    }
+    host.send_local_reply(response.status, &headers, &response.body);
+}
+
+/// Whether every condition of the rule holds for the request.
+fn matches(rule: &CompiledRule, host: &dyn Host, request: &mut Request) -> bool {
+    if let Some(want) = &rule.path {
+        let Some(path) = request.path(host) else {
+            return false;
+        };
+        let ok = match want {
+            CompiledPath::Exact(p) => path == p,
+            CompiledPath::Prefix(p) => path.starts_with(p.as_str()),
+            CompiledPath::Regex(r) => r.is_match(path),
+        };
+        if !ok {
+            return false;
+        }
+    }
+    if !rule.methods.is_empty()
+        && !request
+            .method(host)
+            .is_some_and(|m| rule.methods.iter().any(|w| w == m))
+    {
+        return false;
+    }
+    if !rule.hosts.is_empty()
+        && !request
+            .host(host)
+            .is_some_and(|h| rule.hosts.iter().any(|w| w == h))
+    {
+        return false;
+    }
+    rule.headers.iter().all(|want| {
+        let value = request.header(host, &want.name);
+        match &want.test {
+            HeaderTest::Present(present) => value.is_some() == *present,
+            HeaderTest::Exact(exact) => value == Some(exact.as_str()),
+            HeaderTest::Regex(r) => value.is_some_and(|v| r.is_match(v)),
+        }
+    })
+}
+
+/// Tags of key parts in the fingerprint, so `path=/a` and `header=/a` differ.
+const TAG_MISSING: u8 = 0;
+const TAG_CLIENT_IP: u8 = 1;
+const TAG_PATH: u8 = 2;
+const TAG_METHOD: u8 = 3;
+const TAG_HOST: u8 = 4;
+const TAG_HEADER: u8 = 5;
+const TAG_QUERY: u8 = 6;
+const TAG_COOKIE: u8 = 7;
+
+/// The fingerprint of the request's key, or `None` when a part is missing.
+fn fingerprint(
+    key: &[KeyPart],
+    host: &dyn Host,
+    request: &mut Request,
+    xff_hop: u32,
+) -> Option<Fingerprint> {
+    let mut hasher = KeyHasher::new();
+    for part in key {
+        match part {
+            KeyPart::ClientIp => {
+                hasher.part(TAG_CLIENT_IP, request.client_ip(host, xff_hop)?.as_bytes());
+            }
+            KeyPart::Path => hasher.part(TAG_PATH, request.path(host)?.as_bytes()),
+            KeyPart::Method => hasher.part(TAG_METHOD, request.method(host)?.as_bytes()),
+            KeyPart::Host => hasher.part(TAG_HOST, request.host(host)?.as_bytes()),
+            KeyPart::Header(name) => {
+                hasher.part(TAG_HEADER, request.header(host, name)?.as_bytes());
+            }
+            KeyPart::Query(name) => {
+                hasher.part(TAG_QUERY, &query_param(request.query(host)?, name)?);
+            }
+            KeyPart::Cookie(name) => {
+                let value = cookie(request.header(host, "cookie")?, name)?;
+                hasher.part(TAG_COOKIE, value.as_bytes());
+            }
+        }
+    }
+    Some(hasher.finish())
+}
+
+/// The one key of every request that lacks its rule's key (`missing_key: shared`).
+fn missing_fingerprint() -> Fingerprint {
+    let mut hasher = KeyHasher::new();
+    hasher.part(TAG_MISSING, b"");
+    hasher.finish()
+}
+
+fn nanos(time: SystemTime) -> u64 {
+    time.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+fn decimal(n: u64) -> String {
+    let mut out = String::with_capacity(20);
+    push_decimal(&mut out, n);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{json, Value};
+    use wasmgate_glue::{FakeHost, HostError, LocalReply};
+
+    /// A configured and started plugin, and the host every request runs on.
+    struct Fixture {
+        plugin: RateLimit,
+        host: FakeHost,
+    }
+
+    impl Fixture {
+        fn new(config: Value) -> Fixture {
+            let mut host = FakeHost::new();
+            let mut plugin =
+                RateLimit::configure(config.to_string().as_bytes(), &mut host).unwrap();
+            plugin.on_start(&mut host);
+            Fixture { plugin, host }
+        }
+
+        /// Run one request through a new filter: the local reply if it was refused, and
+        /// the response headers the filter added otherwise.
+        fn send(&mut self, request: FakeHost) -> Result<Vec<(String, String)>, LocalReply> {
+            let mut host = request;
+            host.shared = std::mem::take(&mut self.host.shared);
+            host.metrics = std::mem::take(&mut self.host.metrics);
+            host.now = self.host.now;
+            host.fail_shared_writes = self.host.fail_shared_writes.clone();
+            let mut filter = self.plugin.create_filter(7);
+            let action = filter.on_request_headers(&mut host, true);
+            let result = match host.local_reply.take() {
+                Some(reply) => {
+                    assert_eq!(action, Action::Pause);
+                    Err(reply)
+                }
+                None => {
+                    assert_eq!(action, Action::Continue);
+                    host.response.clear();
+                    filter.on_response_headers(&mut host, true);
+                    Ok(host.response.clone())
+                }
+            };
+            self.host.shared = host.shared;
+            self.host.metrics = host.metrics;
+            self.host.logs.extend(host.logs);
+            result
+        }
+
+        fn allowed(&mut self, request: FakeHost, count: usize) -> usize {
+            (0..count)
+                .filter(|_| self.send(request.clone()).is_ok())
+                .count()
+        }
+
+        fn stat(&self, rule: &str, stat: &str) -> i64 {
+            self.host
+                .metric(&format!("rate_limit.default.{rule}.{stat}"))
+                .unwrap_or_else(|| panic!("no stat {rule}.{stat}"))
+        }
+    }
+
+    fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+        headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn get(path: &str) -> FakeHost {
+        FakeHost::new()
+            .with_request("GET", path)
+            .with_property(&["source", "address"], b"10.0.0.1:1234")
+    }
+
+    #[test]
+    fn allows_exactly_the_limit_then_refuses_with_retry_after_and_headers() {
+        let mut f = Fixture::new(json!({"rules": [{
+            "name": "per_ip", "key": ["client_ip"],
+            "limit": {"requests_per_unit": 3, "unit": "minute"},
+        }]}));
+        assert_eq!(f.allowed(get("/"), 10), 3);
+        f.host.advance(Duration::from_secs(20));
+        let reply = f.send(get("/")).unwrap_err();
+        assert_eq!(reply.status, 429);
+        assert_eq!(reply.body, b"rate limited\n");
+        assert_eq!(header(&reply.headers, "retry-after"), Some("40"));
+        assert_eq!(header(&reply.headers, "x-ratelimit-limit"), Some("3"));
+        assert_eq!(header(&reply.headers, "x-ratelimit-remaining"), Some("0"));
+        assert_eq!(header(&reply.headers, "x-ratelimit-reset"), Some("40"));
+        assert_eq!(
+            (f.stat("per_ip", "allowed"), f.stat("per_ip", "limited")),
+            (3, 8)
+        );
+        f.host.advance(Duration::from_secs(40));
+        assert_eq!(f.allowed(get("/"), 10), 3, "refilled after the minute");
+    }
+
+    #[test]
+    fn keys_do_not_share_buckets_and_missing_keys_follow_the_rule() {
+        let mut f = Fixture::new(json!({"rules": [
+            {"name": "skip", "key": [{"header": "x-api-key"}], "match": {"path": {"prefix": "/skip"}},
+             "limit": {"requests_per_unit": 2, "unit": "hour"}},
+            {"name": "shared", "key": [{"query": "key"}, {"cookie": "sid"}], "missing_key": "shared",
+             "match": {"path": {"prefix": "/shared"}}, "limit": {"requests_per_unit": 2, "unit": "hour"}},
+        ]}));
+        let with_key = |path: &str, key: &str| get(path).with_header("x-api-key", key);
+        assert_eq!(f.allowed(with_key("/skip", "a"), 5), 2);
+        assert_eq!(f.allowed(with_key("/skip", "b"), 5), 2);
+        assert_eq!(f.allowed(get("/skip"), 5), 5, "no key: the rule is skipped");
+        let composite = |q: &str, c: &str| get(&format!("/shared?{q}")).with_header("cookie", c);
+        assert_eq!(f.allowed(composite("key=1", "sid=x"), 5), 2);
+        assert_eq!(
+            f.allowed(composite("key=%31", "a=b; sid=x"), 5),
+            0,
+            "same key, decoded"
+        );
+        assert_eq!(f.allowed(composite("key=1", "sid=y"), 5), 2);
+        assert_eq!(
+            f.allowed(composite("key=2", "other=1"), 5),
+            2,
+            "the shared missing key"
+        );
+        assert_eq!(f.allowed(get("/shared"), 5), 0, "same missing key");
+    }
+
+    #[test]
+    fn conditions_select_requests_and_every_matching_rule_must_allow() {
+        let mut f = Fixture::new(json!({"rules": [
+            {"name": "all", "limit": {"requests_per_unit": 5, "unit": "minute"}},
+            {"name": "posts", "limit": {"requests_per_unit": 1, "unit": "minute"},
+             "match": {"methods": ["post"], "path": {"regex": "^/api/v[0-9]+/"},
+                       "hosts": ["api.example.com"], "headers": [{"name": "x-tier", "exact": "free"}]}},
+        ]}));
+        let post = |authority: &str, tier: &str| {
+            let mut host = get("/api/v2/items?x=1")
+                .with_request("POST", "/api/v2/items")
+                .with_header("x-tier", tier);
+            host.set_header(Headers::Request, ":authority", authority);
+            host
+        };
+        // Not matched by "posts": a GET, a paid tier.
+        assert!(f.send(get("/api/v2/items")).is_ok());
+        assert!(f.send(post("API.example.com:8443", "paid")).is_ok());
+        assert!(f.send(post("other.example.com", "free")).is_ok());
+        assert!(f.send(post("API.example.com:8443", "free")).is_ok());
+        // "posts" refuses, and "all" gets its token back.
+        let reply = f.send(post("api.example.com", "free")).unwrap_err();
+        assert_eq!(header(&reply.headers, "x-ratelimit-limit"), Some("1"));
+        assert_eq!(f.stat("posts", "limited"), 1);
+        assert_eq!(
+            f.allowed(get("/"), 10),
+            1,
+            "5 - 4 allowed, the refused one refunded"
+        );
+        assert_eq!(f.stat("all", "allowed"), 5);
+    }
+
+    #[test]
+    fn a_cost_above_one_and_a_raw_bucket() {
+        let mut f = Fixture::new(json!({"rules": [{"name": "b", "cost": 2,
+            "limit": {"max_tokens": 5, "tokens_per_fill": 1, "fill_interval": "10s"}}]}));
+        assert_eq!(f.allowed(get("/"), 5), 2);
+        let reply = f.send(get("/")).unwrap_err();
+        assert_eq!(header(&reply.headers, "retry-after"), Some("10"));
+        assert_eq!(header(&reply.headers, "x-ratelimit-remaining"), Some("1"));
+        f.host.advance(Duration::from_secs(10));
+        assert_eq!(f.allowed(get("/"), 5), 1);
+    }
+
+    #[test]
+    fn shadow_rules_let_everything_through_count_and_report() {
+        let mut f = Fixture::new(json!({
+        "response": {"shadow_header": "x-shadow-limited"},
+        "rules": [
+            {"name": "trial", "shadow": true, "limit": {"requests_per_unit": 2, "unit": "minute"}},
+            {"name": "trial2", "shadow": true, "limit": {"requests_per_unit": 3, "unit": "minute"}},
+        ]}));
+        let answers: Vec<_> = (0..5).map(|_| f.send(get("/")).unwrap()).collect();
+        assert_eq!(header(&answers[1], "x-shadow-limited"), None);
+        assert_eq!(header(&answers[2], "x-shadow-limited"), Some("trial"));
+        assert_eq!(
+            header(&answers[4], "x-shadow-limited"),
+            Some("trial,trial2")
+        );
+        assert_eq!(f.stat("trial", "shadow_limited"), 3);
+        assert_eq!(f.stat("trial2", "shadow_limited"), 2);
+        assert_eq!(f.stat("trial", "limited"), 0);
+    }
+
+    #[test]
+    fn allowed_responses_describe_the_most_restrictive_rule_when_asked() {
+        let config = |when: &str| {
+            json!({"response": {"rate_limit_headers": when}, "rules": [
+                {"name": "wide", "limit": {"requests_per_unit": 100, "unit": "minute"}},
+                {"name": "narrow", "limit": {"max_tokens": 10, "tokens_per_fill": 1, "fill_interval": "2s"}},
+                {"name": "quiet", "shadow": true, "limit": {"requests_per_unit": 1, "unit": "minute"}},
+            ]})
+        };
+        let mut f = Fixture::new(config("always"));
+        let headers = f.send(get("/")).unwrap();
+        assert_eq!(header(&headers, "x-ratelimit-limit"), Some("10"));
+        assert_eq!(header(&headers, "x-ratelimit-remaining"), Some("9"));
+        assert_eq!(header(&headers, "x-ratelimit-reset"), Some("2"));
+        let mut f = Fixture::new(config("refused"));
+        assert_eq!(f.send(get("/")).unwrap(), Vec::new());
+    }
+
+    #[test]
+    fn custom_refusals_and_never_sending_rate_limit_headers() {
+        let mut f = Fixture::new(json!({
+            "response": {"status": 503, "body": "slow down", "rate_limit_headers": "never",
+                         "headers": [{"name": "Content-Type", "value": "text/plain"}]},
+            "rules": [{"limit": {"requests_per_unit": 1, "unit": "second"}}]}));
+        f.send(get("/")).unwrap();
+        let reply = f.send(get("/")).unwrap_err();
+        assert_eq!(reply.status, 503);
+        assert_eq!(reply.body, b"slow down");
+        assert_eq!(header(&reply.headers, "content-type"), Some("text/plain"));
+        assert_eq!(header(&reply.headers, "retry-after"), Some("1"));
+        assert_eq!(header(&reply.headers, "x-ratelimit-limit"), None);
+    }
+
+    #[test]
+    fn store_failures_follow_the_failure_mode_and_are_counted() {
+        let mut f = Fixture::new(json!({"rules": [
+            {"name": "open", "limit": {"requests_per_unit": 1, "unit": "minute"}},
+            {"name": "closed", "failure_mode": "deny", "match": {"path": {"exact": "/closed"}},
+             "limit": {"requests_per_unit": 1, "unit": "minute"}},
+        ]}));
+        f.host.fail_shared_writes = Some(HostError::Failed("boom".into()));
+        assert_eq!(f.allowed(get("/"), 3), 3);
+        assert_eq!(f.stat("open", "store_errors"), 3);
+        let reply = f.send(get("/closed")).unwrap_err();
+        assert_eq!(reply.status, 429);
+        assert_eq!(header(&reply.headers, "retry-after"), Some("1"));
+        assert_eq!(f.stat("closed", "store_errors"), 1);
+        assert!(f.host.logged(
+            LogLevel::Warn,
+            "#7 rate-limit: rule closed: shared data write failed"
+        ));
+    }
+
+    #[test]
+    fn the_client_is_found_through_trusted_xff_hops() {
+        let mut f = Fixture::new(json!({"client_ip": {"xff_hop": 2}, "rules": [{
+            "key": ["client_ip"], "limit": {"requests_per_unit": 1, "unit": "minute"}}]}));
+        let via = |xff: &str| get("/").with_header("x-forwarded-for", xff);
+        assert!(f.send(via("spoofed, 198.51.100.1, 10.0.0.9")).is_ok());
+        assert!(f.send(via("other-spoof, 198.51.100.1, 10.0.0.9")).is_err());
+        assert!(f.send(via("198.51.100.2, 10.0.0.9")).is_ok());
+        // Too few hops: the connection's address.
+        assert!(f.send(via("10.0.0.9")).is_ok());
+        assert!(f.send(get("/")).is_err());
+    }
+
+    #[test]
+    fn the_cap_holds_and_idle_keys_are_collected_on_ticks() {
+        let mut f = Fixture::new(json!({"cleanup_interval": "100ms", "rules": [{
+            "name": "capped", "key": [{"header": "x-api-key"}], "max_keys": 16,
+            "limit": {"requests_per_unit": 1000, "unit": "minute"}}]}));
+        assert_eq!(f.host.tick_period, Some(Duration::from_millis(100)));
+        let entries = f.host.shared.len();
+        assert_eq!(entries, 17);
+        for i in 0..500 {
+            f.send(get("/").with_header("x-api-key", &i.to_string()))
+                .unwrap();
+        }
+        assert_eq!(
+            f.host.shared.len(),
+            entries,
+            "a flood of keys adds no entries"
+        );
+        assert!(f.stat("capped", "overflowed") > 400);
+        f.plugin.on_tick(&mut f.host);
+        assert_eq!(f.stat("capped", "live_keys"), 16);
+        f.host.advance(Duration::from_secs(60));
+        f.plugin.on_tick(&mut f.host);
+        assert_eq!(f.stat("capped", "live_keys"), 0);
+        assert!(f
+            .host
+            .shared
+            .iter()
+            .filter(|(key, _)| !key.ends_with("/overflow"))
+            .all(|(_, (value, _))| value == crate::bucket::EMPTY_SLOT));
+    }
+
+    #[test]
+    fn sweeps_spread_over_ticks() {
+        let mut f = Fixture::new(json!({"rules": [
+            {"name": "big", "key": ["path"], "max_keys": 1500, "limit": {"requests_per_unit": 5, "unit": "minute"}},
+            {"name": "small", "key": ["path"], "max_keys": 10, "limit": {"requests_per_unit": 5, "unit": "minute"}},
+        ]}));
+        f.send(get("/a")).unwrap();
+        f.plugin.on_tick(&mut f.host);
+        assert_eq!(
+            f.host.metric("rate_limit.default.big.live_keys"),
+            Some(0),
+            "not yet swept"
+        );
+        f.plugin.on_tick(&mut f.host);
+        assert_eq!(f.stat("big", "live_keys"), 1);
+        assert_eq!(f.stat("small", "live_keys"), 1);
+    }
+
+    #[test]
+    fn a_config_error_names_the_field() {
+        let err = RateLimit::configure(
+            br#"{"rules":[{"limit":{"requests_per_unit":1,"unit":"minute"},"match":{"path":{"regex":"("}}}]}"#,
+            &mut FakeHost::new(),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("rules[0].match.path.regex: invalid regex"),
+            "{err}"
+        );
+    }
+}
