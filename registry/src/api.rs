@@ -234,7 +234,10 @@ async fn download_module(
         .store()
         .get(&name, &version)
         .ok_or_else(|| version_not_found(&name, &version))?;
-    send_module(&registry, &meta.digest(), SHORT, &headers).await
+    let digest = meta
+        .digest()
+        .ok_or_else(|| ApiError::internal("malformed digest in version metadata"))?;
+    send_module(&registry, &digest, SHORT, &headers).await
 }
 
 async fn download_blob(
@@ -417,10 +420,17 @@ async fn publish_module(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     let mut stream = body.into_data_stream();
-    if declared.is_some_and(|n| n > limit) {
+    let known = stated
+        .sha256
+        .and_then(|digest| Some((registry.store().get(&name, &version)?, digest)));
+    if declared.is_some_and(|n| n > limit) || known.is_some() {
         // A client waiting for 100-continue has sent nothing: answer at once.
         if !headers.contains_key(header::EXPECT) {
             linger(stream).await;
+        }
+        // The version exists and the client said which bytes it sends: no need to read them.
+        if let Some((existing, digest)) = known {
+            return existing_answer(&existing, &digest);
         }
         return Err(too_large(limit));
     }

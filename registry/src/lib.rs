@@ -121,6 +121,11 @@ impl Registry {
         if config.max_upload_bytes == 0 {
             return Err(Error::Config("max_upload_bytes must be above 0".into()));
         }
+        if config.read_auth && config.tokens.is_empty() && config.read_tokens.is_empty() {
+            return Err(Error::Config(
+                "read_auth is on but there is no token: nobody could read".into(),
+            ));
+        }
         let (store, recovery) = Store::open(&config.data_dir).map_err(|source| Error::DataDir {
             path: config.data_dir.clone(),
             source,

@@ -29,21 +29,27 @@ use crate::names::{Digest, PluginName, Version};
 pub struct BlobRef {
     /// `sha256:<hex>`.
     pub digest: String,
+    /// Size in bytes.
     pub size: u64,
 }
 
 /// The OCI image a version is served as.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OciImage {
+    /// The image manifest (what a tag resolves to).
     pub manifest: BlobRef,
+    /// The image config.
     pub config: BlobRef,
+    /// The `tar+gzip` layer holding `plugin.wasm`.
     pub layer: BlobRef,
 }
 
 /// What the store records for one published version.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VersionMeta {
+    /// The plugin name.
     pub name: String,
+    /// The semver version (also the OCI tag).
     pub version: String,
     /// The module's SHA256, 64 lowercase hex characters.
     pub sha256: String,
@@ -53,18 +59,18 @@ pub struct VersionMeta {
     pub created: String,
     /// The proxy-wasm ABI version the module exports (`0.2.1`).
     pub abi_version: String,
+    /// The root id the publisher stated (`x-wasmgate-root-id`).
     pub root_id: Option<String>,
+    /// A one-line description the publisher stated (`x-wasmgate-description`).
     pub description: Option<String>,
+    /// The OCI image this version is served as.
     pub oci: OciImage,
 }
 
 impl VersionMeta {
-    /// The module's digest.
-    ///
-    /// The metadata was validated when it was loaded, so a malformed digest cannot be here;
-    /// the all-zero digest it would fall back to names no blob.
-    pub fn digest(&self) -> Digest {
-        Digest::from_hex(&self.sha256).unwrap_or(Digest::of(b""))
+    /// The module's digest; `None` only if the metadata was tampered with.
+    pub fn digest(&self) -> Option<Digest> {
+        Digest::from_hex(&self.sha256).ok()
     }
 
     fn blob_digests(&self) -> Vec<String> {
@@ -93,8 +99,11 @@ type Index = BTreeMap<PluginName, BTreeMap<Version, Arc<VersionMeta>>>;
 /// What opening the store found and repaired.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Recovery {
+    /// Versions loaded.
     pub versions: usize,
+    /// Files of interrupted uploads removed from `tmp/`.
     pub removed_temp_files: usize,
+    /// Complete blobs no version names (a crash between blob and metadata, a lost race).
     pub removed_orphan_blobs: usize,
     /// Metadata files that could not be used (unreadable, malformed or missing a blob).
     pub skipped_metadata: usize,
