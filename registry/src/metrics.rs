@@ -111,13 +111,13 @@ pub async fn track(State(registry): State<Registry>, request: Request, next: Nex
     let started = Instant::now();
     let response = next.run(request).await;
     let status = response.status().as_u16();
-    tracing::info!(
-        %method,
-        %path,
-        status,
-        elapsed_ms = started.elapsed().as_millis() as u64,
-        "request"
-    );
+    let elapsed_ms = started.elapsed().as_millis() as u64;
+    // Successful reads are the bulk of the traffic: keep them out of the default log level.
+    if (method == "GET" || method == "HEAD") && status < 400 {
+        tracing::debug!(%method, %path, status, elapsed_ms, "request");
+    } else {
+        tracing::info!(%method, %path, status, elapsed_ms, "request");
+    }
     registry.metrics().request(route, method, status);
     response
 }
