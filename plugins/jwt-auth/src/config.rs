@@ -1,0 +1,705 @@
+//! The configuration of jwt-auth (shared with the CLI, so a bad `pluginConfig` is refused
+//! before it reaches Envoy) and its compiled form, built once in `on_configure`.
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
+
+use regex_lite::Regex;
+use serde::Deserialize;
+use wasmgate_glue::ConfigError;
+
+use crate::claims::{ClaimRules, Matcher, RequiredClaim};
+use crate::jwk::{Jwks, KeySet};
+
+/// The plugin configuration (the `configuration` of the Envoy Wasm filter).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct Config {
+    /// Token issuers by name.
+    pub providers: BTreeMap<String, Provider>,
+    /// Rules, tried in order; the first whose `match` fits the request decides.
+    #[serde(default)]
+    pub rules: Vec<Rule>,
+    /// What requests that no rule matches require; when absent they pass unchecked.
+    #[serde(default)]
+    pub default: Option<Requirement>,
+    /// Let CORS preflight requests (`OPTIONS` with `Origin` and
+    /// `Access-Control-Request-Method`) through without a token.
+    #[serde(default)]
+    pub bypass_cors_preflight: bool,
+    /// Longest token accepted, in bytes.
+    #[serde(default = "default_max_token_bytes")]
+    pub max_token_bytes: usize,
+    /// The `realm` of `WWW-Authenticate` challenges.
+    #[serde(default = "default_realm")]
+    pub realm: String,
+    /// How many verified tokens each worker remembers; 0 turns the cache off.
+    #[serde(default = "default_cache_size")]
+    pub token_cache_size: usize,
+}
+
+fn default_max_token_bytes() -> usize {
+    8192
+}
+
+fn default_realm() -> String {
+    "wasmgate".into()
+}
+
+fn default_cache_size() -> usize {
+    1024
+}
+
+fn default_skew() -> u64 {
+    60
+}
+
+/// One token issuer: how its tokens are checked, where they are found, what goes upstream.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct Provider {
+    /// Required `iss`; when absent any issuer is accepted.
+    #[serde(default)]
+    pub issuer: Option<String>,
+    /// Accepted audiences: the token's `aud` must name at least one. Empty: not checked.
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    /// Accepted `sub` values.
+    #[serde(default)]
+    pub subjects: Option<StringMatch>,
+    /// Tolerance for `exp` and `nbf`, in seconds.
+    #[serde(default = "default_skew")]
+    pub clock_skew_seconds: u64,
+    /// Refuse tokens without `exp`.
+    #[serde(default)]
+    pub require_expiration: bool,
+    /// Longest accepted lifetime (`exp - iat`, or `exp - nbf`), e.g. `"3600s"`; implies
+    /// `require_expiration`.
+    #[serde(default)]
+    pub max_lifetime: Option<String>,
+    /// The keys, inline (a JWKS object).
+    #[serde(default)]
+    pub local_jwks: Option<Jwks>,
+    /// The keys, fetched from the issuer through an Envoy cluster.
+    #[serde(default)]
+    pub remote_jwks: Option<RemoteJwks>,
+    /// Headers holding the token, with a prefix such as `Bearer `.
+    #[serde(default)]
+    pub from_headers: Vec<HeaderSource>,
+    /// Query parameters holding the token.
+    #[serde(default)]
+    pub from_params: Vec<String>,
+    /// Cookies holding the token.
+    #[serde(default)]
+    pub from_cookies: Vec<String>,
+    /// Keep the token in the request sent upstream (it is removed otherwise).
+    #[serde(default)]
+    pub forward: bool,
+    /// Send the verified payload (base64url, as in the token) upstream in this header.
+    #[serde(default)]
+    pub forward_payload_header: Option<String>,
+    /// Send claims upstream in headers.
+    #[serde(default)]
+    pub claim_to_headers: Vec<ClaimToHeader>,
+}
+
+/// A header holding a token.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct HeaderSource {
+    /// Header name.
+    pub name: String,
+    /// What comes before the token, matched case-insensitively (`Bearer `).
+    #[serde(default)]
+    pub value_prefix: Option<String>,
+}
+
+/// A claim sent upstream as a header.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct ClaimToHeader {
+    /// The header to set; any copy the client sent is removed first.
+    pub header_name: String,
+    /// The claim, with `.` for nested objects (`realm.tier`).
+    pub claim_name: String,
+}
+
+/// Keys fetched with an HTTP callout.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct RemoteJwks {
+    /// `http(s)://host[:port]/path` of the JWKS; host and path go in the request.
+    pub uri: String,
+    /// The Envoy cluster the request is sent to.
+    pub cluster: String,
+    /// How long one fetch may take, e.g. `"5s"`; also how long a request waits for keys.
+    #[serde(default = "default_timeout")]
+    pub timeout: String,
+    /// How long fetched keys are fresh; they are refreshed before that.
+    #[serde(default = "default_cache_duration")]
+    pub cache_duration: String,
+    /// At most one refetch per this interval for tokens with an unknown `kid`.
+    #[serde(default = "default_refetch_interval")]
+    pub unknown_kid_refetch_interval: String,
+}
+
+fn default_timeout() -> String {
+    "5s".into()
+}
+
+fn default_cache_duration() -> String {
+    "600s".into()
+}
+
+fn default_refetch_interval() -> String {
+    "30s".into()
+}
+
+/// Exactly one way to match a string.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub enum StringMatch {
+    /// Equal to this.
+    Exact(String),
+    /// Starting with this.
+    Prefix(String),
+    /// Matching this regular expression, as a whole.
+    Regex(String),
+}
+
+/// One rule.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct Rule {
+    /// Which requests this rule is for.
+    #[serde(default, rename = "match")]
+    pub match_: RouteMatch,
+    /// What they need; when absent they pass unchecked.
+    #[serde(default)]
+    pub requires: Option<Requirement>,
+    /// Scopes that a verified token must all grant (`scope` or `scp`); 403 otherwise.
+    #[serde(default)]
+    pub required_scopes: Vec<String>,
+    /// Claims that a verified token must all have; 403 otherwise.
+    #[serde(default)]
+    pub required_claims: Vec<ClaimRequirement>,
+}
+
+/// Which requests a rule is for: at most one of `path`, `prefix`, `regex` (none: every
+/// path), and the methods (none: every method). The query string is not part of the path.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct RouteMatch {
+    /// The path, exactly.
+    #[serde(default)]
+    pub path: Option<String>,
+    /// A path prefix.
+    #[serde(default)]
+    pub prefix: Option<String>,
+    /// A regular expression matching the whole path.
+    #[serde(default)]
+    pub regex: Option<String>,
+    /// Methods, e.g. `["GET", "HEAD"]`.
+    #[serde(default)]
+    pub methods: Vec<String>,
+}
+
+/// A claim a rule requires: one of its values (a string, or strings in an array) equals
+/// one of `exact` or starts with one of `prefix`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct ClaimRequirement {
+    /// The claim, with `.` for nested objects.
+    pub claim: String,
+    #[serde(default)]
+    pub exact: Vec<String>,
+    #[serde(default)]
+    pub prefix: Vec<String>,
+}
+
+/// What a request needs (as in jwt_authn's `JwtRequirement`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub enum Requirement {
+    /// A valid token of this provider.
+    ProviderName(String),
+    /// At least one of these.
+    RequiresAny(Vec<Requirement>),
+    /// All of these.
+    RequiresAll(Vec<Requirement>),
+    /// No token at all is fine, but a token that is there must be valid.
+    AllowMissing(Empty),
+    /// Always passes; valid tokens are still forwarded as configured.
+    AllowMissingOrFailed(Empty),
+}
+
+/// An empty object, `{}`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct Empty {}
+
+/// Where a provider finds its token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// A header (lowercase name) and a prefix matched case-insensitively.
+    Header {
+        name: String,
+        prefix: String,
+    },
+    Param(String),
+    Cookie(String),
+}
+
+/// A remote JWKS, checked.
+#[derive(Debug, Clone)]
+pub struct Remote {
+    pub cluster: String,
+    pub authority: String,
+    pub path: String,
+    pub timeout: Duration,
+    pub cache_duration: Duration,
+    pub refetch_interval: Duration,
+    /// Prefix of this JWKS's shared-data keys, the same in every worker.
+    pub shared_key: String,
+}
+
+/// Where a provider's keys come from.
+#[derive(Debug, Clone)]
+pub enum Keys {
+    Local(KeySet),
+    Remote(Remote),
+}
+
+/// A provider, checked.
+#[derive(Debug, Clone)]
+pub struct CompiledProvider {
+    pub name: String,
+    pub claims: ClaimRules,
+    pub keys: Keys,
+    pub sources: Vec<Source>,
+    pub forward: bool,
+    pub forward_payload_header: Option<String>,
+    /// (header, claim path)
+    pub claim_to_headers: Vec<(String, String)>,
+}
+
+/// A requirement, with provider names resolved to indices.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Req {
+    Provider(usize),
+    Any(Vec<Req>),
+    All(Vec<Req>),
+    /// Only directly inside `Any`, next to the providers it applies to.
+    AllowMissing,
+    /// Only directly inside `Any`.
+    AllowMissingOrFailed,
+}
+
+/// A rule, checked.
+#[derive(Debug, Clone)]
+pub struct CompiledRule {
+    pub path: Option<Matcher>,
+    pub methods: Vec<String>,
+    pub requires: Option<Req>,
+    pub required_scopes: Vec<String>,
+    pub required_claims: Vec<RequiredClaim>,
+}
+
+impl CompiledRule {
+    /// Whether the rule is for `method` `path` (path without its query).
+    pub fn matches(&self, method: &str, path: &str) -> bool {
+        (self.methods.is_empty() || self.methods.iter().any(|m| m == method))
+            && self.path.as_ref().is_none_or(|m| m.matches(path))
+    }
+}
+
+/// The whole configuration, checked and compiled.
+#[derive(Debug, Clone)]
+pub struct Compiled {
+    pub providers: Vec<CompiledProvider>,
+    pub rules: Vec<CompiledRule>,
+    pub default: Option<Req>,
+    pub bypass_cors_preflight: bool,
+    pub max_token_bytes: usize,
+    pub realm: String,
+    pub token_cache_size: usize,
+    /// Headers this plugin writes upstream: removed from every request first.
+    pub output_headers: Vec<String>,
+}
+
+/// Parse `"250ms"`, `"5s"`, `"10m"`, `"1h"`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("\"{text}\" is not a duration like \"5s\" or \"250ms\""))?;
+    let duration = match unit {
+        "ms" => Duration::from_millis(n),
+        "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n.saturating_mul(60)),
+        "h" => Duration::from_secs(n.saturating_mul(3600)),
+        _ => return Err(format!("\"{text}\" needs a unit: ms, s, m or h")),
+    };
+    if duration.is_zero() {
+        return Err("must be more than zero".into());
+    }
+    Ok(duration)
+}
+
+fn check_header_name(name: &str) -> Result<String, String> {
+    let valid = !name.is_empty()
+        && !name.starts_with(':')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+    if valid {
+        Ok(name.to_ascii_lowercase())
+    } else {
+        Err(format!("\"{name}\" is not a valid header name"))
+    }
+}
+
+fn compile_match(m: &StringMatch) -> Result<Matcher, String> {
+    Ok(match m {
+        StringMatch::Exact(s) => Matcher::Exact(s.clone()),
+        StringMatch::Prefix(s) => Matcher::Prefix(s.clone()),
+        StringMatch::Regex(re) => Matcher::Regex(compile_regex(re)?),
+    })
+}
+
+fn compile_regex(re: &str) -> Result<Regex, String> {
+    Regex::new(re).map_err(|e| format!("invalid regex \"{re}\": {e}"))
+}
+
+fn compile_remote(remote: &RemoteJwks) -> Result<Remote, ConfigError> {
+    let rest = remote
+        .uri
+        .strip_prefix("http://")
+        .or_else(|| remote.uri.strip_prefix("https://"))
+        .ok_or_else(|| ConfigError::new("uri", "must start with http:// or https://"))?;
+    let (authority, path) = match rest.find('/') {
+        Some(at) => rest.split_at(at),
+        None => (rest, "/"),
+    };
+    if authority.is_empty() || authority.contains(['@', ' ']) {
+        return Err(ConfigError::new("uri", "needs a host"));
+    }
+    if remote.cluster.is_empty() {
+        return Err(ConfigError::new("cluster", "must not be empty"));
+    }
+    let duration =
+        |field: &str, text: &str| parse_duration(text).map_err(|why| ConfigError::new(field, why));
+    Ok(Remote {
+        cluster: remote.cluster.clone(),
+        authority: authority.to_owned(),
+        path: path.to_owned(),
+        timeout: duration("timeout", &remote.timeout)?,
+        cache_duration: duration("cache_duration", &remote.cache_duration)?,
+        refetch_interval: duration(
+            "unknown_kid_refetch_interval",
+            &remote.unknown_kid_refetch_interval,
+        )?,
+        shared_key: format!("wasmgate.jwt-auth.jwks.{}.{}", remote.cluster, remote.uri),
+    })
+}
+
+fn compile_provider(name: &str, p: &Provider) -> Result<CompiledProvider, ConfigError> {
+    let max_lifetime = match &p.max_lifetime {
+        None => None,
+        Some(text) => Some(
+            parse_duration(text)
+                .map_err(|why| ConfigError::new("max_lifetime", why))?
+                .as_secs() as i64,
+        ),
+    };
+    let subjects = match &p.subjects {
+        None => None,
+        Some(m) => Some(compile_match(m).map_err(|why| ConfigError::new("subjects", why))?),
+    };
+    let keys = match (&p.local_jwks, &p.remote_jwks) {
+        (Some(jwks), None) => Keys::Local(
+            KeySet::strict(jwks)
+                .map_err(|(field, why)| ConfigError::new(field, why).at("local_jwks"))?,
+        ),
+        (None, Some(remote)) => {
+            Keys::Remote(compile_remote(remote).map_err(|e| e.at("remote_jwks"))?)
+        }
+        _ => {
+            return Err(ConfigError::new(
+                "",
+                "needs exactly one of local_jwks and remote_jwks",
+            ))
+        }
+    };
+    let mut sources = Vec::new();
+    for (i, h) in p.from_headers.iter().enumerate() {
+        let name = check_header_name(&h.name)
+            .map_err(|why| ConfigError::new("name", why).at(&format!("from_headers[{i}]")))?;
+        sources.push(Source::Header {
+            name,
+            prefix: h.value_prefix.clone().unwrap_or_default(),
+        });
+    }
+    for (i, param) in p.from_params.iter().enumerate() {
+        if param.is_empty() || param.contains(['&', '=', '?', '#']) {
+            return Err(ConfigError::new(
+                format!("from_params[{i}]"),
+                "not a query parameter name",
+            ));
+        }
+        sources.push(Source::Param(param.clone()));
+    }
+    for (i, cookie) in p.from_cookies.iter().enumerate() {
+        if cookie.is_empty() || cookie.contains([';', '=', ' ', ',']) {
+            return Err(ConfigError::new(
+                format!("from_cookies[{i}]"),
+                "not a cookie name",
+            ));
+        }
+        sources.push(Source::Cookie(cookie.clone()));
+    }
+    if sources.is_empty() {
+        // jwt_authn's default: `Authorization: Bearer <token>` or `?access_token=<token>`.
+        sources.push(Source::Header {
+            name: "authorization".into(),
+            prefix: "Bearer ".into(),
+        });
+        sources.push(Source::Param("access_token".into()));
+    }
+    let forward_payload_header = match &p.forward_payload_header {
+        None => None,
+        Some(h) => Some(
+            check_header_name(h).map_err(|why| ConfigError::new("forward_payload_header", why))?,
+        ),
+    };
+    let mut claim_to_headers = Vec::new();
+    for (i, c) in p.claim_to_headers.iter().enumerate() {
+        let at = format!("claim_to_headers[{i}]");
+        let header = check_header_name(&c.header_name)
+            .map_err(|why| ConfigError::new("header_name", why).at(&at))?;
+        if c.claim_name.is_empty() || c.claim_name.split('.').any(str::is_empty) {
+            return Err(ConfigError::new("claim_name", "not a claim path like \"a.b\"").at(&at));
+        }
+        claim_to_headers.push((header, c.claim_name.clone()));
+    }
+    let mut audiences = p.audiences.clone();
+    audiences.retain(|a| !a.is_empty());
+    Ok(CompiledProvider {
+        name: name.to_owned(),
+        claims: ClaimRules {
+            issuer: p.issuer.clone(),
+            audiences,
+            subjects,
+            clock_skew_seconds: i64::try_from(p.clock_skew_seconds).unwrap_or(i64::MAX),
+            require_expiration: p.require_expiration,
+            max_lifetime,
+        },
+        keys,
+        sources,
+        forward: p.forward,
+        forward_payload_header,
+        claim_to_headers,
+    })
+}
+
+/// Resolve a requirement. `allow_missing` outside `requires_any` means "any provider, or
+/// no token at all", as in jwt_authn.
+fn compile_req(
+    req: &Requirement,
+    names: &BTreeMap<String, usize>,
+    in_any: bool,
+) -> Result<Req, ConfigError> {
+    let all_providers = || -> Vec<Req> { (0..names.len()).map(Req::Provider).collect() };
+    Ok(match req {
+        Requirement::ProviderName(name) => Req::Provider(*names.get(name).ok_or_else(|| {
+            ConfigError::new("provider_name", format!("no provider is named \"{name}\""))
+        })?),
+        Requirement::RequiresAny(list) | Requirement::RequiresAll(list) => {
+            let any = matches!(req, Requirement::RequiresAny(_));
+            let field = if any { "requires_any" } else { "requires_all" };
+            if list.is_empty() {
+                return Err(ConfigError::new(field, "needs at least one requirement"));
+            }
+            let mut out = Vec::with_capacity(list.len());
+            for (i, r) in list.iter().enumerate() {
+                out.push(compile_req(r, names, any).map_err(|e| e.at(&format!("{field}[{i}]")))?);
+            }
+            if any {
+                Req::Any(out)
+            } else {
+                Req::All(out)
+            }
+        }
+        Requirement::AllowMissing(_) if in_any => Req::AllowMissing,
+        Requirement::AllowMissingOrFailed(_) if in_any => Req::AllowMissingOrFailed,
+        Requirement::AllowMissing(_) => Req::Any(
+            all_providers()
+                .into_iter()
+                .chain([Req::AllowMissing])
+                .collect(),
+        ),
+        Requirement::AllowMissingOrFailed(_) => Req::Any(
+            all_providers()
+                .into_iter()
+                .chain([Req::AllowMissingOrFailed])
+                .collect(),
+        ),
+    })
+}
+
+fn compile_rule(rule: &Rule, names: &BTreeMap<String, usize>) -> Result<CompiledRule, ConfigError> {
+    let m = &rule.match_;
+    let path = match (&m.path, &m.prefix, &m.regex) {
+        (None, None, None) => None,
+        (Some(p), None, None) => Some(Matcher::Exact(p.clone())),
+        (None, Some(p), None) => Some(Matcher::Prefix(p.clone())),
+        (None, None, Some(re)) => Some(Matcher::Regex(
+            compile_regex(re).map_err(|why| ConfigError::new("match.regex", why))?,
+        )),
+        _ => {
+            return Err(ConfigError::new(
+                "match",
+                "at most one of path, prefix and regex",
+            ))
+        }
+    };
+    for (i, method) in m.methods.iter().enumerate() {
+        if method.is_empty() || !method.bytes().all(|b| b.is_ascii_uppercase()) {
+            return Err(ConfigError::new(
+                format!("match.methods[{i}]"),
+                format!("\"{method}\" is not an upper-case method name"),
+            ));
+        }
+    }
+    let requires = match &rule.requires {
+        None => None,
+        Some(r) => Some(compile_req(r, names, false).map_err(|e| e.at("requires"))?),
+    };
+    let mut required_claims = Vec::new();
+    for (i, c) in rule.required_claims.iter().enumerate() {
+        let at = format!("required_claims[{i}]");
+        if c.claim.is_empty() || c.claim.split('.').any(str::is_empty) {
+            return Err(ConfigError::new("claim", "not a claim path like \"a.b\"").at(&at));
+        }
+        if c.exact.is_empty() && c.prefix.is_empty() {
+            return Err(ConfigError::new("", "needs values in exact or prefix").at(&at));
+        }
+        required_claims.push(RequiredClaim {
+            claim: c.claim.clone(),
+            exact: c.exact.clone(),
+            prefix: c.prefix.clone(),
+        });
+    }
+    if (!rule.required_scopes.is_empty() || !required_claims.is_empty()) && rule.requires.is_none()
+    {
+        return Err(ConfigError::new(
+            "requires",
+            "required_scopes and required_claims need a requirement that verifies a token",
+        ));
+    }
+    if let Some(bad) = rule
+        .required_scopes
+        .iter()
+        .position(|s| s.is_empty() || s.contains(' '))
+    {
+        return Err(ConfigError::new(
+            format!("required_scopes[{bad}]"),
+            "a scope is one non-empty word",
+        ));
+    }
+    Ok(CompiledRule {
+        path,
+        methods: m.methods.clone(),
+        requires,
+        required_scopes: rule.required_scopes.clone(),
+        required_claims,
+    })
+}
+
+impl Config {
+    /// Check every field and compile; the error names the field at fault.
+    pub fn compile(&self) -> Result<Compiled, ConfigError> {
+        if self.providers.is_empty() {
+            return Err(ConfigError::new("providers", "needs at least one provider"));
+        }
+        let mut names = BTreeMap::new();
+        let mut providers = Vec::new();
+        for (i, (name, p)) in self.providers.iter().enumerate() {
+            if name.is_empty() {
+                return Err(ConfigError::new(
+                    "providers",
+                    "a provider name must not be empty",
+                ));
+            }
+            names.insert(name.clone(), i);
+            providers
+                .push(compile_provider(name, p).map_err(|e| e.at(&format!("providers.{name}")))?);
+        }
+        let mut rules = Vec::new();
+        for (i, rule) in self.rules.iter().enumerate() {
+            rules.push(compile_rule(rule, &names).map_err(|e| e.at(&format!("rules[{i}]")))?);
+        }
+        let default = match &self.default {
+            None => None,
+            Some(r) => Some(compile_req(r, &names, false).map_err(|e| e.at("default"))?),
+        };
+        if self.max_token_bytes < 16 {
+            return Err(ConfigError::new("max_token_bytes", "must be at least 16"));
+        }
+        if self.realm.contains(['"', '\\']) || self.realm.chars().any(char::is_control) {
+            return Err(ConfigError::new(
+                "realm",
+                "must not contain quotes, backslashes or control characters",
+            ));
+        }
+        let mut seen = HashSet::new();
+        let mut output_headers = Vec::new();
+        for p in &providers {
+            let outputs = p
+                .forward_payload_header
+                .iter()
+                .chain(p.claim_to_headers.iter().map(|(h, _)| h));
+            for header in outputs {
+                if seen.insert(header.clone()) {
+                    output_headers.push(header.clone());
+                }
+            }
+        }
+        for p in &providers {
+            for source in &p.sources {
+                if let Source::Header { name, .. } = source {
+                    if seen.contains(name) {
+                        return Err(ConfigError::new(
+                            format!("providers.{}.from_headers", p.name),
+                            format!("\"{name}\" is also an output header of this plugin"),
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(Compiled {
+            providers,
+            rules,
+            default,
+            bypass_cors_preflight: self.bypass_cors_preflight,
+            max_token_bytes: self.max_token_bytes,
+            realm: self.realm.clone(),
+            token_cache_size: self.token_cache_size,
+            output_headers,
+        })
+    }
+}

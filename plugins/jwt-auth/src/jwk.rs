@@ -1,0 +1,294 @@
+//! JSON Web Key Sets (RFC 7517): parsed and checked once, then used to verify tokens.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use rsa::BigUint;
+use serde::Deserialize;
+
+use crate::token::Alg;
+
+/// The smallest RSA modulus accepted (RFC 7518 §3.3: 2048 bits or larger).
+const MIN_RSA_BITS: usize = 2048;
+/// The largest RSA modulus accepted; bigger keys only cost CPU.
+const MAX_RSA_BITS: usize = 8192;
+
+/// A JWKS document as written in the configuration or served by an issuer.
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct Jwks {
+    /// The keys.
+    pub keys: Vec<Jwk>,
+}
+
+/// One JSON Web Key. Members this plugin does not use (`x5c`, ...) are ignored.
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct Jwk {
+    /// Key type: `RSA`, `EC`, `OKP` or `oct`.
+    pub kty: String,
+    /// Key id; a token naming a `kid` is only checked against the key with that id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kid: Option<String>,
+    /// The one algorithm this key may be used with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alg: Option<String>,
+    /// Public key use; when present it must be `sig`.
+    #[serde(default, rename = "use", skip_serializing_if = "Option::is_none")]
+    pub use_: Option<String>,
+    /// Permitted operations; when present it must include `verify`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_ops: Option<Vec<String>>,
+    /// RSA modulus (base64url).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub n: Option<String>,
+    /// RSA public exponent (base64url).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub e: Option<String>,
+    /// Curve: `P-256`, `P-384`, `P-521` (EC) or `Ed25519` (OKP).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crv: Option<String>,
+    /// Public point x coordinate (EC) or public key (OKP), base64url.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub x: Option<String>,
+    /// Public point y coordinate (EC), base64url.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub y: Option<String>,
+    /// Symmetric key (oct), base64url.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub k: Option<String>,
+    /// A private key member: refused, a JWKS must never carry private keys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schemars(skip))]
+    pub d: Option<serde_json::Value>,
+}
+
+/// Verification material of one key.
+#[derive(Clone)]
+pub enum Material {
+    Rsa(rsa::RsaPublicKey),
+    P256(p256::ecdsa::VerifyingKey),
+    P384(p384::ecdsa::VerifyingKey),
+    P521(Box<p521::ecdsa::VerifyingKey>),
+    Ed25519(ed25519_dalek::VerifyingKey),
+    Hmac(Vec<u8>),
+}
+
+impl std::fmt::Debug for Material {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Key type only: key material stays out of logs.
+        f.write_str(match self {
+            Material::Rsa(_) => "Rsa",
+            Material::P256(_) => "P256",
+            Material::P384(_) => "P384",
+            Material::P521(_) => "P521",
+            Material::Ed25519(_) => "Ed25519",
+            Material::Hmac(_) => "Hmac",
+        })
+    }
+}
+
+/// A checked key, ready to verify signatures.
+#[derive(Debug, Clone)]
+pub struct Key {
+    pub kid: Option<String>,
+    /// The key's own `alg`, when it names one.
+    pub alg: Option<Alg>,
+    pub material: Material,
+}
+
+impl Key {
+    /// Whether this key may verify a token signed with `alg`: the key type fits the
+    /// algorithm, and the key's own `alg` (when present) is that algorithm.
+    pub fn fits(&self, alg: Alg) -> bool {
+        if self.alg.is_some_and(|own| own != alg) {
+            return false;
+        }
+        use Alg::*;
+        match &self.material {
+            Material::Rsa(_) => matches!(alg, RS256 | RS384 | RS512 | PS256 | PS384 | PS512),
+            Material::P256(_) => alg == ES256,
+            Material::P384(_) => alg == ES384,
+            Material::P521(_) => alg == ES512,
+            Material::Ed25519(_) => alg == EdDSA,
+            Material::Hmac(_) => matches!(alg, HS256 | HS384 | HS512),
+        }
+    }
+}
+
+/// The keys of one provider, checked.
+#[derive(Debug, Clone, Default)]
+pub struct KeySet {
+    pub keys: Vec<Key>,
+}
+
+impl KeySet {
+    /// Parse a JWKS refusing any key that is not usable; the error names the key
+    /// (`keys[1].n: ...`). Used for configured keys, where a mistake must be loud.
+    pub fn strict(jwks: &Jwks) -> Result<KeySet, (String, String)> {
+        if jwks.keys.is_empty() {
+            return Err(("keys".into(), "a JWKS needs at least one key".into()));
+        }
+        let mut keys = Vec::with_capacity(jwks.keys.len());
+        for (i, jwk) in jwks.keys.iter().enumerate() {
+            let key = parse_key(jwk).map_err(|(field, why)| {
+                let at = if field.is_empty() {
+                    format!("keys[{i}]")
+                } else {
+                    format!("keys[{i}].{field}")
+                };
+                (at, why)
+            })?;
+            keys.push(key);
+        }
+        Ok(KeySet { keys })
+    }
+
+    /// Parse a fetched JWKS document, skipping keys this plugin cannot use (an issuer may
+    /// publish encryption keys or new key types next to its signing keys). The error says
+    /// why the document as a whole is unusable; a set with no usable key is an error.
+    pub fn lenient(document: &[u8]) -> Result<(KeySet, usize), String> {
+        let jwks: Jwks =
+            serde_json::from_slice(document).map_err(|e| format!("not a JWKS document: {e}"))?;
+        let total = jwks.keys.len();
+        let keys: Vec<Key> = jwks.keys.iter().filter_map(|k| parse_key(k).ok()).collect();
+        if keys.is_empty() {
+            return Err(format!("no usable signing key among {total} keys"));
+        }
+        let skipped = total - keys.len();
+        Ok((KeySet { keys }, skipped))
+    }
+}
+
+type KeyError = (String, String);
+
+fn err(field: &str, why: impl Into<String>) -> KeyError {
+    (field.to_owned(), why.into())
+}
+
+fn b64(field: &str, value: Option<&String>) -> Result<Vec<u8>, KeyError> {
+    let value = value.ok_or_else(|| err(field, "missing"))?;
+    URL_SAFE_NO_PAD
+        .decode(value)
+        .map_err(|e| err(field, format!("not unpadded base64url: {e}")))
+}
+
+fn parse_key(jwk: &Jwk) -> Result<Key, KeyError> {
+    if jwk.d.is_some() {
+        return Err(err("d", "private key material must not be in a JWKS"));
+    }
+    if let Some(use_) = &jwk.use_ {
+        if use_ != "sig" {
+            return Err(err(
+                "use",
+                format!("\"{use_}\" is not a signing key (\"sig\")"),
+            ));
+        }
+    }
+    if let Some(ops) = &jwk.key_ops {
+        if !ops.iter().any(|op| op == "verify") {
+            return Err(err("key_ops", "does not permit \"verify\""));
+        }
+    }
+    let alg = match &jwk.alg {
+        None => None,
+        Some(name) => Some(
+            Alg::from_name(name)
+                .ok_or_else(|| err("alg", format!("unsupported algorithm \"{name}\"")))?,
+        ),
+    };
+    let material = match jwk.kty.as_str() {
+        "RSA" => rsa_key(jwk)?,
+        "EC" => ec_key(jwk)?,
+        "OKP" => okp_key(jwk)?,
+        "oct" => {
+            let k = b64("k", jwk.k.as_ref())?;
+            if k.len() < 32 {
+                return Err(err("k", "an HMAC key needs at least 32 bytes"));
+            }
+            Material::Hmac(k)
+        }
+        other => return Err(err("kty", format!("unsupported key type \"{other}\""))),
+    };
+    let key = Key {
+        kid: jwk.kid.clone(),
+        alg,
+        material,
+    };
+    if let Some(alg) = alg {
+        if !key.fits(alg) {
+            return Err(err(
+                "alg",
+                format!("{} does not fit a {} key", alg.name(), jwk.kty),
+            ));
+        }
+    }
+    Ok(key)
+}
+
+fn rsa_key(jwk: &Jwk) -> Result<Material, KeyError> {
+    let n = BigUint::from_bytes_be(&b64("n", jwk.n.as_ref())?);
+    let e = BigUint::from_bytes_be(&b64("e", jwk.e.as_ref())?);
+    let bits = n.bits();
+    if !(MIN_RSA_BITS..=MAX_RSA_BITS).contains(&bits) {
+        return Err(err(
+            "n",
+            format!(
+                "RSA modulus of {bits} bits; {MIN_RSA_BITS} to {MAX_RSA_BITS} bits are accepted"
+            ),
+        ));
+    }
+    rsa::RsaPublicKey::new_with_max_size(n, e, MAX_RSA_BITS)
+        .map(Material::Rsa)
+        .map_err(|e| err("", format!("invalid RSA key: {e}")))
+}
+
+/// An uncompressed SEC1 point `04 || x || y`, with each coordinate of exactly `size` bytes.
+fn sec1_point(jwk: &Jwk, size: usize) -> Result<Vec<u8>, KeyError> {
+    let x = b64("x", jwk.x.as_ref())?;
+    let y = b64("y", jwk.y.as_ref())?;
+    if x.len() != size {
+        return Err(err("x", format!("expected {size} bytes, got {}", x.len())));
+    }
+    if y.len() != size {
+        return Err(err("y", format!("expected {size} bytes, got {}", y.len())));
+    }
+    let mut point = Vec::with_capacity(1 + 2 * size);
+    point.push(4);
+    point.extend_from_slice(&x);
+    point.extend_from_slice(&y);
+    Ok(point)
+}
+
+fn ec_key(jwk: &Jwk) -> Result<Material, KeyError> {
+    let not_on_curve = |_| err("", "the point is not on the curve");
+    match jwk.crv.as_deref() {
+        Some("P-256") => p256::ecdsa::VerifyingKey::from_sec1_bytes(&sec1_point(jwk, 32)?)
+            .map(Material::P256)
+            .map_err(not_on_curve),
+        Some("P-384") => p384::ecdsa::VerifyingKey::from_sec1_bytes(&sec1_point(jwk, 48)?)
+            .map(Material::P384)
+            .map_err(not_on_curve),
+        Some("P-521") => p521::ecdsa::VerifyingKey::from_sec1_bytes(&sec1_point(jwk, 66)?)
+            .map(|k| Material::P521(Box::new(k)))
+            .map_err(not_on_curve),
+        Some(other) => Err(err("crv", format!("unsupported curve \"{other}\""))),
+        None => Err(err("crv", "missing")),
+    }
+}
+
+fn okp_key(jwk: &Jwk) -> Result<Material, KeyError> {
+    match jwk.crv.as_deref() {
+        Some("Ed25519") => {
+            let x = b64("x", jwk.x.as_ref())?;
+            let bytes: [u8; 32] = x
+                .as_slice()
+                .try_into()
+                .map_err(|_| err("x", format!("expected 32 bytes, got {}", x.len())))?;
+            ed25519_dalek::VerifyingKey::from_bytes(&bytes)
+                .map(Material::Ed25519)
+                .map_err(|_| err("x", "not an Ed25519 public key"))
+        }
+        Some(other) => Err(err("crv", format!("unsupported curve \"{other}\""))),
+        None => Err(err("crv", "missing")),
+    }
+}

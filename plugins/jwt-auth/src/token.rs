@@ -1,0 +1,348 @@
+//! Compact JWS tokens: strict parsing (RFC 7515, RFC 8725) and signature verification.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256, Sha384, Sha512};
+
+use crate::jwk::{Key, KeySet, Material};
+
+/// The signature algorithms this plugin verifies. `none` is not one of them.
+#[allow(clippy::upper_case_acronyms)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Alg {
+    RS256,
+    RS384,
+    RS512,
+    PS256,
+    PS384,
+    PS512,
+    ES256,
+    ES384,
+    ES512,
+    EdDSA,
+    HS256,
+    HS384,
+    HS512,
+}
+
+impl Alg {
+    /// Every algorithm, for documentation and tests.
+    pub const ALL: [Alg; 13] = [
+        Alg::RS256,
+        Alg::RS384,
+        Alg::RS512,
+        Alg::PS256,
+        Alg::PS384,
+        Alg::PS512,
+        Alg::ES256,
+        Alg::ES384,
+        Alg::ES512,
+        Alg::EdDSA,
+        Alg::HS256,
+        Alg::HS384,
+        Alg::HS512,
+    ];
+
+    /// The algorithm named `name` exactly (JWS algorithm names are case-sensitive).
+    pub fn from_name(name: &str) -> Option<Alg> {
+        Alg::ALL.into_iter().find(|alg| alg.name() == name)
+    }
+
+    /// The JWS name, e.g. `RS256`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Alg::RS256 => "RS256",
+            Alg::RS384 => "RS384",
+            Alg::RS512 => "RS512",
+            Alg::PS256 => "PS256",
+            Alg::PS384 => "PS384",
+            Alg::PS512 => "PS512",
+            Alg::ES256 => "ES256",
+            Alg::ES384 => "ES384",
+            Alg::ES512 => "ES512",
+            Alg::EdDSA => "EdDSA",
+            Alg::HS256 => "HS256",
+            Alg::HS384 => "HS384",
+            Alg::HS512 => "HS512",
+        }
+    }
+}
+
+/// Why a request was refused. Each reason has a metric name and a description that is
+/// safe to show to the client (it never names keys or internals).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reason {
+    /// No token where the provider looks for one.
+    Missing,
+    /// More than one token, or an empty one.
+    Duplicate,
+    /// Longer than `max_token_bytes`.
+    TooLarge,
+    /// Not a compact JWS with JSON object header and payload in unpadded base64url.
+    Malformed,
+    /// `alg` is `none` (in any spelling) or unsupported.
+    Algorithm,
+    /// The header has `crit`: no extension is understood, so none may be critical.
+    Crit,
+    /// No key of the provider fits the token (unknown `kid`, or no key for its algorithm).
+    UnknownKey,
+    /// The signature does not verify.
+    Signature,
+    /// `exp` has passed (beyond the clock skew).
+    Expired,
+    /// `nbf` is still ahead (beyond the clock skew).
+    NotYetValid,
+    /// `exp` is missing while required, or the lifetime exceeds `max_lifetime`.
+    Lifetime,
+    /// `iss` is not the provider's issuer.
+    Issuer,
+    /// `aud` names none of the provider's audiences.
+    Audience,
+    /// `sub` does not match the provider's subjects.
+    Subject,
+    /// The provider's remote key set has never been fetched.
+    KeysUnavailable,
+    /// The token is valid but lacks a claim or scope the rule requires (403).
+    InsufficientScope,
+}
+
+impl Reason {
+    /// Every reason, to define one counter each.
+    pub const ALL: [Reason; 16] = [
+        Reason::Missing,
+        Reason::Duplicate,
+        Reason::TooLarge,
+        Reason::Malformed,
+        Reason::Algorithm,
+        Reason::Crit,
+        Reason::UnknownKey,
+        Reason::Signature,
+        Reason::Expired,
+        Reason::NotYetValid,
+        Reason::Lifetime,
+        Reason::Issuer,
+        Reason::Audience,
+        Reason::Subject,
+        Reason::KeysUnavailable,
+        Reason::InsufficientScope,
+    ];
+
+    /// The suffix of the `jwt_auth.denied.<name>` counter.
+    pub fn metric(self) -> &'static str {
+        match self {
+            Reason::Missing => "missing",
+            Reason::Duplicate => "duplicate",
+            Reason::TooLarge => "too_large",
+            Reason::Malformed => "malformed",
+            Reason::Algorithm => "algorithm",
+            Reason::Crit => "crit",
+            Reason::UnknownKey => "unknown_key",
+            Reason::Signature => "signature",
+            Reason::Expired => "expired",
+            Reason::NotYetValid => "not_yet_valid",
+            Reason::Lifetime => "lifetime",
+            Reason::Issuer => "issuer",
+            Reason::Audience => "audience",
+            Reason::Subject => "subject",
+            Reason::KeysUnavailable => "keys_unavailable",
+            Reason::InsufficientScope => "insufficient_scope",
+        }
+    }
+
+    /// What the client is told (`error_description`).
+    pub fn description(self) -> &'static str {
+        match self {
+            Reason::Missing => "token is missing",
+            Reason::Duplicate => "more than one token, or an empty one",
+            Reason::TooLarge => "token is too large",
+            Reason::Malformed => "token is malformed",
+            Reason::Algorithm => "token algorithm is not accepted",
+            Reason::Crit => "token has unsupported critical header parameters",
+            Reason::UnknownKey => "no key fits the token",
+            Reason::Signature => "token signature does not verify",
+            Reason::Expired => "token is expired",
+            Reason::NotYetValid => "token is not yet valid",
+            Reason::Lifetime => "token lifetime is not accepted",
+            Reason::Issuer => "token issuer is not accepted",
+            Reason::Audience => "token audience is not accepted",
+            Reason::Subject => "token subject is not accepted",
+            Reason::KeysUnavailable => "keys to verify the token are unavailable",
+            Reason::InsufficientScope => "token lacks a required claim or scope",
+        }
+    }
+}
+
+/// A token parsed strictly but not yet verified.
+#[derive(Debug, Clone)]
+pub struct Token<'a> {
+    pub alg: Alg,
+    pub kid: Option<String>,
+    pub claims: Map<String, Value>,
+    /// The payload segment as received (base64url), for `forward_payload_header`.
+    pub payload_b64: &'a str,
+    /// `header.payload`, what the signature covers.
+    signing_input: &'a str,
+    signature: Vec<u8>,
+}
+
+fn decode_object(segment: &str) -> Result<Map<String, Value>, Reason> {
+    let bytes = URL_SAFE_NO_PAD
+        .decode(segment)
+        .map_err(|_| Reason::Malformed)?;
+    match serde_json::from_slice::<Value>(&bytes) {
+        Ok(Value::Object(map)) => Ok(map),
+        _ => Err(Reason::Malformed),
+    }
+}
+
+impl<'a> Token<'a> {
+    /// Parse a compact JWS strictly: three segments of unpadded base64url (no `=`, `+` or
+    /// `/`, no stray bits), a JSON object header and payload, a supported `alg` (never
+    /// `none` in any spelling), no `crit`, and at most `max_bytes` bytes in all.
+    pub fn parse(raw: &'a str, max_bytes: usize) -> Result<Token<'a>, Reason> {
+        if raw.len() > max_bytes {
+            return Err(Reason::TooLarge);
+        }
+        let mut parts = raw.split('.');
+        let (Some(header), Some(payload), Some(signature), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(Reason::Malformed);
+        };
+        let header_map = decode_object(header)?;
+        let alg = match header_map.get("alg") {
+            Some(Value::String(name)) => match Alg::from_name(name) {
+                Some(alg) => alg,
+                None => return Err(Reason::Algorithm),
+            },
+            _ => return Err(Reason::Malformed),
+        };
+        if header_map.contains_key("crit") {
+            return Err(Reason::Crit);
+        }
+        let kid = match header_map.get("kid") {
+            None => None,
+            Some(Value::String(kid)) => Some(kid.clone()),
+            Some(_) => return Err(Reason::Malformed),
+        };
+        let claims = decode_object(payload)?;
+        let signature = URL_SAFE_NO_PAD
+            .decode(signature)
+            .map_err(|_| Reason::Malformed)?;
+        if signature.is_empty() {
+            return Err(Reason::Malformed);
+        }
+        Ok(Token {
+            alg,
+            kid,
+            claims,
+            payload_b64: payload,
+            signing_input: &raw[..header.len() + 1 + payload.len()],
+            signature,
+        })
+    }
+
+    /// The keys of `keys` this token may be checked against: with a `kid`, only the key
+    /// with that id (and only if it fits the algorithm); without one, every fitting key.
+    pub fn candidates<'k>(&self, keys: &'k KeySet) -> impl Iterator<Item = &'k Key> + 'k {
+        let kid = self.kid.clone();
+        let alg = self.alg;
+        keys.keys.iter().filter(move |key| {
+            key.fits(alg)
+                && match &kid {
+                    Some(kid) => key.kid.as_deref() == Some(kid.as_str()),
+                    None => true,
+                }
+        })
+    }
+
+    /// Whether a key with the token's `kid` exists at all (whatever its type).
+    pub fn kid_known(&self, keys: &KeySet) -> bool {
+        match &self.kid {
+            Some(kid) => keys.keys.iter().any(|k| k.kid.as_deref() == Some(kid)),
+            None => true,
+        }
+    }
+
+    /// Verify the signature against the fitting keys of `keys`.
+    pub fn verify(&self, keys: &KeySet) -> Result<(), Reason> {
+        let mut tried = false;
+        for key in self.candidates(keys) {
+            tried = true;
+            if verify_with(
+                self.alg,
+                &key.material,
+                self.signing_input.as_bytes(),
+                &self.signature,
+            ) {
+                return Ok(());
+            }
+        }
+        if tried {
+            Err(Reason::Signature)
+        } else {
+            Err(Reason::UnknownKey)
+        }
+    }
+}
+
+fn hmac_ok<M: Mac + hmac::digest::KeyInit>(key: &[u8], input: &[u8], sig: &[u8]) -> bool {
+    match <M as Mac>::new_from_slice(key) {
+        Ok(mut mac) => {
+            mac.update(input);
+            // verify_slice compares in constant time.
+            mac.verify_slice(sig).is_ok()
+        }
+        Err(_) => false,
+    }
+}
+
+/// Whether `sig` is a valid `alg` signature of `input` by `material`. The caller has
+/// already checked that the key fits the algorithm; a mismatch here is simply `false`.
+fn verify_with(alg: Alg, material: &Material, input: &[u8], sig: &[u8]) -> bool {
+    use ed25519_dalek::Signature as EdSignature;
+    use p256::ecdsa::signature::Verifier;
+    use rsa::{Pkcs1v15Sign, Pss};
+    match (alg, material) {
+        (Alg::RS256, Material::Rsa(key)) => key
+            .verify(Pkcs1v15Sign::new::<Sha256>(), &Sha256::digest(input), sig)
+            .is_ok(),
+        (Alg::RS384, Material::Rsa(key)) => key
+            .verify(Pkcs1v15Sign::new::<Sha384>(), &Sha384::digest(input), sig)
+            .is_ok(),
+        (Alg::RS512, Material::Rsa(key)) => key
+            .verify(Pkcs1v15Sign::new::<Sha512>(), &Sha512::digest(input), sig)
+            .is_ok(),
+        (Alg::PS256, Material::Rsa(key)) => key
+            .verify(Pss::new::<Sha256>(), &Sha256::digest(input), sig)
+            .is_ok(),
+        (Alg::PS384, Material::Rsa(key)) => key
+            .verify(Pss::new::<Sha384>(), &Sha384::digest(input), sig)
+            .is_ok(),
+        (Alg::PS512, Material::Rsa(key)) => key
+            .verify(Pss::new::<Sha512>(), &Sha512::digest(input), sig)
+            .is_ok(),
+        (Alg::ES256, Material::P256(key)) => {
+            p256::ecdsa::Signature::from_slice(sig).is_ok_and(|s| key.verify(input, &s).is_ok())
+        }
+        (Alg::ES384, Material::P384(key)) => {
+            p384::ecdsa::Signature::from_slice(sig).is_ok_and(|s| key.verify(input, &s).is_ok())
+        }
+        (Alg::ES512, Material::P521(key)) => {
+            p521::ecdsa::Signature::from_slice(sig).is_ok_and(|s| key.verify(input, &s).is_ok())
+        }
+        (Alg::EdDSA, Material::Ed25519(key)) => {
+            EdSignature::from_slice(sig).is_ok_and(|s| key.verify_strict(input, &s).is_ok())
+        }
+        (Alg::HS256, Material::Hmac(key)) => hmac_ok::<Hmac<Sha256>>(key, input, sig),
+        (Alg::HS384, Material::Hmac(key)) if key.len() >= 48 => {
+            hmac_ok::<Hmac<Sha384>>(key, input, sig)
+        }
+        (Alg::HS512, Material::Hmac(key)) if key.len() >= 64 => {
+            hmac_ok::<Hmac<Sha512>>(key, input, sig)
+        }
+        _ => false,
+    }
+}
