@@ -308,22 +308,18 @@ fn jwt_wasm(jwks: &str, cache: bool) -> Filter {
 
 fn jwt_wasm_in(module: &'static str, vm_id: &'static str, jwks: &str, cache: bool) -> Filter {
     let jwks: Value = serde_json::from_str(jwks).unwrap_or(Value::Null);
-    let mut provider = json!({
-        "name": "bench",
-        "issuer": ISSUER,
-        "audiences": [AUDIENCE],
-        "jwks": { "local": jwks },
-        "forward": true,
+    // The same provider as the native filter's; jwt-auth caches by default, 0 turns it off.
+    let config = json!({
+        "providers": { "bench": {
+            "issuer": ISSUER,
+            "audiences": [AUDIENCE],
+            "local_jwks": jwks,
+            "forward": true,
+        }},
+        "rules": [{ "match": { "prefix": "/" }, "requires": { "provider_name": "bench" } }],
+        "token_cache_size": if cache { 100 } else { 0 },
     });
-    if cache {
-        provider["cache"] = json!({ "size": 100 });
-    }
-    wasm(
-        module,
-        "jwt-auth",
-        vm_id,
-        json!({ "providers": [provider] }),
-    )
+    wasm(module, "jwt-auth", vm_id, config)
 }
 
 fn rate_limit_native() -> Filter {
@@ -341,12 +337,13 @@ fn rate_limit_native() -> Filter {
 }
 
 fn rate_limit_wasm(module: &'static str, vm_id: &'static str) -> Filter {
-    wasm(
-        module,
-        "rate-limit",
-        vm_id,
-        json!({ "max_tokens": 1_000_000_000u64, "tokens_per_fill": 1_000_000_000u64, "fill_interval_ms": 1000 }),
-    )
+    // One bucket for every request (no key), like local_ratelimit's.
+    let config = json!({ "rules": [{ "limit": {
+        "max_tokens": 1_000_000_000u64,
+        "tokens_per_fill": 1_000_000_000u64,
+        "fill_interval": "1s",
+    }}]});
+    wasm(module, "rate-limit", vm_id, config)
 }
 
 /// The three header operations every header configuration performs.
