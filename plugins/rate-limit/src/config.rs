@@ -932,6 +932,21 @@ mod tests {
         }
     }
 
+    #[cfg(feature = "schema")]
+    #[test]
+    fn the_schema_describes_every_field() {
+        let schema = serde_json::to_string(&schemars::schema_for!(Config)).unwrap();
+        for field in [
+            "rules",
+            "max_keys",
+            "xff_hop",
+            "rate_limit_headers",
+            "fill_interval",
+        ] {
+            assert!(schema.contains(field), "{field} missing from {schema}");
+        }
+    }
+
     #[test]
     fn durations() {
         assert_eq!(duration("250ms").unwrap(), 250_000_000);

@@ -36,11 +36,12 @@ fn get(client: &Client, envoy: &Envoy, headers: &[(&str, &str)]) -> Response {
 /// request headers come from `headers(thread, i)`. Returns every status.
 fn blast(
     envoy: &Envoy,
+    path: &str,
     threads: usize,
     per_thread: usize,
     headers: impl Fn(usize, usize) -> Vec<(String, String)> + Send + Sync + 'static,
 ) -> Vec<u16> {
-    let url = envoy.url("/");
+    let url = envoy.url(path);
     let headers = Arc::new(headers);
     let handles: Vec<_> = (0..threads)
         .map(|t| {
@@ -98,16 +99,23 @@ fn connections_per_worker(envoy: &Envoy) -> Vec<u64> {
 #[test]
 fn exactly_the_limit_is_allowed_across_both_workers() {
     const LIMIT: usize = 60;
-    let envoy = envoy(json!({"rules": [{
-        "name": "global", "limit": {"requests_per_unit": LIMIT, "unit": "minute"},
-    }]}));
-    // 16 threads × 15 requests = 240 > 60, with a new connection every 5 requests.
-    let statuses = blast(&envoy, 16, 15, |_, _| Vec::new());
-    assert_eq!(statuses.len(), 240);
-    assert_eq!(count(&statuses, 200), LIMIT, "{statuses:?}");
-    assert_eq!(count(&statuses, 429), 240 - LIMIT);
-    assert_eq!(stat(&envoy, "global", "allowed"), LIMIT as u64);
-    assert_eq!(stat(&envoy, "global", "limited"), (240 - LIMIT) as u64);
+    const SENT: usize = 16 * 15;
+    let envoy = envoy(json!({"rules": [
+        {"name": "global", "match": {"path": {"exact": "/global"}},
+         "limit": {"requests_per_unit": LIMIT, "unit": "minute"}},
+        {"name": "per_ip", "match": {"path": {"exact": "/per-ip"}}, "key": ["client_ip"],
+         "limit": {"requests_per_unit": LIMIT, "unit": "minute"}},
+    ]}));
+    for (rule, path) in [("global", "/global"), ("per_ip", "/per-ip")] {
+        // 16 threads, each with its own connection, send 15 requests each at once.
+        let statuses = blast(&envoy, path, 16, 15, |_, _| Vec::new());
+        assert_eq!(statuses.len(), SENT);
+        assert_eq!(count(&statuses, 200), LIMIT, "{rule}: {statuses:?}");
+        assert_eq!(count(&statuses, 429), SENT - LIMIT, "{rule}");
+        assert_eq!(stat(&envoy, rule, "allowed"), LIMIT as u64);
+        assert_eq!(stat(&envoy, rule, "limited"), (SENT - LIMIT) as u64);
+        assert_eq!(stat(&envoy, rule, "store_errors"), 0);
+    }
     let workers = connections_per_worker(&envoy);
     assert_eq!(workers.len(), 2, "{workers:?}");
     assert!(
@@ -246,7 +254,7 @@ fn shadow_mode_lets_everything_through_and_counts() {
         "response": {"shadow_header": "x-ratelimit-shadow"},
         "rules": [{"name": "trial", "shadow": true, "limit": {"requests_per_unit": 5, "unit": "minute"}}],
     }));
-    let statuses = blast(&envoy, 4, 5, |_, _| Vec::new());
+    let statuses = blast(&envoy, "/", 4, 5, |_, _| Vec::new());
     assert_eq!(count(&statuses, 200), 20);
     assert_eq!(stat(&envoy, "trial", "allowed"), 5);
     assert_eq!(stat(&envoy, "trial", "shadow_limited"), 15);
@@ -267,7 +275,7 @@ fn the_key_cap_holds_under_a_burst_of_unique_keys() {
         "limit": {"requests_per_unit": 10_000, "unit": "minute"},
     }]}));
     let rss_before = rss_kb(&envoy);
-    let statuses = blast(&envoy, 8, 250, |t, i| {
+    let statuses = blast(&envoy, "/", 8, 250, |t, i| {
         vec![("x-api-key".to_owned(), format!("key-{t}-{i}"))]
     });
     assert_eq!(count(&statuses, 200), 2000);
