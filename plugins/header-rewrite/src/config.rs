@@ -1,162 +1,166 @@
 //! The configuration of header-rewrite, shared with the CLI so that a bad `pluginConfig`
-//! is refused before it reaches Envoy.
+//! is refused before it reaches Envoy. [`crate::rules`] checks and compiles it.
 
 use serde::Deserialize;
-use wasmgate_glue::ConfigError;
 
 /// The plugin configuration (the `configuration` of the Envoy Wasm filter).
 #[derive(Debug, Clone, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Config {
-    /// Rules, applied in order.
+    /// Rules, applied in order; each sees the changes of the rules before it.
     #[serde(default)]
     pub rules: Vec<Rule>,
+    /// When to ask Envoy to pick the route again after the request changed:
+    /// `on_routing_change` (default: the path, query, host or method changed),
+    /// `on_any_change` (also any other header: for routes that match on headers) or `never`.
+    #[serde(default)]
+    pub clear_route_cache: ClearRouteCache,
 }
 
-/// One rule: operations on the request headers and on the response headers.
+/// When the route cache is cleared after the request changed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum ClearRouteCache {
+    /// When the path, query, host or method changed.
+    #[default]
+    OnRoutingChange,
+    /// When anything in the request headers changed.
+    OnAnyChange,
+    /// Never: the request keeps the route chosen before this filter ran.
+    Never,
+}
+
+/// One rule: conditions on the request, then operations on the request and on its response.
 #[derive(Debug, Clone, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Rule {
-    /// Operations applied to the request headers before the request goes upstream.
+    /// A name for logs and for the counter `header_rewrite.rule.<name>.matched`
+    /// (letters, digits, `_` and `-`).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Conditions on the request; all must hold. No conditions: the rule always applies.
+    #[serde(default, rename = "match")]
+    pub when: Match,
+    /// When a template variable has no value: `skip` the operation (default) or use `empty`.
+    #[serde(default)]
+    pub on_missing_variable: OnMissing,
+    /// Let this rule change protected headers: pseudo-headers, `host`, `content-length`,
+    /// `transfer-encoding` and `x-envoy-*`.
+    #[serde(default)]
+    pub allow_protected_headers: bool,
+    /// Operations on the request, in order, before it goes upstream.
     #[serde(default)]
     pub request: Vec<Operation>,
-    /// Operations applied to the response headers before the response goes downstream.
+    /// Operations on the response, in order, before it goes downstream. They run when the
+    /// rule matched the request.
     #[serde(default)]
     pub response: Vec<Operation>,
 }
 
-/// One header operation.
+/// Conditions on the request. Every condition given must hold.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct Match {
+    /// The path, without the query. A `regex` here provides `${1}`, `${2}`… to templates.
+    #[serde(default)]
+    pub path: Option<StringMatch>,
+    /// The method is one of these (compared without regard to case).
+    #[serde(default)]
+    pub methods: Vec<String>,
+    /// The host (`:authority` without port, lowercased).
+    #[serde(default)]
+    pub host: Option<StringMatch>,
+    /// Conditions on request headers.
+    #[serde(default)]
+    pub headers: Vec<HeaderCondition>,
+}
+
+/// How a string is matched: `{"exact": "/a"}`, `{"prefix": "/api/"}`,
+/// `{"suffix": ".example.com"}` or `{"regex": "^/v(\\d+)/"}`.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum StringMatch {
+    Exact(String),
+    Prefix(String),
+    Suffix(String),
+    /// A regular expression (the `regex-lite` syntax), unanchored unless it says `^…$`.
+    Regex(String),
+}
+
+/// A condition on one request header: give `name` and exactly one of the other fields.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct HeaderCondition {
+    /// Header name (case-insensitive).
+    pub name: String,
+    /// `true`: the header is present; `false`: it is absent.
+    #[serde(default)]
+    pub present: Option<bool>,
+    /// The header's value equals this.
+    #[serde(default)]
+    pub exact: Option<String>,
+    /// The header's value starts with this.
+    #[serde(default)]
+    pub prefix: Option<String>,
+    /// The header's value ends with this.
+    #[serde(default)]
+    pub suffix: Option<String>,
+    /// The header's value matches this regular expression.
+    #[serde(default)]
+    pub regex: Option<String>,
+}
+
+/// What a rule does when a template variable has no value in the request.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum OnMissing {
+    /// Skip the operation, so no half-filled value is ever written.
+    #[default]
+    Skip,
+    /// Use the empty string for the variable.
+    Empty,
+}
+
+/// One operation. `value` and `replacement` are templates (see the README).
+#[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Operation {
-    /// Set `name` to `value`, replacing any values it had.
+    /// Set `name` to `value`, replacing any values it had, adding it when absent.
     Set { name: String, value: String },
-}
-
-/// A header operation checked and ready to apply.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Compiled {
-    Set { name: String, value: String },
-}
-
-/// Rules checked and compiled once in `on_configure`.
-#[derive(Debug, Clone, Default)]
-pub struct CompiledRules {
-    pub request: Vec<Compiled>,
-    pub response: Vec<Compiled>,
-}
-
-impl Config {
-    /// Check every field and compile the rules; the error names the field at fault.
-    pub fn compile(&self) -> Result<CompiledRules, ConfigError> {
-        let mut out = CompiledRules::default();
-        for (i, rule) in self.rules.iter().enumerate() {
-            let at = |side: &str, j: usize| format!("rules[{i}].{side}[{j}]");
-            for (j, op) in rule.request.iter().enumerate() {
-                out.request
-                    .push(compile_op(op).map_err(|e| e.at(&at("request", j)))?);
-            }
-            for (j, op) in rule.response.iter().enumerate() {
-                out.response
-                    .push(compile_op(op).map_err(|e| e.at(&at("response", j)))?);
-            }
-        }
-        Ok(out)
-    }
-}
-
-fn compile_op(op: &Operation) -> Result<Compiled, ConfigError> {
-    match op {
-        Operation::Set { name, value } => Ok(Compiled::Set {
-            name: header_name(name).map_err(|e| e.at("name"))?,
-            value: header_value(value).map_err(|e| e.at("value"))?,
-        }),
-    }
-}
-
-/// Headers whose change could break the proxy or bypass its routing.
-const PROTECTED: &[&str] = &["host", "content-length", "transfer-encoding"];
-
-/// A valid, lowercased, unprotected header name.
-fn header_name(name: &str) -> Result<String, ConfigError> {
-    if name.is_empty() {
-        return Err(ConfigError::new("", "header name is empty"));
-    }
-    if let Some(bad) = name.chars().find(|c| !is_token_char(*c)) {
-        return Err(ConfigError::new(
-            "",
-            format!("header name {name:?} has the character {bad:?}, which is not allowed in a header name"),
-        ));
-    }
-    let lower = name.to_ascii_lowercase();
-    if PROTECTED.contains(&lower.as_str()) || lower.starts_with("x-envoy-") {
-        return Err(ConfigError::new(
-            "",
-            format!("header {lower:?} is protected and cannot be changed"),
-        ));
-    }
-    Ok(lower)
-}
-
-/// RFC 9110 token characters.
-fn is_token_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c)
-}
-
-fn header_value(value: &str) -> Result<String, ConfigError> {
-    if value.contains(['\r', '\n', '\0']) {
-        return Err(ConfigError::new(
-            "",
-            "header value contains CR, LF or NUL, which would split or truncate the header",
-        ));
-    }
-    Ok(value.to_owned())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use wasmgate_glue::parse_json;
-
-    fn compile(json: &str) -> Result<CompiledRules, ConfigError> {
-        parse_json::<Config>(json.as_bytes())?.compile()
-    }
-
-    #[test]
-    fn compiles_and_lowercases_names() {
-        let rules =
-            compile(r#"{"rules":[{"request":[{"op":"set","name":"X-A","value":"1"}]}]}"#).unwrap();
-        assert_eq!(
-            rules.request,
-            vec![Compiled::Set {
-                name: "x-a".into(),
-                value: "1".into()
-            }]
-        );
-    }
-
-    #[test]
-    fn unknown_op_names_the_field() {
-        let err = compile(r#"{"rules":[{"request":[{"op":"explode","name":"a"}]}]}"#).unwrap_err();
-        assert_eq!(err.field, "rules[0].request[0].op");
-        assert!(err.reason.contains("unknown variant `explode`"), "{err}");
-    }
-
-    #[test]
-    fn bad_names_and_values_are_refused() {
-        let err = compile(r#"{"rules":[{},{"response":[{"op":"set","name":"a b","value":"1"}]}]}"#)
-            .unwrap_err();
-        assert_eq!(err.field, "rules[1].response[0].name");
-        let err =
-            compile(r#"{"rules":[{"request":[{"op":"set","name":"a","value":"1\r\nx: y"}]}]}"#)
-                .unwrap_err();
-        assert_eq!(err.field, "rules[0].request[0].value");
-        let err = compile(r#"{"rules":[{"request":[{"op":"set","name":"Host","value":"x"}]}]}"#)
-            .unwrap_err();
-        assert!(err.reason.contains("protected"), "{err}");
-        let err =
-            compile(r#"{"rules":[{"request":[{"op":"set","name":"x-envoy-foo","value":"x"}]}]}"#)
-                .unwrap_err();
-        assert!(err.reason.contains("protected"), "{err}");
-    }
+    /// Add one more `name: value`, keeping the values already there.
+    Append { name: String, value: String },
+    /// Set `name` to `value` only when the header is absent.
+    AddIfAbsent { name: String, value: String },
+    /// Set `name` to `value` only when the header is present.
+    OverwriteIfExists { name: String, value: String },
+    /// Remove headers: give exactly one of `name`, `prefix` or `regex` (on the lowercased name).
+    Remove {
+        #[serde(default)]
+        name: Option<String>,
+        #[serde(default)]
+        prefix: Option<String>,
+        #[serde(default)]
+        regex: Option<String>,
+    },
+    /// Move every value of `from` to `to` (replacing `to`); nothing when `from` is absent.
+    Rename { from: String, to: String },
+    /// Copy every value of `from` to `to` (replacing `to`); nothing when `from` is absent.
+    Copy { from: String, to: String },
+    /// Request only: replace every match of `regex` in the path (not the query) with
+    /// `replacement`, where `${1}`… are this regex's capture groups.
+    RewritePath { regex: String, replacement: String },
+    /// Request only: set query parameter `name` to `value` (replacing all of that name).
+    SetQueryParam { name: String, value: String },
+    /// Request only: add one more query parameter `name=value`.
+    AddQueryParam { name: String, value: String },
+    /// Request only: remove every query parameter `name`.
+    RemoveQueryParam { name: String },
 }

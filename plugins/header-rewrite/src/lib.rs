@@ -1,7 +1,8 @@
-//! header-rewrite: change request and response headers by rule.
+//! header-rewrite: change request and response headers, the path and the query by rule.
 //!
-//! The logic lives in [`config`] (what a rule is, checked and compiled once) and [`filter`]
-//! (applying compiled rules to a stream through the [`wasmgate_glue::Host`] trait).
+//! The logic lives in [`config`] (what a rule is), `rules` (checking and compiling it once),
+//! `template` and `url` (pure helpers), and `filter` (applying compiled rules to a stream
+//! through the [`wasmgate_glue::Host`] trait).
 #![cfg_attr(
     not(test),
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
@@ -9,6 +10,9 @@
 
 pub mod config;
 mod filter;
+mod rules;
+mod template;
+mod url;
 
 pub use config::Config;
 pub use filter::{HeaderRewrite, HeaderRewriteFilter};
