@@ -7,7 +7,7 @@ use wasmgate_glue::ConfigError;
 
 use crate::bucket::Limit;
 
-/// Most slots a rule may have: each costs Envoy about 120 bytes of shared data.
+/// Most slots a rule may have: each costs Envoy about 150 bytes of shared data.
 pub const MAX_KEYS_LIMIT: u32 = 1_000_000;
 const NANOS_PER_SEC: u64 = 1_000_000_000;
 
