@@ -148,6 +148,7 @@ pub fn routes() -> Router<Registry> {
     Router::new()
         .route("/v2", get(base))
         .route("/v2/", get(base))
+        .route("/v2/_catalog", get(catalog))
         .route("/v2/{name}/manifests/{reference}", get(manifest))
         .route("/v2/{name}/blobs/{digest}", get(blob))
         .route("/v2/{name}/tags/list", get(tags))
@@ -212,6 +213,22 @@ fn path_error(_: PathRejection) -> OciError {
 async fn base(State(registry): State<Registry>, headers: HeaderMap) -> Result<Response, OciError> {
     authorize(&registry, &headers)?;
     Ok(api_version(Json(json!({})).into_response()))
+}
+
+async fn catalog(
+    State(registry): State<Registry>,
+    headers: HeaderMap,
+) -> Result<Response, OciError> {
+    authorize(&registry, &headers)?;
+    let repositories: Vec<String> = registry
+        .store()
+        .plugins()
+        .into_iter()
+        .map(|(name, _, _)| name)
+        .collect();
+    Ok(api_version(
+        Json(json!({ "repositories": repositories })).into_response(),
+    ))
 }
 
 async fn manifest(

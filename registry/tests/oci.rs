@@ -155,6 +155,17 @@ fn each_version_is_a_compat_wasm_image_with_correct_digests() {
         .contains("last=0.1.0"));
     let page: Value = page.json().unwrap();
     assert_eq!(page["tags"], serde_json::json!(["0.1.0"]));
+
+    let catalog: Value = client()
+        .get(server.url("/v2/_catalog"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(
+        catalog,
+        serde_json::json!({ "repositories": ["header-rewrite"] })
+    );
 }
 
 #[test]
