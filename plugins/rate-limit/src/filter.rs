@@ -1,7 +1,8 @@
 //! The plugin: rules compiled once, buckets created at start, idle keys collected on a
 //! timer, and one filter per stream that asks every matching rule for tokens.
 
-use std::sync::Arc;
+use std::cell::Cell;
+use std::rc::Rc;
 use std::time::{Duration, SystemTime};
 
 use wasmgate_glue::{
@@ -21,9 +22,10 @@ use crate::store::{push_decimal, Place, Table};
 const SWEEP_BUDGET: u32 = 1024;
 
 /// The plugin's root: compiled rules shared by every stream, and the sweep's position.
+/// A Wasm VM runs on one thread, so streams share the root's state through an `Rc`.
 #[derive(Debug)]
 pub struct RateLimit {
-    shared: Arc<Shared>,
+    shared: Rc<Shared>,
     sweep: Sweep,
 }
 
@@ -41,9 +43,13 @@ struct ActiveRule {
     rule: CompiledRule,
     table: Table,
     stats: Stats,
+    counts: Counts,
 }
 
 /// A rule's stats, `wasmcustom.rate_limit.<domain>.<rule>.<stat>` in Envoy.
+///
+/// Streams count in [`Counts`] and the root adds the counts to Envoy's stats on each tick:
+/// a host call per request and stat would cost as much as the rate limiting itself.
 #[derive(Debug)]
 struct Stats {
     allowed: MetricId,
@@ -72,6 +78,39 @@ impl Stats {
     }
 }
 
+/// Counts of a rule not yet added to Envoy's stats.
+#[derive(Debug, Default)]
+struct Counts {
+    allowed: Cell<u64>,
+    limited: Cell<u64>,
+    shadow_limited: Cell<u64>,
+    store_errors: Cell<u64>,
+    overflowed: Cell<u64>,
+}
+
+fn bump(count: &Cell<u64>) {
+    count.set(count.get() + 1);
+}
+
+impl ActiveRule {
+    /// Add the counts gathered since the last flush to Envoy's stats.
+    fn flush(&self, host: &mut dyn Host) {
+        let (counts, stats) = (&self.counts, &self.stats);
+        for (count, id) in [
+            (&counts.allowed, stats.allowed),
+            (&counts.limited, stats.limited),
+            (&counts.shadow_limited, stats.shadow_limited),
+            (&counts.store_errors, stats.store_errors),
+            (&counts.overflowed, stats.overflowed),
+        ] {
+            let delta = count.replace(0);
+            if delta > 0 {
+                host.increment_metric(id, i64::try_from(delta).unwrap_or(i64::MAX));
+            }
+        }
+    }
+}
+
 /// Where the idle-key collection stands: which rule, which slot, keys seen so far.
 #[derive(Debug, Default)]
 struct Sweep {
@@ -91,11 +130,12 @@ impl Plugin for RateLimit {
             rules.push(ActiveRule {
                 table: Table::new(&compiled.domain, &rule.name, rule.slots),
                 stats: Stats::define(host, &compiled.domain, &rule.name)?,
+                counts: Counts::default(),
                 rule,
             });
         }
         Ok(RateLimit {
-            shared: Arc::new(Shared {
+            shared: Rc::new(Shared {
                 rules,
                 xff_hop: compiled.xff_hop,
                 response: compiled.response,
@@ -108,7 +148,7 @@ impl Plugin for RateLimit {
     fn create_filter(&self, context_id: u32) -> RateLimitFilter {
         RateLimitFilter {
             context_id,
-            shared: Arc::clone(&self.shared),
+            shared: Rc::clone(&self.shared),
             answer: None,
         }
     }
@@ -130,8 +170,11 @@ impl Plugin for RateLimit {
     }
 
     fn on_tick(&mut self, host: &mut dyn Host) {
-        let now = nanos(host.now());
         let rules = &self.shared.rules;
+        for active in rules {
+            active.flush(host);
+        }
+        let now = nanos(host.now());
         let sweep = &mut self.sweep;
         let mut budget = SWEEP_BUDGET;
         while budget > 0 {
@@ -208,7 +251,7 @@ struct Answer {
 #[derive(Debug)]
 pub struct RateLimitFilter {
     context_id: u32,
-    shared: Arc<Shared>,
+    shared: Rc<Shared>,
     answer: Option<Answer>,
 }
 
@@ -220,7 +263,7 @@ struct Refusal {
 
 impl HttpFilter for RateLimitFilter {
     fn on_request_headers(&mut self, host: &mut dyn Host, _: bool) -> Action {
-        let shared = Arc::clone(&self.shared);
+        let shared = Rc::clone(&self.shared);
         let now = nanos(host.now());
         let mut request = Request::default();
         // (rule, key, where) of every bucket this request took tokens from.
@@ -243,7 +286,7 @@ impl HttpFilter for RateLimitFilter {
                 .take(host, &rule.limit, fingerprint, rule.cost, now)
             {
                 Err(err) => {
-                    host.increment_metric(active.stats.store_errors, 1);
+                    bump(&active.counts.store_errors);
                     let deny = rule.failure_mode == FailureMode::Deny && !rule.shadow;
                     host.log(
                         LogLevel::Warn,
@@ -268,7 +311,7 @@ impl HttpFilter for RateLimitFilter {
                 }
                 Ok(t) => {
                     if t.place == Place::Overflow {
-                        host.increment_metric(active.stats.overflowed, 1);
+                        bump(&active.counts.overflowed);
                     }
                     if t.decision.allowed {
                         taken.push((index, fingerprint, t.place));
@@ -276,7 +319,7 @@ impl HttpFilter for RateLimitFilter {
                             report = Some(Report::new(rule, &t.decision).tighter(report));
                         }
                     } else if rule.shadow {
-                        host.increment_metric(active.stats.shadow_limited, 1);
+                        bump(&active.counts.shadow_limited);
                         if !shadow.is_empty() {
                             shadow.push(',');
                         }
@@ -302,13 +345,13 @@ impl HttpFilter for RateLimitFilter {
                         .refund(host, &rule.limit, fingerprint, place, rule.cost, now);
                 }
                 let active = &shared.rules[refusal.rule];
-                host.increment_metric(active.stats.limited, 1);
+                bump(&active.counts.limited);
                 refuse(host, &shared.response, &active.rule, refusal.decision);
                 Action::Pause
             }
             None => {
                 for (index, _, _) in taken {
-                    host.increment_metric(shared.rules[index].stats.allowed, 1);
+                    bump(&shared.rules[index].counts.allowed);
                 }
                 let report = report
                     .filter(|_| shared.response.rate_limit_headers == RateLimitHeaders::Always);
@@ -514,7 +557,10 @@ mod tests {
                 .count()
         }
 
-        fn stat(&self, rule: &str, stat: &str) -> i64 {
+        fn stat(&mut self, rule: &str, stat: &str) -> i64 {
+            for active in &self.plugin.shared.rules {
+                active.flush(&mut self.host);
+            }
             self.host
                 .metric(&format!("rate_limit.default.{rule}.{stat}"))
                 .unwrap_or_else(|| panic!("no stat {rule}.{stat}"))

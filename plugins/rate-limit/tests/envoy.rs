@@ -81,6 +81,24 @@ fn stat(envoy: &Envoy, rule: &str, name: &str) -> u64 {
         .unwrap_or_else(|| panic!("Envoy has no stat {rule}.{name}"))
 }
 
+/// A stat once it satisfies `done`, or its value after 10 s. Each worker adds its counts to
+/// Envoy's stats every `cleanup_interval`, so they trail the traffic by up to that long.
+fn settled(envoy: &Envoy, rule: &str, name: &str, done: impl Fn(u64) -> bool) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let value = stat(envoy, rule, name);
+        if done(value) || Instant::now() > deadline {
+            return value;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A stat once it reaches `want`, or its value after 10 s.
+fn stat_eq(envoy: &Envoy, rule: &str, name: &str, want: u64) -> u64 {
+    settled(envoy, rule, name, |v| v == want)
+}
+
 /// Connections each worker accepted.
 fn connections_per_worker(envoy: &Envoy) -> Vec<u64> {
     let mut per_worker: Vec<(String, u64)> = envoy
@@ -112,8 +130,11 @@ fn exactly_the_limit_is_allowed_across_both_workers() {
         assert_eq!(statuses.len(), SENT);
         assert_eq!(count(&statuses, 200), LIMIT, "{rule}: {statuses:?}");
         assert_eq!(count(&statuses, 429), SENT - LIMIT, "{rule}");
-        assert_eq!(stat(&envoy, rule, "allowed"), LIMIT as u64);
-        assert_eq!(stat(&envoy, rule, "limited"), (SENT - LIMIT) as u64);
+        assert_eq!(stat_eq(&envoy, rule, "allowed", LIMIT as u64), LIMIT as u64);
+        assert_eq!(
+            stat_eq(&envoy, rule, "limited", (SENT - LIMIT) as u64),
+            (SENT - LIMIT) as u64
+        );
         assert_eq!(stat(&envoy, rule, "store_errors"), 0);
     }
     let workers = connections_per_worker(&envoy);
@@ -171,8 +192,8 @@ fn independent_keys_with_headers_and_retry_after() {
     for _ in 0..5 {
         assert_eq!(get(&client, &envoy, &[]).status(), 200);
     }
-    assert_eq!(stat(&envoy, "per_key", "allowed"), 4);
-    assert_eq!(stat(&envoy, "per_key", "limited"), 2);
+    assert_eq!(stat_eq(&envoy, "per_key", "allowed", 4), 4);
+    assert_eq!(stat_eq(&envoy, "per_key", "limited", 2), 2);
 }
 
 #[test]
@@ -256,8 +277,8 @@ fn shadow_mode_lets_everything_through_and_counts() {
     }));
     let statuses = blast(&envoy, "/", 4, 5, |_, _| Vec::new());
     assert_eq!(count(&statuses, 200), 20);
-    assert_eq!(stat(&envoy, "trial", "allowed"), 5);
-    assert_eq!(stat(&envoy, "trial", "shadow_limited"), 15);
+    assert_eq!(stat_eq(&envoy, "trial", "allowed", 5), 5);
+    assert_eq!(stat_eq(&envoy, "trial", "shadow_limited", 15), 15);
     assert_eq!(stat(&envoy, "trial", "limited"), 0);
     let response = get(&client(), &envoy, &[]);
     assert_eq!(response.status(), 200);
@@ -280,16 +301,9 @@ fn the_key_cap_holds_under_a_burst_of_unique_keys() {
     });
     assert_eq!(count(&statuses, 200), 2000);
     // Keys beyond the cap share the overflow bucket instead of getting entries of their own.
-    let overflowed = stat(&envoy, "per_key", "overflowed");
+    let overflowed = settled(&envoy, "per_key", "overflowed", |v| v >= 2000 - MAX_KEYS);
     assert!(overflowed >= 2000 - MAX_KEYS, "overflowed {overflowed}");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let live = loop {
-        let live = stat(&envoy, "per_key", "live_keys");
-        if live > 0 || Instant::now() > deadline {
-            break live;
-        }
-        thread::sleep(Duration::from_millis(100));
-    };
+    let live = settled(&envoy, "per_key", "live_keys", |v| v > 0);
     assert!(live > 0 && live <= MAX_KEYS, "live keys {live}");
     let rss_after = rss_kb(&envoy);
     // 2000 keys held one by one would be small too; what matters is that nothing per key
