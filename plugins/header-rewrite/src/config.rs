@@ -164,3 +164,34 @@ pub enum Operation {
     /// Request only: remove every query parameter `name`.
     RemoveQueryParam { name: String },
 }
+
+#[cfg(all(test, feature = "schema"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_schema_names_every_operation() {
+        let schema = serde_json::to_string(&schemars::schema_for!(Config)).unwrap();
+        for op in [
+            "set",
+            "append",
+            "add_if_absent",
+            "overwrite_if_exists",
+            "remove",
+            "rename",
+            "copy",
+            "rewrite_path",
+            "set_query_param",
+            "add_query_param",
+            "remove_query_param",
+            "on_routing_change",
+            "allow_protected_headers",
+            "on_missing_variable",
+        ] {
+            assert!(
+                schema.contains(&format!("\"{op}\"")),
+                "{op} missing from {schema}"
+            );
+        }
+    }
+}

@@ -255,6 +255,8 @@ fn request_var(
     var: &Var,
 ) -> Option<String> {
     match var {
+        // Envoy keeps the request's host as `:authority`.
+        Var::Header(name) if name == "host" => view.get(":authority"),
         Var::Header(name) => view.get(name),
         Var::Query(name) => {
             let target = view.get(":path")?;
@@ -342,18 +344,17 @@ fn apply(op: &Op, view: &mut View<'_>, missing: OnMissing, lookup: &mut Lookup<'
             pattern,
             allow_protected,
         } => {
-            let mut names: Vec<String> = view
-                .host
-                .headers(view.map)
-                .into_iter()
-                .map(|(name, _)| name.to_ascii_lowercase())
-                .filter(|name| {
-                    !name.starts_with(':')
-                        && (*allow_protected || !is_protected(name))
-                        && pattern.matches(name)
-                })
-                .collect();
-            names.dedup();
+            let mut names: Vec<String> = Vec::new();
+            for (name, _) in view.host.headers(view.map) {
+                let name = name.to_ascii_lowercase();
+                if !name.starts_with(':')
+                    && (*allow_protected || !is_protected(&name))
+                    && pattern.matches(&name)
+                    && !names.contains(&name)
+                {
+                    names.push(name);
+                }
+            }
             if names.is_empty() {
                 return Outcome::Idle;
             }
@@ -739,11 +740,13 @@ mod tests {
             json!({ "rules": [{ "allow_protected_headers": true,
                 "request": [
                     { "op": "copy", "from": "host", "to": "x-original-host" },
+                    { "op": "set", "name": "x-template-host", "value": "${header.host}" },
                     { "op": "set", "name": "Host", "value": "internal.local" },
                 ] }] }),
             FakeHost::new(),
         );
         assert_eq!(req(&host, "x-original-host"), vec!["example.com"]);
+        assert_eq!(req(&host, "x-template-host"), vec!["example.com"]);
         assert_eq!(req(&host, ":authority"), vec!["internal.local"]);
         assert!(req(&host, "host").is_empty());
     }
