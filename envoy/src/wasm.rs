@@ -59,7 +59,9 @@ pub struct WasmFilter {
     pub code: Code,
     /// The plugin configuration as JSON text (`configuration`, a `StringValue`).
     pub configuration: String,
-    /// Filters with the same `vm_id` and code share one VM per worker.
+    /// Filters with the same `vm_id` and code share one VM per worker. The plugin's name
+    /// unless set: Envoy 1.40 mixes up remotely fetched modules of filters that share a
+    /// `vm_id` (every such filter ran the first module fetched), so each plugin gets its own.
     pub vm_id: String,
     /// When the VM cannot be loaded or has crashed: `false` (the default) answers 503,
     /// `true` lets requests skip the plugin.
@@ -69,11 +71,12 @@ pub struct WasmFilter {
 impl WasmFilter {
     /// The filter for `plugin` with `code`, an empty configuration and its own VM.
     pub fn new(plugin: impl Into<String>, code: Code) -> Self {
+        let plugin = plugin.into();
         WasmFilter {
-            plugin: plugin.into(),
+            vm_id: plugin.clone(),
+            plugin,
             code,
             configuration: String::new(),
-            vm_id: String::new(),
             fail_open: false,
         }
     }

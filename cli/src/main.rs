@@ -1,0 +1,437 @@
+//! `wasmgate`: parses the command line, runs one `cmd_*`, reports errors and sets the exit
+//! code (0 ok, 1 failure, 2 usage).
+
+mod cli;
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use clap::Parser as _;
+use serde_json::json;
+use wasmgate::error::{write, Error, Result};
+use wasmgate::lock::{Lock, OciPin};
+use wasmgate::pluginconfig::{configure, Configured};
+use wasmgate::render::{self, CodeFrom, IstioKind, Resolved, Source, Warning};
+use wasmgate::{inspect, oci, package, plugins, registry, wasmbuild};
+
+use crate::cli::{Cli, Command, CommonRenderArgs, Output, RenderTarget};
+
+fn main() {
+    let cli = Cli::parse();
+    let output = cli.output;
+    let result = match cli.command {
+        Command::Build(args) => cmd_build(&args, output),
+        Command::Package(args) => cmd_package(&args, output),
+        Command::Inspect(args) => cmd_inspect(&args, output),
+        Command::Schema(args) => cmd_schema(&args),
+        Command::Serve(args) => cmd_serve(&args),
+        Command::Push(args) => cmd_push(&args, output),
+        Command::Render(args) => cmd_render(&args.target, output),
+        Command::Examples(args) => cmd_examples(&args, output),
+        Command::Demo(args) => cmd_demo(&args),
+    };
+    if let Err(err) = result {
+        match output {
+            Output::Text => eprintln!("wasmgate: error: {err}"),
+            Output::Json => eprintln!(
+                "{}",
+                json!({ "error": { "message": err.to_string(), "exit_code": err.exit_code() } })
+            ),
+        }
+        std::process::exit(err.exit_code());
+    }
+}
+
+/// Print a result: JSON for machines, the text for people.
+fn report(output: Output, value: &serde_json::Value, text: &str) {
+    let mut stdout = std::io::stdout().lock();
+    let _ = match output {
+        Output::Json => writeln!(stdout, "{value}"),
+        Output::Text => write!(stdout, "{text}"),
+    };
+}
+
+fn warn(output: Output, warnings: &[Warning]) {
+    for warning in warnings {
+        match output {
+            Output::Text => eprintln!("wasmgate: warning: {}: {}", warning.plugin, warning.message),
+            Output::Json => eprintln!("{}", json!({ "warning": warning })),
+        }
+    }
+}
+
+fn cmd_build(args: &cli::BuildArgs, output: Output) -> Result<()> {
+    let root = wasmbuild::workspace_root()?;
+    let modules = wasmbuild::build(&root)?;
+    let mut rows = Vec::new();
+    let mut text = String::new();
+    for module in &modules {
+        let (before, after) = if args.wasm_opt {
+            wasmbuild::wasm_opt(module)?
+        } else {
+            let size = std::fs::metadata(module).map(|m| m.len()).unwrap_or(0);
+            (size, size)
+        };
+        text.push_str(&format!("{}  {after} bytes", module.display()));
+        if args.wasm_opt {
+            text.push_str(&format!(" (wasm-opt: {before} -> {after})"));
+        }
+        text.push('\n');
+        rows.push(json!({ "module": module, "size": after, "size_before_wasm_opt": before }));
+    }
+    report(output, &json!({ "modules": rows }), &text);
+    Ok(())
+}
+
+fn cmd_package(args: &cli::PackageArgs, output: Output) -> Result<()> {
+    let selected = select_plugins(&args.plugins)?;
+    let dir = match &args.modules {
+        Some(dir) => dir.clone(),
+        None => wasmbuild::module_dir(&wasmbuild::workspace_root()?),
+    };
+    let version = args
+        .module_version
+        .clone()
+        .unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_owned());
+    let mut lock = Lock::load_or_default(&args.lock.lock)?;
+    package::package(&mut lock, &args.lock.lock, &dir, &selected, &version)?;
+    lock.save(&args.lock.lock)?;
+    let mut text = String::new();
+    for plugin in &selected {
+        if let Some(entry) = lock.plugins.get(plugin.name) {
+            text.push_str(&format!(
+                "{} {}  sha256:{}  {} bytes  abi {}\n",
+                plugin.name,
+                entry.version,
+                entry.sha256.as_deref().unwrap_or("-"),
+                entry.size,
+                entry.abi_version
+            ));
+        }
+    }
+    text.push_str(&format!("wrote {}\n", args.lock.lock.display()));
+    report(
+        output,
+        &json!({ "lock": args.lock.lock, "plugins": lock.plugins }),
+        &text,
+    );
+    Ok(())
+}
+
+fn select_plugins(names: &[String]) -> Result<Vec<&'static plugins::PluginInfo>> {
+    if names.is_empty() {
+        return Ok(plugins::PLUGINS.iter().collect());
+    }
+    names.iter().map(|n| plugins::find(n)).collect()
+}
+
+fn cmd_inspect(args: &cli::InspectArgs, output: Output) -> Result<()> {
+    let reports = args
+        .modules
+        .iter()
+        .map(|m| inspect::inspect_file(m))
+        .collect::<Result<Vec<_>>>()?;
+    let mut text = String::new();
+    for r in &reports {
+        text.push_str(&format!(
+            "{}\n  sha256       {}\n  size         {} bytes\n  abi version  {}\n  exports      {}\n",
+            r.path,
+            r.sha256,
+            r.size,
+            r.abi_version.as_deref().unwrap_or("none (not a proxy-wasm module)"),
+            r.exports.join(", ")
+        ));
+    }
+    let value = match reports.as_slice() {
+        [one] => json!(one),
+        many => json!(many),
+    };
+    report(output, &value, &text);
+    Ok(())
+}
+
+fn cmd_schema(args: &cli::SchemaArgs) -> Result<()> {
+    let plugin = plugins::find(&args.plugin)?;
+    let text = serde_json::to_string_pretty(&plugin.schema())
+        .map_err(|e| Error::failed(format!("cannot encode the schema: {e}")))?;
+    println!("{text}");
+    Ok(())
+}
+
+fn cmd_serve(args: &cli::ServeArgs) -> Result<()> {
+    let mut config = wasmgate_registry::Config {
+        bind: args.bind,
+        data_dir: args.data_dir.clone(),
+        read_auth: args.read_auth,
+        ..wasmgate_registry::Config::default()
+    };
+    if let Some(limit) = args.max_upload_bytes {
+        config.max_upload_bytes = limit;
+    }
+    if let Some(file) = &args.token_file {
+        config.tokens = wasmgate_registry::load_tokens(file)
+            .map_err(|e| Error::failed(format!("{}: {e}", file.display())))?;
+    }
+    config.tokens.extend(
+        wasmgate_registry::tokens_from_env()
+            .map_err(|e| Error::failed(format!("{}: {e}", wasmgate_registry::TOKENS_ENV)))?,
+    );
+    let runtime = tokio::runtime::Runtime::new()
+        .map_err(|e| Error::failed(format!("cannot start the async runtime: {e}")))?;
+    runtime
+        .block_on(wasmgate_registry::serve(config))
+        .map_err(|e| Error::failed(format!("registry: {e}")))
+}
+
+fn cmd_push(args: &cli::PushArgs, output: Output) -> Result<()> {
+    let lock_path = &args.lock.lock;
+    let mut lock = Lock::load(lock_path)?;
+    let selected: Vec<&plugins::PluginInfo> = if args.plugins.is_empty() {
+        plugins::PLUGINS
+            .iter()
+            .filter(|p| lock.plugins.contains_key(p.name))
+            .collect()
+    } else {
+        select_plugins(&args.plugins)?
+    };
+    let registry = match &args.registry {
+        Some(url) => Some(registry::Registry::new(url, args.token.clone())?),
+        None => None,
+    };
+    let mut rows = Vec::new();
+    let mut text = String::new();
+    for plugin in selected {
+        let entry = lock.entry(plugin.name, lock_path)?.clone();
+        let module_file = package::module_path(&entry, lock_path);
+        let module = wasmgate::error::read(&module_file)?;
+        let sha256 = wasmgate_envoy::Sha256::of(&module);
+        if entry.sha256.as_deref() != Some(sha256.hex()) {
+            return Err(Error::failed(format!(
+                "{}: {} has sha256 {sha256}, not the one in {}; run `wasmgate package` again",
+                plugin.name,
+                module_file.display(),
+                lock_path.display()
+            )));
+        }
+        let mut updated = entry.clone();
+        if let Some(registry) = &registry {
+            let meta = registry.publish(
+                plugin.name,
+                &entry.version,
+                module,
+                &entry.root_id,
+                plugin.summary,
+            )?;
+            if meta.sha256.as_deref() != Some(sha256.hex()) {
+                return Err(Error::failed(format!(
+                    "{}: the registry stored sha256 {:?}, expected {sha256}",
+                    plugin.name, meta.sha256
+                )));
+            }
+            registry.publish_schema(plugin.name, &entry.version, &plugin.schema())?;
+            let url = registry.module_url(plugin.name, &entry.version);
+            text.push_str(&format!(
+                "{} {} -> {url}  sha256:{sha256}\n",
+                plugin.name, entry.version
+            ));
+            rows.push(json!({ "plugin": plugin.name, "version": entry.version, "url": url, "sha256": sha256 }));
+            updated.url = Some(url);
+        } else if let Some(prefix) = &args.oci {
+            let reference = oci::Reference::parse(
+                &format!(
+                    "{}/{}:{}",
+                    prefix.trim_end_matches('/'),
+                    plugin.name,
+                    entry.version
+                ),
+                &entry.version,
+            )?;
+            let image = oci::image(&module)?;
+            let digest = oci::push(
+                &image,
+                &reference,
+                &oci::PushOptions {
+                    plain_http: args.plain_http,
+                    username: args.username.clone(),
+                    password: args.password.clone(),
+                },
+            )?;
+            text.push_str(&format!(
+                "{} {} -> oci://{}  manifest sha256:{digest}\n",
+                plugin.name,
+                entry.version,
+                reference.display()
+            ));
+            rows.push(json!({
+                "plugin": plugin.name, "version": entry.version,
+                "oci": reference.display(), "manifest_digest": digest.oci(),
+                "layer_digest": image.layer_digest().oci(),
+            }));
+            updated.oci = Some(OciPin {
+                reference: reference.display(),
+                manifest_digest: digest.oci(),
+            });
+        }
+        lock.plugins.insert(plugin.name.to_owned(), updated);
+    }
+    lock.save(lock_path)?;
+    report(output, &json!({ "pushed": rows }), &text);
+    Ok(())
+}
+
+/// Configure the plugins and pin their modules from the registry or the lock file.
+fn resolve(common: &CommonRenderArgs) -> Result<Vec<Resolved>> {
+    let configured = common
+        .plugins
+        .iter()
+        .map(configure)
+        .collect::<Result<Vec<Configured>>>()?;
+    match &common.registry {
+        Some(url) => {
+            let registry = registry::Registry::new(url, common.token.clone())?;
+            render::resolve(Source::Registry(&registry), configured)
+        }
+        None => {
+            let lock = Lock::load(&common.lock.lock)?;
+            render::resolve(
+                Source::Lock {
+                    lock: &lock,
+                    path: &common.lock.lock,
+                },
+                configured,
+            )
+        }
+    }
+}
+
+fn emit(common: &CommonRenderArgs, text: &str) -> Result<()> {
+    match &common.out {
+        Some(path) => write(path, text.as_bytes()),
+        None => {
+            print!("{text}");
+            Ok(())
+        }
+    }
+}
+
+fn format(common: &CommonRenderArgs) -> render::Format {
+    match common.format {
+        cli::Format::Yaml => render::Format::Yaml,
+        cli::Format::Json => render::Format::Json,
+    }
+}
+
+fn cmd_render(target: &RenderTarget, output: Output) -> Result<()> {
+    match target {
+        RenderTarget::Envoy(args) => {
+            let plugins = resolve(&args.common)?;
+            let bootstrap = render::envoy(
+                &plugins,
+                &render::EnvoyOptions {
+                    listen: args.listen,
+                    admin: Some(args.admin),
+                    upstream: args.upstream.clone(),
+                    code: if args.local {
+                        CodeFrom::Local
+                    } else {
+                        CodeFrom::Remote
+                    },
+                    clusters: args.clusters.clone(),
+                },
+            )?;
+            emit(
+                &args.common,
+                &render::encode(&[bootstrap], format(&args.common))?,
+            )
+        }
+        RenderTarget::Wasmplugin(args) | RenderTarget::Trafficextension(args) => {
+            let kind = match target {
+                RenderTarget::Wasmplugin(_) => IstioKind::WasmPlugin,
+                _ => IstioKind::TrafficExtension,
+            };
+            let plugins = resolve(&args.common)?;
+            let (documents, warnings) = render::istio(
+                kind,
+                &plugins,
+                &render::IstioOptions {
+                    namespace: args.namespace.clone(),
+                    selector: args.selector.iter().cloned().collect(),
+                    target_refs: args.target_refs.clone(),
+                    traffic: args.traffic.clone(),
+                    phase: args.phase,
+                    priority: args.priority,
+                    fail_strategy: args.fail_strategy,
+                    image_pull_policy: args.image_pull_policy,
+                    image_pull_secret: args.image_pull_secret.clone(),
+                    env: args.env.clone(),
+                    oci: args.oci,
+                },
+            )?;
+            warn(output, &warnings);
+            emit(
+                &args.common,
+                &render::encode(&documents, format(&args.common))?,
+            )
+        }
+        RenderTarget::Envoyfilter(args) => {
+            let plugins = resolve(&args.common)?;
+            let manifest = render::envoy_filter(
+                &plugins,
+                &render::EnvoyFilterOptions {
+                    name: args.name.clone(),
+                    namespace: args.namespace.clone(),
+                    selector: args.selector.iter().cloned().collect(),
+                    context: args.context,
+                },
+            )?;
+            emit(
+                &args.common,
+                &render::encode(&[manifest], format(&args.common))?,
+            )
+        }
+    }
+}
+
+fn cmd_examples(args: &cli::ExamplesArgs, output: Output) -> Result<()> {
+    let root: PathBuf = match &args.root {
+        Some(root) => root.clone(),
+        None => wasmbuild::workspace_root()?,
+    };
+    if args.check {
+        let stale = wasmgate::examples::check(&root)?;
+        if stale.is_empty() {
+            report(output, &json!({ "stale": [] }), "examples are up to date\n");
+            return Ok(());
+        }
+        let names: Vec<String> = stale.iter().map(|p| p.display().to_string()).collect();
+        report(output, &json!({ "stale": names }), "");
+        return Err(Error::failed(format!(
+            "stale generated examples (run `wasmgate examples` to regenerate): {}",
+            names.join(", ")
+        )));
+    }
+    let written = wasmgate::examples::write_all(&root)?;
+    let text: String = written
+        .iter()
+        .map(|p| format!("wrote {}\n", p.display()))
+        .collect();
+    report(output, &json!({ "written": written }), &text);
+    Ok(())
+}
+
+fn cmd_demo(args: &cli::DemoArgs) -> Result<()> {
+    let modules = match &args.modules {
+        Some(dir) => dir.clone(),
+        None => wasmbuild::module_dir(&wasmbuild::workspace_root()?),
+    };
+    let envoy = args
+        .envoy
+        .clone()
+        .unwrap_or_else(|| wasmgate::demo::envoy_binary(Path::new(".")));
+    wasmgate::demo::run(&wasmgate::demo::Options {
+        listen: args.listen,
+        admin: args.admin,
+        modules,
+        envoy,
+    })
+}

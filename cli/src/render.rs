@@ -1,0 +1,481 @@
+//! From plugins with validated configurations to manifests pinned by sha256: the module of
+//! each plugin is found in the lock file or the registry, lints run, and the Envoy or Istio
+//! renderers write the result.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use serde_json::Value;
+use wasmgate_envoy::{Code, Remote, Sha256, WasmFilter};
+use wasmgate_istio::{
+    EnvVar, EnvoyFilterSpec, FailStrategy, Metadata, PatchContext, Phase, PluginSpec, PullPolicy,
+    TargetRef, TrafficSelector,
+};
+
+use crate::error::{Error, Result};
+use crate::lock::Lock;
+use crate::package::module_path;
+use crate::pluginconfig::Configured;
+use crate::registry::Registry;
+
+/// The name of the cluster Envoy fetches modules through.
+pub const REGISTRY_CLUSTER: &str = "wasmgate-registry";
+
+/// Where modules and their digests come from.
+#[derive(Debug, Clone, Copy)]
+pub enum Source<'a> {
+    /// A lock file written by `wasmgate package` (and `push`).
+    Lock { lock: &'a Lock, path: &'a Path },
+    /// A running Wasmgate registry.
+    Registry(&'a Registry),
+}
+
+/// A plugin's module, pinned.
+#[derive(Debug, Clone)]
+pub struct Pinned {
+    pub version: String,
+    pub sha256: Sha256,
+    /// Where the module is served over HTTP(S).
+    pub http_url: Option<String>,
+    /// The OCI image and its manifest digest.
+    pub oci: Option<(String, Sha256)>,
+    /// The module on this machine.
+    pub local: Option<PathBuf>,
+}
+
+/// A plugin with its configuration and pinned module.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    pub configured: Configured,
+    pub pinned: Pinned,
+}
+
+impl Resolved {
+    fn name(&self) -> &'static str {
+        self.configured.plugin.name
+    }
+}
+
+/// Something worth a look that does not stop rendering.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Warning {
+    pub plugin: String,
+    pub message: String,
+}
+
+fn digest(text: Option<&str>, origin: &str) -> Result<Sha256> {
+    let text = text.ok_or_else(|| {
+        Error::failed(format!(
+            "{origin}: sha256 is missing; refusing to render a manifest that is not pinned by sha256"
+        ))
+    })?;
+    text.parse()
+        .map_err(|e| Error::failed(format!("{origin}: malformed sha256: {e}")))
+}
+
+/// Find the module of each plugin and its digest.
+pub fn resolve(source: Source<'_>, plugins: Vec<Configured>) -> Result<Vec<Resolved>> {
+    let mut seen = BTreeSet::new();
+    let mut out = Vec::new();
+    for configured in plugins {
+        let name = configured.plugin.name;
+        if !seen.insert(name) {
+            return Err(Error::usage(format!("plugin {name} is given twice")));
+        }
+        let pinned = match source {
+            Source::Lock { lock, path } => pin_from_lock(lock, path, &configured)?,
+            Source::Registry(registry) => pin_from_registry(registry, &configured)?,
+        };
+        out.push(Resolved { configured, pinned });
+    }
+    Ok(out)
+}
+
+fn pin_from_lock(lock: &Lock, path: &Path, configured: &Configured) -> Result<Pinned> {
+    let name = configured.plugin.name;
+    let entry = lock.entry(name, path)?;
+    let origin = format!("{}: plugins.{name}", path.display());
+    if let Some(wanted) = &configured.version {
+        if *wanted != entry.version {
+            return Err(Error::failed(format!(
+                "{origin}: locked at version {}, not {wanted}",
+                entry.version
+            )));
+        }
+    }
+    let sha256 = digest(entry.sha256.as_deref(), &origin)?;
+    let local = module_path(entry, path);
+    if let Ok(bytes) = std::fs::read(&local) {
+        let actual = Sha256::of(&bytes);
+        if actual != sha256 {
+            return Err(Error::failed(format!(
+                "{origin}: {} has sha256 {actual}, the lock says {sha256}; run `wasmgate package` again",
+                local.display()
+            )));
+        }
+    }
+    let oci = match &entry.oci {
+        Some(pin) => Some((
+            pin.reference.clone(),
+            digest(
+                Some(&pin.manifest_digest),
+                &format!("{origin}.oci.manifest_digest"),
+            )?,
+        )),
+        None => None,
+    };
+    Ok(Pinned {
+        version: entry.version.clone(),
+        sha256,
+        http_url: entry.url.clone(),
+        oci,
+        local: Some(local),
+    })
+}
+
+fn pin_from_registry(registry: &Registry, configured: &Configured) -> Result<Pinned> {
+    let name = configured.plugin.name;
+    let version = match &configured.version {
+        Some(version) => version.clone(),
+        None => registry.latest(name)?,
+    };
+    let meta = registry.metadata(name, &version)?;
+    let origin = format!("registry {}: {name} {version}", registry.base());
+    let sha256 = digest(meta.sha256.as_deref(), &origin)?;
+    let host = url::Url::parse(registry.base()).ok().and_then(|u| {
+        Some(format!(
+            "{}{}",
+            u.host_str()?,
+            u.port().map(|p| format!(":{p}")).unwrap_or_default()
+        ))
+    });
+    let oci = match (meta.oci, host) {
+        (Some(oci), Some(host)) => Some((
+            format!("{host}/{}", oci.reference),
+            digest(
+                Some(&oci.manifest_digest),
+                &format!("{origin}: oci.manifest_digest"),
+            )?,
+        )),
+        _ => None,
+    };
+    Ok(Pinned {
+        http_url: Some(registry.module_url(name, &version)),
+        version,
+        sha256,
+        oci,
+        local: None,
+    })
+}
+
+/// `scheme://host[:port]` of a URL.
+fn origin(url: &str) -> Result<String> {
+    let parsed = url::Url::parse(url).map_err(|e| Error::failed(format!("URL {url:?}: {e}")))?;
+    Ok(parsed.origin().ascii_serialization())
+}
+
+/// Clusters the configurations call out to: every object with a string `uri` and a string
+/// `cluster` (jwt-auth's `remote_jwks`), as (cluster, origin of the URI).
+pub fn callout_clusters(plugins: &[Resolved]) -> Result<Vec<(String, String)>> {
+    fn walk(value: &Value, found: &mut Vec<(String, String)>) {
+        match value {
+            Value::Object(map) => {
+                if let (Some(Value::String(uri)), Some(Value::String(cluster))) =
+                    (map.get("uri"), map.get("cluster"))
+                {
+                    found.push((cluster.clone(), uri.clone()));
+                }
+                map.values().for_each(|v| walk(v, found));
+            }
+            Value::Array(items) => items.iter().for_each(|v| walk(v, found)),
+            _ => {}
+        }
+    }
+    let mut by_name: BTreeMap<String, String> = BTreeMap::new();
+    for plugin in plugins {
+        let mut found = Vec::new();
+        walk(&plugin.configured.config, &mut found);
+        for (cluster, uri) in found {
+            let origin = origin(&uri).map_err(|e| e.context(plugin.name()))?;
+            match by_name.get(&cluster) {
+                Some(existing) if *existing != origin => {
+                    return Err(Error::failed(format!(
+                        "cluster {cluster} is used for both {existing} and {origin}"
+                    )))
+                }
+                _ => {
+                    by_name.insert(cluster, origin);
+                }
+            }
+        }
+    }
+    Ok(by_name.into_iter().collect())
+}
+
+/// Each plugin's module URL and fetch cluster, and the clusters by name and origin: one per
+/// registry origin, the first named [`REGISTRY_CLUSTER`].
+type Fetches = (Vec<(String, String)>, Clusters);
+
+/// Clusters by name and URL.
+type Clusters = Vec<(String, String)>;
+
+fn registry_clusters(plugins: &[Resolved]) -> Result<Fetches> {
+    let mut clusters: Vec<(String, String)> = Vec::new();
+    let mut fetches = Vec::new();
+    for plugin in plugins {
+        let url = plugin.pinned.http_url.clone().ok_or_else(|| {
+            Error::failed(format!(
+                "{}: no HTTP URL for its module; push it to a registry (`wasmgate push`) or render from --registry",
+                plugin.name()
+            ))
+        })?;
+        let origin = origin(&url)?;
+        let cluster = match clusters.iter().find(|(_, o)| *o == origin) {
+            Some((name, _)) => name.clone(),
+            None => {
+                let name = match clusters.len() {
+                    0 => REGISTRY_CLUSTER.to_owned(),
+                    n => format!("{REGISTRY_CLUSTER}-{n}"),
+                };
+                clusters.push((name.clone(), origin));
+                name
+            }
+        };
+        fetches.push((url, cluster));
+    }
+    Ok((fetches, clusters))
+}
+
+/// How the Envoy bootstrap loads the modules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CodeFrom {
+    /// From the files on this machine (`code.local`).
+    Local,
+    /// Fetched from the registry over HTTP with sha256 (`code.remote`).
+    Remote,
+}
+
+/// The Envoy bootstrap's settings besides the plugins.
+#[derive(Debug, Clone)]
+pub struct EnvoyOptions {
+    pub listen: SocketAddr,
+    pub admin: Option<SocketAddr>,
+    pub upstream: String,
+    pub code: CodeFrom,
+    /// More clusters by name and URL.
+    pub clusters: Vec<(String, String)>,
+}
+
+/// The Wasm filters for `plugins`, with the clusters their code and callouts need.
+fn wasm_filters(plugins: &[Resolved], code: CodeFrom) -> Result<(Vec<WasmFilter>, Clusters)> {
+    let (fetches, mut clusters) = match code {
+        CodeFrom::Remote => registry_clusters(plugins)?,
+        CodeFrom::Local => (Vec::new(), Vec::new()),
+    };
+    let mut filters = Vec::new();
+    for (i, plugin) in plugins.iter().enumerate() {
+        let code = match (code, fetches.get(i)) {
+            (CodeFrom::Remote, Some((url, cluster))) => Code::Remote(Remote::new(
+                url.clone(),
+                cluster.clone(),
+                plugin.pinned.sha256.clone(),
+            )),
+            _ => {
+                let path = plugin.pinned.local.clone().ok_or_else(|| {
+                    Error::failed(format!(
+                        "{}: no local module; render from a lock file (--lock) for local code",
+                        plugin.name()
+                    ))
+                })?;
+                Code::Local(std::path::absolute(&path).unwrap_or(path))
+            }
+        };
+        let mut filter = WasmFilter::new(plugin.name(), code);
+        filter.configuration = plugin.configured.config_json();
+        filters.push(filter);
+    }
+    clusters.extend(callout_clusters(plugins)?);
+    Ok((filters, clusters))
+}
+
+/// Render the Envoy static bootstrap.
+pub fn envoy(plugins: &[Resolved], options: &EnvoyOptions) -> Result<wasmgate_envoy::Bootstrap> {
+    let (filters, mut clusters) = wasm_filters(plugins, options.code)?;
+    for (name, url) in &options.clusters {
+        if !clusters.iter().any(|(n, _)| n == name) {
+            clusters.push((name.clone(), url.clone()));
+        }
+    }
+    wasmgate_envoy::render(&wasmgate_envoy::Spec {
+        listen: options.listen,
+        admin: options.admin,
+        filters,
+        upstream: options.upstream.clone(),
+        clusters,
+    })
+    .map_err(|e| Error::failed(e.0))
+}
+
+/// The Istio settings shared by WasmPlugin and TrafficExtension.
+#[derive(Debug, Clone, Default)]
+pub struct IstioOptions {
+    pub namespace: Option<String>,
+    pub selector: BTreeMap<String, String>,
+    pub target_refs: Vec<TargetRef>,
+    pub traffic: Vec<TrafficSelector>,
+    /// Overrides each plugin's default phase.
+    pub phase: Option<Phase>,
+    pub priority: Option<i32>,
+    pub fail_strategy: Option<FailStrategy>,
+    pub image_pull_policy: Option<PullPolicy>,
+    pub image_pull_secret: Option<String>,
+    pub env: Vec<EnvVar>,
+    /// Reference the OCI image (`oci://`) instead of the HTTP download.
+    pub oci: bool,
+}
+
+/// Which Istio kind to render.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IstioKind {
+    WasmPlugin,
+    TrafficExtension,
+}
+
+/// Lints that do not stop rendering.
+fn lints(plugin: &Resolved, options: &IstioOptions, phase: Option<Phase>) -> Vec<Warning> {
+    let mut warnings = Vec::new();
+    if options.fail_strategy == Some(FailStrategy::FailOpen) {
+        let guards =
+            plugin.name() == "jwt-auth" || matches!(phase, Some(Phase::Authn | Phase::Authz));
+        if guards {
+            warnings.push(Warning {
+                plugin: plugin.name().to_owned(),
+                message: format!(
+                    "failStrategy FAIL_OPEN: if {} fails to load or crashes, requests go through unchecked",
+                    plugin.name()
+                ),
+            });
+        }
+    }
+    warnings
+}
+
+/// One WasmPlugin or TrafficExtension per plugin, as JSON documents, and the warnings.
+pub fn istio(
+    kind: IstioKind,
+    plugins: &[Resolved],
+    options: &IstioOptions,
+) -> Result<(Vec<Value>, Vec<Warning>)> {
+    let mut documents = Vec::new();
+    let mut warnings = Vec::new();
+    for plugin in plugins {
+        let (url, sha256) = if options.oci {
+            let (reference, digest) = plugin.pinned.oci.clone().ok_or_else(|| {
+                Error::failed(format!(
+                    "{}: no OCI image; push it with `wasmgate push --oci` or render from --registry",
+                    plugin.name()
+                ))
+            })?;
+            (format!("oci://{reference}"), digest)
+        } else {
+            let url = plugin.pinned.http_url.clone().ok_or_else(|| {
+                Error::failed(format!(
+                    "{}: no URL for its module; push it (`wasmgate push`) or render from --registry",
+                    plugin.name()
+                ))
+            })?;
+            (url, plugin.pinned.sha256.clone())
+        };
+        let phase = options.phase.or(plugin.configured.plugin.phase);
+        warnings.extend(lints(plugin, options, phase));
+        let spec = PluginSpec {
+            metadata: Metadata {
+                name: plugin.name().to_owned(),
+                namespace: options.namespace.clone(),
+            },
+            plugin_config: plugin.configured.config.clone(),
+            phase,
+            priority: options.priority,
+            selector: options.selector.clone(),
+            target_refs: options.target_refs.clone(),
+            traffic: options.traffic.clone(),
+            fail_strategy: options.fail_strategy,
+            image_pull_policy: options.image_pull_policy,
+            image_pull_secret: options.image_pull_secret.clone(),
+            env: options.env.clone(),
+            ..PluginSpec::new(plugin.name(), &url, sha256)
+        };
+        let document = match kind {
+            IstioKind::WasmPlugin => wasmgate_istio::wasm_plugin(&spec).map(serde_json::to_value),
+            IstioKind::TrafficExtension => {
+                wasmgate_istio::traffic_extension(&spec).map(serde_json::to_value)
+            }
+        }
+        .map_err(|e| Error::failed(format!("{}: {e}", plugin.name())))?
+        .map_err(|e| Error::failed(format!("{}: {e}", plugin.name())))?;
+        documents.push(document);
+    }
+    Ok((documents, warnings))
+}
+
+/// The EnvoyFilter's settings besides the plugins.
+#[derive(Debug, Clone)]
+pub struct EnvoyFilterOptions {
+    pub name: String,
+    pub namespace: Option<String>,
+    pub selector: BTreeMap<String, String>,
+    pub context: PatchContext,
+}
+
+/// One EnvoyFilter inserting every plugin, in order, with code fetched with sha256.
+pub fn envoy_filter(plugins: &[Resolved], options: &EnvoyFilterOptions) -> Result<Value> {
+    let (filters, clusters) = wasm_filters(plugins, CodeFrom::Remote)?;
+    let manifest = wasmgate_istio::envoy_filter(&EnvoyFilterSpec {
+        metadata: Metadata {
+            name: options.name.clone(),
+            namespace: options.namespace.clone(),
+        },
+        selector: options.selector.clone(),
+        context: options.context,
+        filters,
+        clusters,
+    })
+    .map_err(|e| Error::failed(e.0))?;
+    serde_json::to_value(manifest).map_err(|e| Error::failed(e.to_string()))
+}
+
+/// Serialize documents as YAML (separated by `---`) or JSON (one per document, or an array).
+pub fn encode<T: Serialize>(documents: &[T], format: Format) -> Result<String> {
+    let fail = |e: String| Error::failed(format!("cannot encode the output: {e}"));
+    match format {
+        Format::Yaml => {
+            let mut out = String::new();
+            for (i, document) in documents.iter().enumerate() {
+                if i > 0 {
+                    out.push_str("---\n");
+                }
+                // Through a JSON value: the YAML encoder writes enums as YAML tags (`!remote`),
+                // which Envoy and Kubernetes do not read; JSON values have no enums.
+                let value = serde_json::to_value(document).map_err(|e| fail(e.to_string()))?;
+                out.push_str(&serde_norway::to_string(&value).map_err(|e| fail(e.to_string()))?);
+            }
+            Ok(out)
+        }
+        Format::Json => {
+            let text = match documents {
+                [one] => serde_json::to_string_pretty(one),
+                many => serde_json::to_string_pretty(many),
+            };
+            text.map(|t| t + "\n").map_err(|e| fail(e.to_string()))
+        }
+    }
+}
+
+/// How a manifest is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Yaml,
+    Json,
+}

@@ -1,0 +1,126 @@
+//! `wasmgate build`: the Wasm build `make wasm` runs, then optionally `wasm-opt`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::error::{Error, Result};
+use crate::plugins::PLUGINS;
+
+/// The Rust target every module is built for.
+pub const WASM_TARGET: &str = "wasm32-wasip1";
+
+/// Where Cargo puts the release modules: `$CARGO_TARGET_DIR/wasm32-wasip1/release`, else
+/// `<workspace>/target/wasm32-wasip1/release`.
+pub fn module_dir(workspace: &Path) -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| workspace.join("target"), PathBuf::from);
+    target.join(WASM_TARGET).join("release")
+}
+
+/// The workspace root, found by Cargo from the current folder.
+pub fn workspace_root() -> Result<PathBuf> {
+    let out = Command::new(cargo())
+        .args(["locate-project", "--workspace", "--message-format", "plain"])
+        .output()
+        .map_err(|e| Error::failed(format!("cannot run cargo: {e}")))?;
+    if !out.status.success() {
+        return Err(Error::failed(
+            "not inside the Wasmgate workspace (cargo locate-project failed)",
+        ));
+    }
+    let manifest = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    Ok(manifest.parent().map(Path::to_path_buf).unwrap_or_default())
+}
+
+fn cargo() -> std::ffi::OsString {
+    std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into())
+}
+
+/// Build every plugin module, then the combined module, in release mode for wasm32-wasip1.
+///
+/// Two Cargo invocations, as in `make wasm`: in one, Cargo would unify features and the
+/// combined module would export every plugin twice.
+pub fn build(workspace: &Path) -> Result<Vec<PathBuf>> {
+    let mut plugins = vec!["build", "--release", "--target", WASM_TARGET];
+    for plugin in PLUGINS {
+        plugins.extend(["-p", plugin.name]);
+    }
+    run(workspace, &plugins)?;
+    run(
+        workspace,
+        &[
+            "build",
+            "--release",
+            "--target",
+            WASM_TARGET,
+            "-p",
+            "wasmgate-all",
+        ],
+    )?;
+    let dir = module_dir(workspace);
+    let mut modules: Vec<PathBuf> = PLUGINS
+        .iter()
+        .map(|p| dir.join(format!("{}.wasm", p.module)))
+        .collect();
+    modules.push(dir.join("wasmgate_all.wasm"));
+    for module in &modules {
+        if !module.is_file() {
+            return Err(Error::failed(format!(
+                "the build did not produce {}",
+                module.display()
+            )));
+        }
+    }
+    Ok(modules)
+}
+
+fn run(workspace: &Path, args: &[&str]) -> Result<()> {
+    let status = Command::new(cargo())
+        .args(args)
+        .current_dir(workspace)
+        .status()
+        .map_err(|e| Error::failed(format!("cannot run cargo: {e}")))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(Error::failed(format!(
+            "cargo {} failed ({status})",
+            args.join(" ")
+        )))
+    }
+}
+
+/// Shrink a module in place with binaryen's `wasm-opt -Oz`, keeping it a valid proxy-wasm
+/// module. Returns (size before, size after).
+pub fn wasm_opt(module: &Path) -> Result<(u64, u64)> {
+    let before = size(module)?;
+    let optimized = module.with_extension("opt.wasm");
+    let out = Command::new("wasm-opt")
+        .arg("-Oz")
+        .arg("--strip-debug")
+        .arg(module)
+        .arg("-o")
+        .arg(&optimized)
+        .output()
+        .map_err(|e| {
+            Error::failed(format!(
+                "cannot run wasm-opt: {e} (install Debian's binaryen: `make setup`)"
+            ))
+        })?;
+    if !out.status.success() {
+        return Err(Error::failed(format!(
+            "wasm-opt {} failed: {}",
+            module.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    std::fs::rename(&optimized, module)
+        .map_err(|e| Error::failed(format!("cannot replace {}: {e}", module.display())))?;
+    Ok((before, size(module)?))
+}
+
+fn size(path: &Path) -> Result<u64> {
+    std::fs::metadata(path)
+        .map(|m| m.len())
+        .map_err(|e| Error::failed(format!("{}: {e}", path.display())))
+}
