@@ -75,8 +75,8 @@ struct State {
     keys: Vec<ProviderKeys>,
     cache: TokenCache,
     next_generation: u64,
-    /// Root callouts in flight: token → provider.
-    root_calls: HashMap<u32, usize>,
+    /// Root callouts in flight: token → (provider, sent at in Unix ms).
+    root_calls: HashMap<u32, (usize, u64)>,
 }
 
 /// What the root and the streams share.
@@ -111,7 +111,7 @@ impl Shared {
             return;
         };
         let mut state = self.state.borrow_mut();
-        if state.keys[provider].fetched_at == fetched_at {
+        if state.keys[provider].fetched_at >= fetched_at {
             return;
         }
         // Only good sets are shared, so this parses; a bad one is left alone all the same.
@@ -126,13 +126,20 @@ impl Shared {
         }
     }
 
-    /// Take in a JWKS callout response for `provider`, from the root or a stream. A good
-    /// set is shared with every worker; anything else keeps the last good set.
-    fn fetched(&self, host: &mut dyn Host, provider: usize, status: Option<u16>, who: &str) {
+    /// Take in a JWKS callout response for `provider`, sent at `sent` (Unix ms) by the root
+    /// or a stream. A good set is shared with every worker unless a later fetch already
+    /// was; anything else keeps the last good set.
+    fn fetched(
+        &self,
+        host: &mut dyn Host,
+        provider: usize,
+        sent: u64,
+        status: Option<u16>,
+        who: &str,
+    ) {
         let Some(remote) = self.remote(provider) else {
             return;
         };
-        let now = now_ms(host);
         let name = &self.config.providers[provider].name;
         let outcome = match status {
             None => Err("no response (timeout or connection failure)".to_owned()),
@@ -153,24 +160,38 @@ impl Shared {
         };
         match outcome {
             Ok((set, skipped, body)) => {
-                remote::publish(host, remote, now, &body);
                 bump(host, self.metrics.fetch_ok);
                 let count = set.keys.len();
-                let mut state = self.state.borrow_mut();
-                state.next_generation += 1;
-                let generation = state.next_generation;
-                state.keys[provider] = ProviderKeys {
-                    set: Some(Rc::new(set)),
-                    generation,
-                    fetched_at: now,
-                };
-                drop(state);
+                match remote::publish(host, remote, sent, &body) {
+                    // The shared set is this one or a later one: adopt it.
+                    Ok(_) => self.sync(host, provider),
+                    // Shared data refused: this worker still uses what it fetched.
+                    Err(e) => {
+                        host.log(
+                            LogLevel::Warn,
+                            &format!(
+                                "{who}jwt-auth: provider {name}: cannot share the key set: {e}"
+                            ),
+                        );
+                        let mut state = self.state.borrow_mut();
+                        if state.keys[provider].fetched_at < sent {
+                            state.next_generation += 1;
+                            let generation = state.next_generation;
+                            state.keys[provider] = ProviderKeys {
+                                set: Some(Rc::new(set)),
+                                generation,
+                                fetched_at: sent,
+                            };
+                        }
+                    }
+                }
                 host.log(
                     LogLevel::Info,
                     &format!("{who}jwt-auth: provider {name}: fetched {count} keys ({skipped} unusable skipped)"),
                 );
             }
             Err(why) => {
+                let now = now_ms(host);
                 remote::record_failure(host, remote, now);
                 bump(host, self.metrics.fetch_failed);
                 host.log(
@@ -259,13 +280,17 @@ impl Plugin for JwtAuth {
                 .borrow()
                 .root_calls
                 .values()
-                .any(|p| *p == i);
+                .any(|(p, _)| *p == i);
             if in_flight || !remote::try_lease(host, remote, now) {
                 continue;
             }
             match remote::dispatch(host, remote) {
                 Ok(token) => {
-                    self.shared.state.borrow_mut().root_calls.insert(token, i);
+                    self.shared
+                        .state
+                        .borrow_mut()
+                        .root_calls
+                        .insert(token, (i, now));
                 }
                 Err(e) => {
                     remote::record_failure(host, remote, now);
@@ -283,9 +308,9 @@ impl Plugin for JwtAuth {
     }
 
     fn on_http_call_response(&mut self, host: &mut dyn Host, token: u32, status: Option<u16>) {
-        let provider = self.shared.state.borrow_mut().root_calls.remove(&token);
-        if let Some(provider) = provider {
-            self.shared.fetched(host, provider, status, "");
+        let call = self.shared.state.borrow_mut().root_calls.remove(&token);
+        if let Some((provider, sent)) = call {
+            self.shared.fetched(host, provider, sent, status, "");
         }
     }
 }
@@ -616,8 +641,8 @@ fn remove_cookie(header: &str, name: &str) -> String {
 pub struct JwtAuthFilter {
     shared: Rc<Shared>,
     context_id: u32,
-    /// The JWKS callout this stream waits for: (token, provider).
-    call: Option<(u32, usize)>,
+    /// The JWKS callout this stream waits for: (token, provider, sent at in Unix ms).
+    call: Option<(u32, usize, u64)>,
     /// Providers this stream already fetched keys for; never twice.
     fetched: Vec<bool>,
     paused: bool,
@@ -736,7 +761,7 @@ impl JwtAuthFilter {
                         self.context_id, self.shared.config.providers[provider].name
                     ),
                 );
-                self.call = Some((token, provider));
+                self.call = Some((token, provider, now_ms(host)));
                 self.paused = true;
                 Action::Pause
             }
@@ -817,7 +842,7 @@ impl HttpFilter for JwtAuthFilter {
     }
 
     fn on_http_call_response(&mut self, host: &mut dyn Host, token: u32, status: Option<u16>) {
-        let Some((expected, provider)) = self.call else {
+        let Some((expected, provider, sent)) = self.call else {
             return;
         };
         if expected != token {
@@ -825,7 +850,7 @@ impl HttpFilter for JwtAuthFilter {
         }
         self.call = None;
         let who = format!("#{} ", self.context_id);
-        self.shared.fetched(host, provider, status, &who);
+        self.shared.fetched(host, provider, sent, status, &who);
         // A decision, never a hang: keys or not, the stream is answered or resumed here
         // (or waits for the keys of another provider, under that callout's timeout).
         self.decide(host);

@@ -174,26 +174,52 @@ pub fn try_kid_refetch(host: &mut dyn Host, remote: &Remote, now: u64) -> bool {
     })
 }
 
-/// Store a good key set for every worker and end the lease.
-pub fn publish(host: &mut dyn Host, remote: &Remote, now: u64, document: &[u8]) {
-    let mut value = format!("{now}\n").into_bytes();
-    value.extend_from_slice(document);
-    // Keys first, then the record: a worker that sees the lease released also sees the keys.
-    if let Err(e) = host.set_shared_data(&keys_key(remote), &value, None) {
-        host.log(
-            wasmgate_glue::LogLevel::Warn,
-            &format!(
-                "jwt-auth: cannot share the key set of {}: {e}",
-                remote.shared_key
-            ),
-        );
+/// Store a good key set, fetched by a request sent at `sent` (Unix ms), for every worker,
+/// and end the lease. A set from a request sent before the one already shared is older
+/// (a slow fetch can finish after a quicker, later one) and is not stored. The stored
+/// version is `sent`, or one more than the shared one when both were sent in the same
+/// millisecond, so versions only grow and workers can tell a new set from the one they
+/// have. Whether the shared set is now this one; `Err` when the host refused the write.
+pub fn publish(
+    host: &mut dyn Host,
+    remote: &Remote,
+    sent: u64,
+    document: &[u8],
+) -> Result<bool, HostError> {
+    let mut stored = Ok(false);
+    for _ in 0..CAS_TRIES {
+        let (current, cas) = host.shared_data(&keys_key(remote));
+        let shared_at = current.as_deref().and_then(|v| {
+            let newline = v.iter().position(|b| *b == b'\n')?;
+            std::str::from_utf8(&v[..newline]).ok()?.parse::<u64>().ok()
+        });
+        if shared_at.is_some_and(|at| at > sent) {
+            break;
+        }
+        let version = shared_at.map_or(sent, |at| sent.max(at + 1));
+        let mut value = format!("{version}\n").into_bytes();
+        value.extend_from_slice(document);
+        // Without an entry there is no token; u32::MAX then writes, and fails if one appeared.
+        match host.set_shared_data(&keys_key(remote), &value, Some(cas.unwrap_or(u32::MAX))) {
+            Ok(()) => {
+                stored = Ok(true);
+                break;
+            }
+            Err(HostError::CasMismatch) => continue,
+            Err(e) => {
+                stored = Err(e);
+                break;
+            }
+        }
     }
+    // Keys first, then the record: a worker that sees the lease released also sees the keys.
     update_record(host, remote, |record| {
         record.lease_until = 0;
         record.failures = 0;
         record.next_attempt = 0;
         true
     });
+    stored
 }
 
 /// Note a failed fetch: end the lease and back off (1 s, 2 s, 4 s, ... up to 60 s, and
@@ -250,13 +276,24 @@ mod tests {
         let (mut host, r) = (FakeHost::new(), remote());
         assert!(try_lease(&mut host, &r, 1000));
         assert!(!try_lease(&mut host, &r, 1001), "a fetch is in flight");
-        publish(&mut host, &r, 1002, b"{}");
+        assert_eq!(publish(&mut host, &r, 1002, b"{}"), Ok(true));
         assert_eq!(load(&host, &r), Some((1002, b"{}".to_vec())));
         assert!(!try_lease(&mut host, &r, 1003), "fresh keys need no fetch");
         assert!(
             try_lease(&mut host, &r, 1002 + 8000),
             "refreshed before expiry"
         );
+    }
+
+    #[test]
+    fn a_slow_fetch_never_replaces_keys_from_a_later_request() {
+        let (mut host, r) = (FakeHost::new(), remote());
+        assert_eq!(publish(&mut host, &r, 2000, b"new"), Ok(true));
+        assert_eq!(publish(&mut host, &r, 1000, b"old"), Ok(false));
+        assert_eq!(load(&host, &r), Some((2000, b"new".to_vec())));
+        // Sent in the same millisecond: stored, with a version of its own.
+        assert_eq!(publish(&mut host, &r, 2000, b"same"), Ok(true));
+        assert_eq!(load(&host, &r), Some((2001, b"same".to_vec())));
     }
 
     #[test]

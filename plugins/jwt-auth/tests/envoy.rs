@@ -1,0 +1,525 @@
+//! jwt-auth loaded into a real Envoy: local and remote keys, responses, forwarding, metrics,
+//! keys shared by workers, and agreement with Envoy's native jwt_authn.
+
+#[path = "support/mint.rs"]
+mod mint;
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::{json, Value};
+use test_env::{client, static_cluster, Envoy, Mode, Upstream, WasmFilter};
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+fn claims() -> Value {
+    json!({ "iss": "https://issuer", "aud": "api", "sub": "user-1", "iat": now(), "exp": now() + 600,
+            "scope": "read", "org": { "team": "payments" } })
+}
+
+struct Reply {
+    status: u16,
+    headers: reqwest::header::HeaderMap,
+    body: String,
+}
+
+use test_env::reqwest;
+
+fn get(envoy: &Envoy, path: &str, headers: &[(&str, &str)]) -> Reply {
+    let mut request = client().get(envoy.url(path));
+    for (k, v) in headers {
+        request = request.header(*k, *v);
+    }
+    let response = request.send().unwrap();
+    Reply {
+        status: response.status().as_u16(),
+        headers: response.headers().clone(),
+        body: response.text().unwrap(),
+    }
+}
+
+fn bearer(token: &str) -> String {
+    format!("Bearer {token}")
+}
+
+fn ok_echo(reply: &Reply) -> test_env::Echo {
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    serde_json::from_str(&reply.body).unwrap()
+}
+
+fn wait_for(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !ok() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn stat(envoy: &Envoy, name: &str) -> u64 {
+    envoy
+        .stat(&format!("wasmcustom.jwt_auth.{name}"))
+        .unwrap_or(0)
+}
+
+#[test]
+fn local_keys_responses_forwarding_scopes_and_metrics() {
+    let (rsa, ec, ed) = (mint::rsa(1), mint::p256(1), mint::ed25519(1));
+    let upstream = Upstream::start();
+    let envoy = Envoy::builder()
+        .wasm(WasmFilter::plugin("jwt_auth").config(json!({
+            "providers": { "main": {
+                "issuer": "https://issuer",
+                "audiences": ["api"],
+                "local_jwks": mint::jwks(&[("rsa", &rsa), ("ec", &ec), ("ed", &ed)]),
+                "forward_payload_header": "x-jwt-payload",
+                "claim_to_headers": [
+                    { "header_name": "x-jwt-sub", "claim_name": "sub" },
+                    { "header_name": "x-jwt-team", "claim_name": "org.team" },
+                ],
+            }},
+            "rules": [
+                { "match": { "prefix": "/public" } },
+                { "match": { "prefix": "/admin" }, "requires": { "provider_name": "main" }, "required_scopes": ["admin"] },
+            ],
+            "default": { "provider_name": "main" },
+            "realm": "shop",
+        })))
+        .upstream(upstream.addr())
+        .start();
+
+    for (alg, kid, key) in [
+        ("RS256", "rsa", &rsa),
+        ("PS256", "rsa", &rsa),
+        ("ES256", "ec", &ec),
+        ("EdDSA", "ed", &ed),
+    ] {
+        let token = mint::token(alg, kid, key, &claims());
+        let reply = get(
+            &envoy,
+            "/api",
+            &[("authorization", &bearer(&token)), ("x-jwt-sub", "admin")],
+        );
+        let echo = ok_echo(&reply);
+        assert_eq!(
+            echo.header("authorization"),
+            None,
+            "{alg}: the token is stripped"
+        );
+        assert_eq!(
+            echo.all("x-jwt-sub"),
+            vec!["user-1"],
+            "{alg}: the spoofed copy is gone"
+        );
+        assert_eq!(echo.header("x-jwt-team").as_deref(), Some("payments"));
+        assert_eq!(
+            echo.header("x-jwt-payload").as_deref(),
+            token.split('.').nth(1)
+        );
+    }
+
+    let missing = get(&envoy, "/api", &[]);
+    assert_eq!(missing.status, 401);
+    assert_eq!(missing.headers["www-authenticate"], "Bearer realm=\"shop\"");
+
+    let expired = mint::token(
+        "ES256",
+        "ec",
+        &ec,
+        &json!({ "iss": "https://issuer", "aud": "api", "exp": now() - 3600 }),
+    );
+    let reply = get(&envoy, "/api", &[("authorization", &bearer(&expired))]);
+    assert_eq!(reply.status, 401);
+    assert_eq!(
+        reply.headers["www-authenticate"],
+        "Bearer realm=\"shop\", error=\"invalid_token\", error_description=\"token is expired\""
+    );
+    assert!(reply.body.contains("token is expired"), "{}", reply.body);
+    assert!(
+        !reply.body.contains("ec"),
+        "no key ids leak: {}",
+        reply.body
+    );
+
+    let token = mint::token("ES256", "ec", &ec, &claims());
+    let reply = get(&envoy, "/admin", &[("authorization", &bearer(&token))]);
+    assert_eq!(reply.status, 403);
+    assert!(reply.headers["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .contains("error=\"insufficient_scope\""));
+    assert!(reply.headers["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .contains("scope=\"admin\""));
+
+    let echo = ok_echo(&get(&envoy, &format!("/q?a=1&access_token={token}"), &[]));
+    assert_eq!(echo.path, "/q?a=1", "the query token is stripped");
+
+    let echo = ok_echo(&get(&envoy, "/public/x", &[("x-jwt-sub", "admin")]));
+    assert_eq!(
+        echo.header("x-jwt-sub"),
+        None,
+        "spoofed output headers never reach upstream"
+    );
+
+    let twice = get(
+        &envoy,
+        "/api",
+        &[
+            ("authorization", &bearer(&token)),
+            ("authorization", &bearer(&token)),
+        ],
+    );
+    assert_eq!(twice.status, 401);
+
+    assert_eq!(
+        stat(&envoy, "allowed"),
+        5,
+        "four algorithms and the query token"
+    );
+    assert_eq!(stat(&envoy, "denied.missing"), 1);
+    assert_eq!(stat(&envoy, "denied.expired"), 1);
+    assert_eq!(stat(&envoy, "denied.insufficient_scope"), 1);
+    assert_eq!(stat(&envoy, "denied.duplicate"), 1);
+    assert!(
+        stat(&envoy, "cache_hit") >= 1,
+        "the ES256 token was seen before"
+    );
+}
+
+#[test]
+fn a_bad_config_is_refused_naming_the_field() {
+    let err = Envoy::builder()
+        .wasm(WasmFilter::plugin("jwt_auth").config(json!({
+            "providers": { "main": { "local_jwks": mint::jwks(&[("k", &mint::p256(1))]) } },
+            "rules": [{ "match": { "regex": "(" }, "requires": { "provider_name": "main" } }],
+        })))
+        .try_start()
+        .expect_err("Envoy must refuse the configuration");
+    assert!(
+        err.log.contains(
+            "jwt-auth: invalid plugin configuration: rules[0].match.regex: invalid regex"
+        ),
+        "{err}"
+    );
+}
+
+fn remote_filter(timeout: &str, cache_duration: &str) -> WasmFilter {
+    WasmFilter::plugin("jwt_auth").config(json!({
+        "providers": { "main": {
+            "issuer": "https://issuer",
+            "remote_jwks": {
+                "uri": "http://issuer.test/jwks", "cluster": "jwks",
+                "timeout": timeout, "cache_duration": cache_duration,
+                "unknown_kid_refetch_interval": "1s",
+            },
+            "claim_to_headers": [{ "header_name": "x-jwt-sub", "claim_name": "sub" }],
+        }},
+        "default": { "provider_name": "main" },
+    }))
+}
+
+fn jwks_doc(keys: &[(&str, &mint::Signer)]) -> String {
+    mint::jwks(keys).to_string()
+}
+
+#[test]
+fn remote_keys_first_request_waits_then_rotation_then_outages_keep_the_last_good_keys() {
+    let (k1, k2) = (mint::p256(1), mint::p256(2));
+    let jwks = Upstream::start();
+    jwks.serve("/jwks", "application/json", jwks_doc(&[("k1", &k1)]));
+    // The first fetch is slow: the first request has to wait for it.
+    jwks.set_mode("/jwks", Mode::Slow(Duration::from_millis(400)));
+    let upstream = Upstream::start();
+    let envoy = Envoy::builder()
+        .wasm(remote_filter("2s", "1s"))
+        .cluster(static_cluster("jwks", jwks.addr()))
+        .upstream(upstream.addr())
+        .start();
+    let t1 = mint::token("ES256", "k1", &k1, &claims());
+    let echo = ok_echo(&get(
+        &envoy,
+        "/",
+        &[("authorization", &bearer(&t1)), ("x-jwt-sub", "spoofed")],
+    ));
+    assert_eq!(echo.all("x-jwt-sub"), vec!["user-1"]);
+    jwks.set_mode("/jwks", Mode::Ok);
+
+    // Rotation: a token with a new kid triggers a refetch that finds it.
+    jwks.serve(
+        "/jwks",
+        "application/json",
+        jwks_doc(&[("k1", &k1), ("k2", &k2)]),
+    );
+    let t2 = mint::token("ES256", "k2", &k2, &claims());
+    ok_echo(&get(&envoy, "/", &[("authorization", &bearer(&t2))]));
+
+    // Outage with errors: refreshes fail, the last good keys keep working.
+    jwks.set_mode("/jwks", Mode::Status(500));
+    let failed = stat(&envoy, "jwks_fetch_failed");
+    wait_for("a failed refresh", Duration::from_secs(10), || {
+        stat(&envoy, "jwks_fetch_failed") > failed
+    });
+    ok_echo(&get(&envoy, "/", &[("authorization", &bearer(&t1))]));
+    let fresh = mint::token(
+        "ES256",
+        "k2",
+        &k2,
+        &json!({ "iss": "https://issuer", "sub": "u2", "exp": now() + 60 }),
+    );
+    ok_echo(&get(&envoy, "/", &[("authorization", &bearer(&fresh))]));
+
+    // Outage by timeout: the same.
+    jwks.set_mode("/jwks", Mode::Slow(Duration::from_secs(5)));
+    let failed = stat(&envoy, "jwks_fetch_failed");
+    wait_for("a timed-out refresh", Duration::from_secs(15), || {
+        stat(&envoy, "jwks_fetch_failed") > failed
+    });
+    ok_echo(&get(&envoy, "/", &[("authorization", &bearer(&t2))]));
+
+    // A removed key stops working once a refresh succeeds.
+    jwks.set_mode("/jwks", Mode::Ok);
+    jwks.serve("/jwks", "application/json", jwks_doc(&[("k2", &k2)]));
+    let ok = stat(&envoy, "jwks_fetch_ok");
+    wait_for("a good refresh", Duration::from_secs(15), || {
+        stat(&envoy, "jwks_fetch_ok") > ok
+    });
+    let t1_again = mint::token(
+        "ES256",
+        "k1",
+        &k1,
+        &json!({ "iss": "https://issuer", "sub": "x", "exp": now() + 60 }),
+    );
+    wait_for("k1 to be refused", Duration::from_secs(5), || {
+        get(&envoy, "/", &[("authorization", &bearer(&t1_again))]).status == 401
+    });
+}
+
+#[test]
+fn with_the_jwks_down_from_the_start_requests_get_401_not_a_hang() {
+    let jwks = Upstream::start();
+    jwks.serve("/jwks", "application/json", "{}");
+    jwks.set_mode("/jwks", Mode::Status(503));
+    let envoy = Envoy::builder()
+        .wasm(remote_filter("500ms", "60s"))
+        .cluster(static_cluster("jwks", jwks.addr()))
+        .start();
+    let token = mint::token("ES256", "k1", &mint::p256(1), &claims());
+    for _ in 0..3 {
+        let reply = get(&envoy, "/", &[("authorization", &bearer(&token))]);
+        assert_eq!(reply.status, 401, "{}", reply.body);
+        assert!(
+            reply
+                .body
+                .contains("keys to verify the token are unavailable"),
+            "{}",
+            reply.body
+        );
+    }
+    // A timeout instead of an error: the same decision.
+    jwks.set_mode("/jwks", Mode::Slow(Duration::from_secs(3)));
+    let envoy = Envoy::builder()
+        .wasm(remote_filter("300ms", "60s"))
+        .cluster(static_cluster("jwks", jwks.addr()))
+        .start();
+    assert_eq!(
+        get(&envoy, "/", &[("authorization", &bearer(&token))]).status,
+        401
+    );
+}
+
+#[test]
+fn two_workers_share_one_fetch() {
+    let key = mint::p256(1);
+    let jwks = Upstream::start();
+    jwks.serve("/jwks", "application/json", jwks_doc(&[("k1", &key)]));
+    let envoy = Envoy::builder()
+        .wasm(remote_filter("2s", "60s"))
+        .cluster(static_cluster("jwks", jwks.addr()))
+        .concurrency(2)
+        .start();
+    wait_for("the first fetch", Duration::from_secs(10), || {
+        stat(&envoy, "jwks_fetch_ok") >= 1
+    });
+    let token = mint::token("ES256", "k1", &key, &claims());
+    // New connections spread over both workers.
+    for _ in 0..20 {
+        let reply = client()
+            .get(envoy.url("/"))
+            .header("authorization", bearer(&token))
+            .header("connection", "close")
+            .send()
+            .unwrap();
+        assert_eq!(reply.status(), 200);
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(jwks.hits("/jwks"), 1, "one fetch for the whole Envoy");
+    assert_eq!(stat(&envoy, "jwks_fetch_ok"), 1);
+}
+
+/// One token of the comparison set: what it is, and whether each side should allow it.
+struct Case {
+    name: &'static str,
+    token: String,
+    /// The plugin deliberately refuses what jwt_authn accepts (see the README).
+    plugin_stricter: bool,
+}
+
+fn comparison_cases() -> Vec<Case> {
+    let (rsa, ec, ed, other) = (mint::rsa(1), mint::p256(1), mint::ed25519(1), mint::p256(9));
+    let c = claims();
+    let with = |f: &dyn Fn(&mut Value)| {
+        let mut c = claims();
+        f(&mut c);
+        c
+    };
+    let good = mint::token("ES256", "ec", &ec, &c);
+    let parts: Vec<String> = good.split('.').map(str::to_owned).collect();
+    let padded_header = {
+        let header = json!({ "alg": "ES256", "kid": "ec", "typ": "JWT" }).to_string();
+        base64::Engine::encode(
+            &base64::engine::general_purpose::URL_SAFE,
+            header.as_bytes(),
+        )
+    };
+    let padded = {
+        let input = format!("{padded_header}.{}", parts[1]);
+        format!("{input}.{}", mint::b64(&ec.sign("ES256", input.as_bytes())))
+    };
+    let none_header = mint::b64(json!({ "alg": "none" }).to_string().as_bytes());
+    let crit = mint::token_with_header(
+        &json!({ "alg": "ES256", "kid": "ec", "crit": ["x"], "x": 1 }),
+        &c,
+        "ES256",
+        &ec,
+    );
+    let case = |name, token, plugin_stricter| Case {
+        name,
+        token,
+        plugin_stricter,
+    };
+    vec![
+        case("RS256", mint::token("RS256", "rsa", &rsa, &c), false),
+        case("RS384", mint::token("RS384", "rsa", &rsa, &c), false),
+        case("PS256", mint::token("PS256", "rsa", &rsa, &c), false),
+        case("ES256", good.clone(), false),
+        case("EdDSA", mint::token("EdDSA", "ed", &ed, &c), false),
+        case("no kid", mint::token("ES256", "", &ec, &c), false),
+        case(
+            "expired",
+            mint::token(
+                "ES256",
+                "ec",
+                &ec,
+                &with(&|c| c["exp"] = json!(now() - 3600)),
+            ),
+            false,
+        ),
+        case(
+            "expired within skew",
+            mint::token("ES256", "ec", &ec, &with(&|c| c["exp"] = json!(now() - 30))),
+            false,
+        ),
+        case(
+            "not yet valid",
+            mint::token(
+                "ES256",
+                "ec",
+                &ec,
+                &with(&|c| c["nbf"] = json!(now() + 3600)),
+            ),
+            false,
+        ),
+        case(
+            "wrong issuer",
+            mint::token(
+                "ES256",
+                "ec",
+                &ec,
+                &with(&|c| c["iss"] = json!("https://evil")),
+            ),
+            false,
+        ),
+        case(
+            "wrong audience",
+            mint::token("ES256", "ec", &ec, &with(&|c| c["aud"] = json!("other"))),
+            false,
+        ),
+        case(
+            "audience list",
+            mint::token(
+                "ES256",
+                "ec",
+                &ec,
+                &with(&|c| c["aud"] = json!(["x", "api"])),
+            ),
+            false,
+        ),
+        case("other key", mint::token("ES256", "ec", &other, &c), false),
+        case("unknown kid", mint::token("ES256", "nope", &ec, &c), false),
+        case(
+            "tampered",
+            format!(
+                "{}.{}.{}",
+                parts[0],
+                mint::b64(br#"{"iss":"https://issuer","aud":"api","sub":"admin"}"#),
+                parts[2]
+            ),
+            false,
+        ),
+        case("alg none", format!("{none_header}.{}.", parts[1]), false),
+        case("garbage", "not-a-token".into(), false),
+        case("padded header", padded, true),
+        case("crit header", crit, true),
+    ]
+}
+
+#[test]
+fn agrees_with_native_jwt_authn_except_where_documented_stricter() {
+    let (rsa, ec, ed) = (mint::rsa(1), mint::p256(1), mint::ed25519(1));
+    let jwks = mint::jwks(&[("rsa", &rsa), ("ec", &ec), ("ed", &ed)]);
+    let upstream = Upstream::start();
+    let native = Envoy::builder()
+        .filter(json!({
+            "name": "envoy.filters.http.jwt_authn",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication",
+                "providers": { "main": {
+                    "issuer": "https://issuer",
+                    "audiences": ["api"],
+                    "local_jwks": { "inline_string": jwks.to_string() },
+                }},
+                "rules": [{ "match": { "prefix": "/" }, "requires": { "provider_name": "main" } }],
+            },
+        }))
+        .upstream(upstream.addr())
+        .start();
+    let plugin = Envoy::builder()
+        .wasm(WasmFilter::plugin("jwt_auth").config(json!({
+            "providers": { "main": { "issuer": "https://issuer", "audiences": ["api"], "local_jwks": jwks } },
+            "default": { "provider_name": "main" },
+        })))
+        .upstream(upstream.addr())
+        .start();
+
+    let mut report = Vec::new();
+    for case in comparison_cases() {
+        let auth = bearer(&case.token);
+        let native_ok = get(&native, "/", &[("authorization", &auth)]).status == 200;
+        let plugin_ok = get(&plugin, "/", &[("authorization", &auth)]).status == 200;
+        let expected_plugin = native_ok && !case.plugin_stricter;
+        if plugin_ok != expected_plugin || (case.plugin_stricter && !native_ok) {
+            report.push(format!(
+                "{}: jwt_authn allowed={native_ok}, plugin allowed={plugin_ok}",
+                case.name
+            ));
+        }
+    }
+    let missing = (get(&native, "/", &[]).status, get(&plugin, "/", &[]).status);
+    assert_eq!(missing, (401, 401));
+    assert!(report.is_empty(), "disagreements:\n{}", report.join("\n"));
+}
