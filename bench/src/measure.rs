@@ -62,8 +62,8 @@ impl Settings {
             .map(PathBuf::from)
             .unwrap_or_else(|| test_env::workspace_root().join("bench/RESULTS.md"));
         Ok(Settings {
-            seconds: Duration::from_secs(env_number("BENCH_SECONDS", 3)?),
-            latency_seconds: Duration::from_secs(env_number("BENCH_LATENCY_SECONDS", 2)?),
+            seconds: Duration::from_secs(env_number("BENCH_SECONDS", 2)?),
+            latency_seconds: Duration::from_secs(env_number("BENCH_LATENCY_SECONDS", 1)?),
             rounds: env_number("BENCH_ROUNDS", 3)?,
             connections: env_number("BENCH_CONNECTIONS", 16)?,
             starts: env_number("BENCH_STARTS", 2)?,
