@@ -67,7 +67,7 @@ demo: ## Not yet: lands with the CLI issue.
 	@echo "make demo lands with the CLI and manifests issue; for now run 'make test'." ; exit 1
 
 bench: setup wasm bench-apt ## Each plugin against its native Envoy filter; writes bench/RESULTS.md (~10 min).
-	$(BENCH_CARGO) build --release -p wasmgate-bench $$(grep -q '^ *"registry",' Cargo.toml && echo -p wasmgate-registry)
+	$(BENCH_CARGO) build --release -p wasmgate-bench -p wasmgate-registry
 	$(BENCH_CARGO) run --release -q -p wasmgate-bench
 
 bench-apt:
