@@ -12,7 +12,7 @@ use wasmgate_istio::{EnvVar, FailStrategy, PatchContext, Phase, PullPolicy, Targ
 ///
 /// Exit codes: 0 success, 1 failure, 2 usage error.
 #[derive(Debug, Parser)]
-#[command(name = "wasmgate", version, propagate_version = true)]
+#[command(name = "wasmgate", version)]
 pub struct Cli {
     /// How results and errors are reported: `text` for people, `json` for machines.
     #[arg(long, global = true, value_enum, default_value_t = Output::Text)]
@@ -371,4 +371,14 @@ pub struct DemoArgs {
     /// The Envoy binary [default: ENVOY_BIN, else the project's .venv, else envoy on PATH].
     #[arg(long, value_name = "PATH")]
     pub envoy: Option<PathBuf>,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        super::Cli::command().debug_assert();
+    }
 }

@@ -362,12 +362,20 @@ fn lints(plugin: &Resolved, options: &IstioOptions, phase: Option<Phase>) -> Vec
     warnings
 }
 
-/// One WasmPlugin or TrafficExtension per plugin, as JSON documents, and the warnings.
+/// A rendered Istio manifest.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum IstioManifest {
+    WasmPlugin(Box<wasmgate_istio::WasmPlugin>),
+    TrafficExtension(Box<wasmgate_istio::TrafficExtension>),
+}
+
+/// One WasmPlugin or TrafficExtension per plugin, and the warnings.
 pub fn istio(
     kind: IstioKind,
     plugins: &[Resolved],
     options: &IstioOptions,
-) -> Result<(Vec<Value>, Vec<Warning>)> {
+) -> Result<(Vec<IstioManifest>, Vec<Warning>)> {
     let mut documents = Vec::new();
     let mut warnings = Vec::new();
     for plugin in plugins {
@@ -408,12 +416,12 @@ pub fn istio(
             ..PluginSpec::new(plugin.name(), &url, sha256)
         };
         let document = match kind {
-            IstioKind::WasmPlugin => wasmgate_istio::wasm_plugin(&spec).map(serde_json::to_value),
-            IstioKind::TrafficExtension => {
-                wasmgate_istio::traffic_extension(&spec).map(serde_json::to_value)
+            IstioKind::WasmPlugin => {
+                wasmgate_istio::wasm_plugin(&spec).map(|m| IstioManifest::WasmPlugin(Box::new(m)))
             }
+            IstioKind::TrafficExtension => wasmgate_istio::traffic_extension(&spec)
+                .map(|m| IstioManifest::TrafficExtension(Box::new(m))),
         }
-        .map_err(|e| Error::failed(format!("{}: {e}", plugin.name())))?
         .map_err(|e| Error::failed(format!("{}: {e}", plugin.name())))?;
         documents.push(document);
     }
@@ -430,9 +438,12 @@ pub struct EnvoyFilterOptions {
 }
 
 /// One EnvoyFilter inserting every plugin, in order, with code fetched with sha256.
-pub fn envoy_filter(plugins: &[Resolved], options: &EnvoyFilterOptions) -> Result<Value> {
+pub fn envoy_filter(
+    plugins: &[Resolved],
+    options: &EnvoyFilterOptions,
+) -> Result<wasmgate_istio::EnvoyFilter> {
     let (filters, clusters) = wasm_filters(plugins, CodeFrom::Remote)?;
-    let manifest = wasmgate_istio::envoy_filter(&EnvoyFilterSpec {
+    wasmgate_istio::envoy_filter(&EnvoyFilterSpec {
         metadata: Metadata {
             name: options.name.clone(),
             namespace: options.namespace.clone(),
@@ -442,8 +453,7 @@ pub fn envoy_filter(plugins: &[Resolved], options: &EnvoyFilterOptions) -> Resul
         filters,
         clusters,
     })
-    .map_err(|e| Error::failed(e.0))?;
-    serde_json::to_value(manifest).map_err(|e| Error::failed(e.to_string()))
+    .map_err(|e| Error::failed(e.0))
 }
 
 /// Serialize documents as YAML (separated by `---`) or JSON (one per document, or an array).
@@ -456,10 +466,7 @@ pub fn encode<T: Serialize>(documents: &[T], format: Format) -> Result<String> {
                 if i > 0 {
                     out.push_str("---\n");
                 }
-                // Through a JSON value: the YAML encoder writes enums as YAML tags (`!remote`),
-                // which Envoy and Kubernetes do not read; JSON values have no enums.
-                let value = serde_json::to_value(document).map_err(|e| fail(e.to_string()))?;
-                out.push_str(&serde_norway::to_string(&value).map_err(|e| fail(e.to_string()))?);
+                out.push_str(&serde_norway::to_string(document).map_err(|e| fail(e.to_string()))?);
             }
             Ok(out)
         }

@@ -31,8 +31,8 @@ pub use bootstrap::{
 };
 pub use digest::{DigestError, Sha256};
 pub use wasm::{
-    AsyncDataSource, Code, HttpFilter, PluginConfig, Remote, RetryPolicy, VmConfig, WasmFilter,
-    RUNTIME_V8, WASM_FILTER,
+    AsyncDataSource, Code, HttpFilter, LocalSource, PluginConfig, Remote, RemoteSource,
+    RetryPolicy, VmConfig, WasmFilter, RUNTIME_V8, WASM_FILTER,
 };
 
 /// A protobuf JSON duration: `10s`, `1.500s`.

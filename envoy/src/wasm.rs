@@ -99,23 +99,29 @@ impl WasmFilter {
                         vm_id: self.vm_id.clone(),
                         runtime: RUNTIME_V8,
                         code: match &self.code {
-                            Code::Local(path) => AsyncDataSource::Local {
-                                filename: path.display().to_string(),
+                            Code::Local(path) => AsyncDataSource {
+                                local: Some(LocalSource {
+                                    filename: path.display().to_string(),
+                                }),
+                                remote: None,
                             },
-                            Code::Remote(remote) => AsyncDataSource::Remote {
-                                http_uri: HttpUri {
-                                    uri: remote.uri.clone(),
-                                    cluster: remote.cluster.clone(),
-                                    timeout: duration(remote.timeout),
-                                },
-                                sha256: remote.sha256.clone(),
-                                retry_policy: RetryPolicy {
-                                    retry_back_off: BackOff {
-                                        base_interval: "1s",
-                                        max_interval: "10s",
+                            Code::Remote(remote) => AsyncDataSource {
+                                local: None,
+                                remote: Some(RemoteSource {
+                                    http_uri: HttpUri {
+                                        uri: remote.uri.clone(),
+                                        cluster: remote.cluster.clone(),
+                                        timeout: duration(remote.timeout),
                                     },
-                                    num_retries: remote.retries,
-                                },
+                                    sha256: remote.sha256.clone(),
+                                    retry_policy: RetryPolicy {
+                                        retry_back_off: BackOff {
+                                            base_interval: "1s",
+                                            max_interval: "10s",
+                                        },
+                                        num_retries: remote.retries,
+                                    },
+                                }),
                             },
                         },
                     },
@@ -205,18 +211,27 @@ pub struct VmConfig {
     pub code: AsyncDataSource,
 }
 
-/// `envoy.config.core.v3.AsyncDataSource`.
+/// `envoy.config.core.v3.AsyncDataSource`: exactly one of `local` and `remote` is set.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AsyncDataSource {
-    Local {
-        filename: String,
-    },
-    Remote {
-        http_uri: HttpUri,
-        sha256: Sha256,
-        retry_policy: RetryPolicy,
-    },
+pub struct AsyncDataSource {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub local: Option<LocalSource>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remote: Option<RemoteSource>,
+}
+
+/// `envoy.config.core.v3.DataSource` naming a file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LocalSource {
+    pub filename: String,
+}
+
+/// `envoy.config.core.v3.RemoteDataSource`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RemoteSource {
+    pub http_uri: HttpUri,
+    pub sha256: Sha256,
+    pub retry_policy: RetryPolicy,
 }
 
 /// `envoy.config.core.v3.HttpUri`.
