@@ -354,3 +354,21 @@ fn bad_configs_are_refused_naming_the_field() {
         );
     }
 }
+
+#[test]
+fn the_combined_module_hosts_rate_limit_by_root_id() {
+    let envoy = Envoy::builder()
+        .wasm(
+            WasmFilter::plugin("wasmgate_all")
+                .root_id("rate-limit")
+                .vm_id("wasmgate")
+                .config(json!({"rules": [{
+                    "name": "combined", "limit": {"requests_per_unit": 2, "unit": "minute"},
+                }]})),
+        )
+        .concurrency(2)
+        .start();
+    let statuses = blast(&envoy, "/", 4, 2, |_, _| Vec::new());
+    assert_eq!(count(&statuses, 200), 2, "{statuses:?}");
+    assert_eq!(stat_eq(&envoy, "combined", "limited", 6), 6);
+}
