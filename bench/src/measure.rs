@@ -121,6 +121,8 @@ pub struct Row {
     pub start_ms: Vec<f64>,
     /// Resident memory right after start, in KiB, at concurrency 1 and 2.
     pub rss_kib: [Vec<f64>; 2],
+    /// Resident memory of the load-tested Envoy (concurrency 1) after all rounds, in KiB.
+    pub rss_loaded_kib: Option<u64>,
 }
 
 impl Row {
@@ -134,6 +136,7 @@ impl Row {
             normalized: vec![None; rounds],
             start_ms: Vec::new(),
             rss_kib: [Vec::new(), Vec::new()],
+            rss_loaded_kib: None,
         }
     }
 
@@ -191,6 +194,11 @@ pub fn run() -> Result<(), String> {
     for round in 0..settings.rounds {
         eprintln!("round {} of {}", round + 1, settings.rounds);
         run_round(round, &mut rows, &mut running, &settings, cores)?;
+    }
+    for row in rows.iter_mut() {
+        if let Some(envoy) = running.get(row.scenario.id) {
+            row.rss_loaded_kib = procfs::rss_kib(envoy.pid()).ok();
+        }
     }
     drop(running);
 

@@ -201,9 +201,9 @@ impl Report {
 
     fn render_memory(&self, out: &mut String) {
         let _ = writeln!(out, "## Start time and memory\n");
-        let _ = writeln!(out, "Envoy started afresh for each figure; RSS read 0.3 s after it is ready, before any traffic.\n");
-        let _ = writeln!(out, "| configuration | start to ready, ms | RSS concurrency 1, MiB | vs no filter | RSS concurrency 2, MiB | vs no filter |");
-        let _ = writeln!(out, "|---|--:|--:|--:|--:|--:|");
+        let _ = writeln!(out, "Envoy started afresh for each figure (median of the starts); RSS read 0.3 s after it is ready, before any traffic. The last column is the load-tested Envoy (concurrency 1) after all rounds.\n");
+        let _ = writeln!(out, "| configuration | start to ready, ms | RSS concurrency 1, MiB | vs no filter | RSS concurrency 2, MiB | vs no filter | RSS after the rounds, MiB |");
+        let _ = writeln!(out, "|---|--:|--:|--:|--:|--:|--:|");
         let none = self.rows.first();
         let base = |i: usize| {
             none.and_then(|n| Summary::of(&n.rss_kib[i]))
@@ -212,7 +212,7 @@ impl Report {
         for row in &self.rows {
             let label = row.scenario.label;
             if let Some(status) = status_text(&row.status) {
-                let _ = writeln!(out, "| {label} | {status} | | | | |");
+                let _ = writeln!(out, "| {label} | {status} | | | | | |");
                 continue;
             }
             let start =
@@ -232,6 +232,10 @@ impl Report {
                     None => cells.extend(["—".to_owned(), "—".to_owned()]),
                 }
             }
+            cells.push(
+                row.rss_loaded_kib
+                    .map_or("—".into(), |kib| format!("{:.1}", kib as f64 / 1024.0)),
+            );
             let _ = writeln!(out, "| {label} | {} |", cells.join(" | "));
         }
         out.push('\n');
