@@ -66,7 +66,7 @@ impl Settings {
             latency_seconds: Duration::from_secs(env_number("BENCH_LATENCY_SECONDS", 1)?),
             rounds: env_number("BENCH_ROUNDS", 3)?,
             connections: env_number("BENCH_CONNECTIONS", 16)?,
-            starts: env_number("BENCH_STARTS", 2)?,
+            starts: env_number("BENCH_STARTS", 1)?,
             only,
             out,
         })
