@@ -186,8 +186,9 @@ impl Slot {
     }
 }
 
-/// Builds a key's [`Fingerprint`] from its parts without allocating: two independent 64-bit
-/// FNV-1a streams, each finished with a strong mixer.
+/// Builds a key's [`Fingerprint`] from its parts without allocating: two 64-bit
+/// multiply-xor streams (FNV-1a and one with another seed and multiplier), each finished with
+/// splitmix64's mixer so that the low bits, which pick the slot, depend on every byte.
 #[derive(Debug, Clone)]
 pub struct KeyHasher {
     a: u64,
