@@ -141,8 +141,16 @@ impl Row {
     }
 
     fn fail(&mut self, why: String) {
-        eprintln!("  {}: FAILED: {why}", self.scenario.id);
-        self.status = Status::Failed(why);
+        self.set(Status::Failed(why));
+    }
+
+    fn set(&mut self, status: Status) {
+        match &status {
+            Status::Ok => {}
+            Status::Missing(why) => eprintln!("  {}: missing: {why}", self.scenario.id),
+            Status::Failed(why) => eprintln!("  {}: FAILED: {why}", self.scenario.id),
+        }
+        self.status = status;
     }
 }
 
@@ -362,16 +370,7 @@ fn start_all(rows: &mut [Row], upstream: SocketAddr) -> HashMap<&'static str, En
                 }
                 Err(why) => row.fail(why),
             },
-            Err(Status::Missing(why)) => {
-                eprintln!("  {}: missing: {why}", row.scenario.id);
-                row.status = Status::Missing(why);
-            }
-            Err(status) => {
-                row.status = status;
-                if let Status::Failed(why) = &row.status {
-                    eprintln!("  {}: FAILED: {why}", row.scenario.id);
-                }
-            }
+            Err(status) => row.set(status),
         }
     }
     running
@@ -608,8 +607,7 @@ fn starts_and_memory(rows: &mut [Row], upstream: SocketAddr, starts: usize) {
                             row.rss_kib[usize::from(concurrency == 2)].push(kib as f64);
                         }
                     }
-                    Err(Status::Failed(why)) => row.fail(why),
-                    Err(status) => row.status = status,
+                    Err(status) => row.set(status),
                 }
             }
         }
