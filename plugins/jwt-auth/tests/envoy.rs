@@ -523,3 +523,123 @@ fn agrees_with_native_jwt_authn_except_where_documented_stricter() {
     assert_eq!(missing, (401, 401));
     assert!(report.is_empty(), "disagreements:\n{}", report.join("\n"));
 }
+
+#[test]
+fn rules_requirements_sources_cors_and_forward() {
+    let (a_key, b_key) = (mint::p256(1), mint::ed25519(2));
+    let upstream = Upstream::start();
+    let envoy = Envoy::builder()
+        .wasm(WasmFilter::plugin("jwt_auth").config(json!({
+            "providers": {
+                "a": { "issuer": "https://issuer", "local_jwks": mint::jwks(&[("a", &a_key)]) },
+                "b": {
+                    "local_jwks": mint::jwks(&[("b", &b_key)]),
+                    "from_cookies": ["session"],
+                    "from_headers": [{ "name": "x-b-token", "value_prefix": "Token " }],
+                    "forward": true,
+                },
+            },
+            "rules": [
+                { "match": { "path": "/open" } },
+                { "match": { "prefix": "/any" }, "requires": { "requires_any": [{ "provider_name": "a" }, { "provider_name": "b" }] } },
+                { "match": { "prefix": "/all" }, "requires": { "requires_all": [{ "provider_name": "a" }, { "provider_name": "b" }] } },
+                { "match": { "prefix": "/maybe" }, "requires": { "allow_missing": {} } },
+                { "match": { "prefix": "/whatever" }, "requires": { "allow_missing_or_failed": {} } },
+                { "match": { "regex": "/teams/[a-z]+/billing" }, "requires": { "provider_name": "a" },
+                  "required_claims": [{ "claim": "org.team", "exact": ["payments"] }] },
+                { "match": { "prefix": "/write", "methods": ["POST"] }, "requires": { "provider_name": "a" } },
+                { "match": { "prefix": "/write" } },
+            ],
+            "default": { "provider_name": "a" },
+            "bypass_cors_preflight": true,
+        })))
+        .upstream(upstream.addr())
+        .start();
+    let a = bearer(&mint::token("ES256", "a", &a_key, &claims()));
+    let b = mint::token(
+        "EdDSA",
+        "b",
+        &b_key,
+        &json!({ "sub": "b-user", "exp": now() + 60 }),
+    );
+    let cookie = format!("theme=dark; session={b}");
+    let b_header = format!("token {b}");
+    let other_team = bearer(&mint::token(
+        "ES256",
+        "a",
+        &a_key,
+        &json!({ "iss": "https://issuer", "org": { "team": "sales" } }),
+    ));
+    let status = |method: &str, path: &str, headers: &[(&str, &str)]| {
+        let mut request = client().request(method.parse().unwrap(), envoy.url(path));
+        for (k, v) in headers {
+            request = request.header(*k, *v);
+        }
+        request.send().unwrap().status().as_u16()
+    };
+    let cases: Vec<(&str, &str, Vec<(&str, &str)>, u16)> = vec![
+        ("GET", "/open", vec![], 200),
+        ("GET", "/elsewhere", vec![], 401),
+        ("GET", "/any", vec![("cookie", &cookie)], 200),
+        ("GET", "/any", vec![("x-b-token", &b_header)], 200),
+        ("GET", "/any", vec![("authorization", &a)], 200),
+        ("GET", "/any", vec![], 401),
+        ("GET", "/all", vec![("authorization", &a)], 401),
+        (
+            "GET",
+            "/all",
+            vec![("authorization", &a), ("cookie", &cookie)],
+            200,
+        ),
+        ("GET", "/maybe", vec![], 200),
+        (
+            "GET",
+            "/maybe",
+            vec![("authorization", "Bearer e30.e30.e30")],
+            401,
+        ),
+        (
+            "GET",
+            "/whatever",
+            vec![("authorization", "Bearer e30.e30.e30")],
+            200,
+        ),
+        ("GET", "/teams/x/billing", vec![("authorization", &a)], 200),
+        (
+            "GET",
+            "/teams/x/billing",
+            vec![("authorization", &other_team)],
+            403,
+        ),
+        ("POST", "/write", vec![], 401),
+        ("GET", "/write", vec![], 200),
+        (
+            "OPTIONS",
+            "/x",
+            vec![
+                ("origin", "https://app"),
+                ("access-control-request-method", "POST"),
+            ],
+            200,
+        ),
+        ("OPTIONS", "/x", vec![], 401),
+    ];
+    for (method, path, headers, want) in cases {
+        assert_eq!(
+            status(method, path, &headers),
+            want,
+            "{method} {path} {headers:?}"
+        );
+    }
+    // `forward: true` keeps provider b's cookie; provider a's header is stripped.
+    let echo = ok_echo(&get(
+        &envoy,
+        "/all",
+        &[("authorization", &a), ("cookie", &cookie)],
+    ));
+    assert_eq!(echo.header("authorization"), None);
+    assert!(echo
+        .header("cookie")
+        .unwrap()
+        .contains(&format!("session={b}")));
+}
