@@ -577,7 +577,8 @@ fn rules_requirements_sources_cors_and_forward() {
         }
         request.send().unwrap().status().as_u16()
     };
-    let cases: Vec<(&str, &str, Vec<(&str, &str)>, u16)> = vec![
+    type Case<'a> = (&'a str, &'a str, Vec<(&'a str, &'a str)>, u16);
+    let cases: Vec<Case> = vec![
         ("GET", "/open", vec![], 200),
         ("GET", "/elsewhere", vec![], 401),
         ("GET", "/any", vec![("cookie", &cookie)], 200),
