@@ -1,0 +1,289 @@
+//! The `wasmgate` binary: exit codes, messages naming what is wrong, lints, and the Envoy
+//! bootstrap rendered from real modules passing `envoy --mode validate` (which loads every
+//! module and configures every plugin).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn wasmgate(args: &[&str], dir: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_wasmgate"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("WASMGATE_TOKEN")
+        .output()
+        .unwrap()
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn modules() -> PathBuf {
+    test_env::wasm_module("jwt_auth")
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// A folder with a lock file packaged from the built modules and the demo configs.
+fn workdir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let modules = modules();
+    let out = wasmgate(
+        &["package", "--modules", modules.to_str().unwrap()],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    for (name, yaml) in wasmgate::demo::CONFIGS {
+        std::fs::write(dir.path().join(format!("{name}.yaml")), yaml).unwrap();
+    }
+    dir
+}
+
+#[test]
+fn unknown_plugin_is_a_usage_error() {
+    let dir = workdir();
+    let out = wasmgate(
+        &["render", "wasmplugin", "--plugin", "jwt-authz"],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains(
+            "unknown plugin \"jwt-authz\"; known plugins: jwt-auth, rate-limit, header-rewrite"
+        ),
+        "{}",
+        stderr(&out)
+    );
+    let out = wasmgate(&["schema", "nope"], dir.path());
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn bad_plugin_config_names_the_file_and_field() {
+    let dir = workdir();
+    std::fs::write(
+        dir.path().join("bad.yaml"),
+        "rules:\n- limit: {requests_per_unit: 3, unit: fortnight}\n",
+    )
+    .unwrap();
+    let out = wasmgate(
+        &["render", "envoy", "--plugin", "rate-limit=bad.yaml"],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("bad.yaml: invalid pluginConfig for rate-limit: rules[0].limit.unit"),
+        "{err}"
+    );
+    assert!(err.contains("fortnight"), "{err}");
+    assert!(stdout(&out).is_empty(), "nothing is written on error");
+}
+
+#[test]
+fn unreachable_registry_is_reported() {
+    let dir = workdir();
+    // A port that was free a moment ago: nothing listens there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let registry = format!("http://127.0.0.1:{port}");
+    let out = wasmgate(
+        &[
+            "render",
+            "wasmplugin",
+            "--plugin",
+            "header-rewrite",
+            "--registry",
+            &registry,
+        ],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains(&format!("cannot reach the registry at {registry}")),
+        "{}",
+        stderr(&out)
+    );
+}
+
+fn edit_lock(dir: &Path, edit: impl FnOnce(&mut Value)) {
+    let path = dir.join("wasmgate.lock.json");
+    let mut lock: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    edit(&mut lock);
+    std::fs::write(&path, lock.to_string()).unwrap();
+}
+
+#[test]
+fn missing_or_malformed_sha256_is_refused() {
+    let dir = workdir();
+    edit_lock(dir.path(), |lock| {
+        lock["plugins"]["rate-limit"]
+            .as_object_mut()
+            .unwrap()
+            .remove("sha256");
+        lock["plugins"]["header-rewrite"]["sha256"] = "abc123".into();
+    });
+    let out = wasmgate(
+        &["render", "envoy", "--local", "--plugin", "rate-limit"],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("plugins.rate-limit: sha256 is missing; refusing to render a manifest that is not pinned by sha256"),
+        "{}",
+        stderr(&out)
+    );
+    let out = wasmgate(
+        &["render", "envoy", "--local", "--plugin", "header-rewrite"],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("plugins.header-rewrite: malformed sha256: sha256 \"abc123\" has 6 hex digits, expected 64"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_stale_lock_is_refused() {
+    let dir = workdir();
+    edit_lock(dir.path(), |lock| {
+        lock["plugins"]["jwt-auth"]["sha256"] = "0".repeat(64).into();
+    });
+    let out = wasmgate(
+        &[
+            "render",
+            "envoy",
+            "--local",
+            "--plugin",
+            "jwt-auth=jwt-auth.yaml",
+        ],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("run `wasmgate package` again"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn fail_open_on_jwt_auth_is_warned_about() {
+    let dir = workdir();
+    edit_lock(dir.path(), |lock| {
+        lock["plugins"]["jwt-auth"]["url"] =
+            "http://registry.example.com/api/v1/plugins/jwt-auth/versions/0.1.0/module".into();
+    });
+    let args = [
+        "render",
+        "wasmplugin",
+        "--plugin",
+        "jwt-auth=jwt-auth.yaml",
+        "--fail-strategy",
+        "FAIL_OPEN",
+    ];
+    let out = wasmgate(&args, dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("warning: jwt-auth: failStrategy FAIL_OPEN"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stdout(&out).contains("failStrategy: FAIL_OPEN"));
+
+    let mut json_args = vec!["--output", "json"];
+    json_args.extend(args);
+    let out = wasmgate(&json_args, dir.path());
+    let warning: Value = serde_json::from_str(stderr(&out).lines().next().unwrap()).unwrap();
+    assert_eq!(warning["warning"]["plugin"], "jwt-auth");
+}
+
+#[test]
+fn errors_in_json_carry_the_exit_code() {
+    let dir = workdir();
+    let out = wasmgate(&["--output", "json", "schema", "nope"], dir.path());
+    assert_eq!(out.status.code(), Some(2));
+    let error: Value = serde_json::from_str(stderr(&out).trim()).unwrap();
+    assert_eq!(error["error"]["exit_code"], 2);
+    assert!(error["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("unknown plugin"));
+    let out = wasmgate(&["render", "envoy", "--no-such-flag"], dir.path());
+    assert_eq!(out.status.code(), Some(2), "clap usage errors exit 2");
+}
+
+#[test]
+fn inspect_reports_digest_abi_and_exports() {
+    let dir = workdir();
+    let module = test_env::wasm_module("rate_limit");
+    let out = wasmgate(
+        &["--output", "json", "inspect", module.to_str().unwrap()],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let bytes = std::fs::read(&module).unwrap();
+    assert_eq!(report["sha256"], wasmgate_envoy::Sha256::of(&bytes).hex());
+    assert_eq!(report["size"], bytes.len());
+    assert_eq!(report["abi_version"], "0.2.1");
+    let exports: Vec<&str> = report["exports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(exports.contains(&"proxy_on_configure"), "{exports:?}");
+}
+
+#[test]
+fn schema_is_derived_from_the_config_types() {
+    let dir = workdir();
+    let out = wasmgate(&["schema", "jwt-auth"], dir.path());
+    assert!(out.status.success());
+    let schema: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(schema["type"], "object");
+    assert!(schema["properties"]["providers"].is_object(), "{schema}");
+}
+
+#[test]
+fn local_envoy_bootstrap_loads_and_configures_every_module() {
+    let dir = workdir();
+    let out = wasmgate(
+        &[
+            "render",
+            "envoy",
+            "--local",
+            "--plugin",
+            "jwt-auth=jwt-auth.yaml",
+            "--plugin",
+            "rate-limit=rate-limit.yaml",
+            "--plugin",
+            "header-rewrite=header-rewrite.yaml",
+            "-o",
+            "envoy.yaml",
+        ],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let yaml = std::fs::read_to_string(dir.path().join("envoy.yaml")).unwrap();
+    assert!(
+        yaml.contains("name: demo-jwks"),
+        "the JWKS cluster is derived from the config"
+    );
+    if let Err(log) = test_env::validate(&dir.path().join("envoy.yaml")) {
+        panic!("envoy --mode validate refused the bootstrap:\n{log}");
+    }
+}
