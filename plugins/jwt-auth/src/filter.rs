@@ -355,21 +355,18 @@ struct Eval<'a> {
     shared: &'a Shared,
     fetched: &'a [bool],
     path: String,
-    headers: Vec<(&'static str, Option<String>)>,
+    /// Request headers read so far: providers often share a source.
+    headers: Vec<(String, Option<String>)>,
     outcomes: Vec<Option<Outcome>>,
 }
 
 impl<'a> Eval<'a> {
     fn header(&mut self, host: &dyn Host, name: &str) -> Option<String> {
-        if let Some((_, value)) = self.headers.iter().find(|(n, _)| *n == name) {
+        if let Some((_, value)) = self.headers.iter().find(|(n, _)| n == name) {
             return value.clone();
         }
         let value = host.header(Headers::Request, name);
-        // Names come from the compiled configuration, which outlives every request; keep
-        // the memo keyed by a static copy only for the common header names.
-        if let Some(known) = ["authorization", "cookie"].into_iter().find(|k| *k == name) {
-            self.headers.push((known, value.clone()));
-        }
+        self.headers.push((name.to_owned(), value.clone()));
         value
     }
 
