@@ -1,0 +1,100 @@
+//! Snapshot tests: the checked-in examples are what the renderers produce today, and each
+//! passes Envoy's own validation (the EnvoyFilter once its patches are placed in a bootstrap).
+
+use std::path::Path;
+
+use serde_json::Value;
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap()
+}
+
+fn load(path: &str) -> Vec<Value> {
+    let text = std::fs::read_to_string(root().join(path)).unwrap();
+    text.split("\n---\n")
+        .map(|doc| wasmgate::pluginconfig::parse(doc.as_bytes()).unwrap())
+        .collect()
+}
+
+fn validate(bootstrap: &Value) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bootstrap.json");
+    std::fs::write(&path, bootstrap.to_string()).unwrap();
+    if let Err(log) = test_env::validate(&path) {
+        panic!("envoy --mode validate refused it:\n{log}");
+    }
+}
+
+#[test]
+fn examples_are_up_to_date() {
+    let stale = wasmgate::examples::check(root()).unwrap();
+    assert!(
+        stale.is_empty(),
+        "stale examples {stale:?}: run `cargo run -p wasmgate -- examples` and review the diff"
+    );
+}
+
+#[test]
+fn envoy_example_validates() {
+    validate(&load("envoy/examples/bootstrap.yaml")[0]);
+}
+
+#[test]
+fn envoyfilter_example_validates_in_a_bootstrap() {
+    let filter = &load("istio/examples/envoyfilter.yaml")[0];
+    let mut bootstrap = load("envoy/examples/bootstrap.yaml")[0].clone();
+    let chain = bootstrap
+        .pointer_mut(
+            "/static_resources/listeners/0/filter_chains/0/filters/0/typed_config/http_filters",
+        )
+        .unwrap();
+    // The bootstrap's own plugins out: only the router stays, as in a sidecar's chain.
+    chain
+        .as_array_mut()
+        .unwrap()
+        .retain(|f| f["name"] == "envoy.filters.http.router");
+    bootstrap["static_resources"]["clusters"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|c| c["name"] == "upstream");
+    for patch in filter["spec"]["configPatches"].as_array().unwrap() {
+        let value = patch["patch"]["value"].clone();
+        match patch["applyTo"].as_str().unwrap() {
+            "CLUSTER" => bootstrap["static_resources"]["clusters"]
+                .as_array_mut()
+                .unwrap()
+                .push(value),
+            "HTTP_FILTER" => {
+                assert_eq!(patch["patch"]["operation"], "INSERT_BEFORE");
+                let chain = bootstrap
+                    .pointer_mut("/static_resources/listeners/0/filter_chains/0/filters/0/typed_config/http_filters")
+                    .unwrap()
+                    .as_array_mut()
+                    .unwrap();
+                let router = chain.len() - 1;
+                chain.insert(router, value);
+            }
+            other => panic!("unexpected applyTo {other}"),
+        }
+    }
+    validate(&bootstrap);
+}
+
+#[test]
+fn istio_examples_pin_every_module() {
+    for doc in load("istio/examples/wasmplugin.yaml") {
+        assert_eq!(doc["apiVersion"], "extensions.istio.io/v1alpha1");
+        assert_eq!(doc["kind"], "WasmPlugin");
+        assert_eq!(doc["spec"]["sha256"].as_str().unwrap().len(), 64);
+    }
+    let extensions = load("istio/examples/trafficextension.yaml");
+    assert_eq!(extensions.len(), 3);
+    for doc in extensions {
+        assert_eq!(doc["kind"], "TrafficExtension");
+        assert!(doc["spec"]["wasm"]["url"]
+            .as_str()
+            .unwrap()
+            .starts_with("oci://"));
+        assert_eq!(doc["spec"]["wasm"]["sha256"].as_str().unwrap().len(), 64);
+    }
+}

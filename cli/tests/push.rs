@@ -1,0 +1,300 @@
+//! `wasmgate push` to a real Wasmgate registry (`wasmgate serve`) and to a real CNCF
+//! Distribution registry (Debian's `docker-registry`), then what each publishes is checked
+//! by its consumers: the rendered manifests, Envoy, and `skopeo inspect`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use test_env::{client, get_echo, Envoy, Upstream};
+
+fn wasmgate(args: &[&str], dir: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_wasmgate"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("WASMGATE_TOKEN")
+        .output()
+        .unwrap()
+}
+
+fn ok(out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "exit {:?}: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A folder with the built modules packaged into `wasmgate.lock.json` and the demo configs.
+fn workdir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let modules: PathBuf = test_env::wasm_module("jwt_auth").parent().unwrap().into();
+    ok(wasmgate(
+        &["package", "--modules", modules.to_str().unwrap()],
+        dir.path(),
+    ));
+    for (name, yaml) in wasmgate::demo::CONFIGS {
+        std::fs::write(dir.path().join(format!("{name}.yaml")), yaml).unwrap();
+    }
+    dir
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A child process killed when the test ends.
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn wait_for(url: &str, process: &mut Process) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = process.0.try_wait() {
+            panic!("{url}: the server exited ({status})");
+        }
+        if client()
+            .get(url)
+            .send()
+            .is_ok_and(|r| r.status().is_success())
+        {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("{url} did not answer in 30 s");
+}
+
+fn module_sha(name: &str) -> String {
+    wasmgate_envoy::Sha256::of(&std::fs::read(test_env::wasm_module(name)).unwrap())
+        .hex()
+        .to_owned()
+}
+
+#[test]
+fn push_to_the_wasmgate_registry_then_render_from_it() {
+    let dir = workdir();
+    let port = free_port();
+    let registry = format!("http://127.0.0.1:{port}");
+    let mut server = Process(
+        Command::new(env!("CARGO_BIN_EXE_wasmgate"))
+            .args([
+                "serve",
+                "--bind",
+                &format!("127.0.0.1:{port}"),
+                "--data-dir",
+            ])
+            .arg(dir.path().join("data"))
+            .env("WASMGATE_REGISTRY_TOKENS", "s3cret")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for(&format!("{registry}/healthz"), &mut server);
+
+    let out = wasmgate(
+        &["push", "--registry", &registry, "--token", "nope"],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("401"));
+
+    ok(wasmgate(
+        &["push", "--registry", &registry, "--token", "s3cret"],
+        dir.path(),
+    ));
+    let meta: Value = client()
+        .get(format!(
+            "{registry}/api/v1/plugins/rate-limit/versions/0.1.0"
+        ))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(meta["sha256"], module_sha("rate_limit"));
+    assert_eq!(
+        meta["schema"]["type"], "object",
+        "the config schema is published"
+    );
+
+    let yaml = ok(wasmgate(
+        &[
+            "render",
+            "wasmplugin",
+            "--registry",
+            &registry,
+            "--plugin",
+            "header-rewrite=header-rewrite.yaml",
+        ],
+        dir.path(),
+    ));
+    let plugin = wasmgate::pluginconfig::parse(yaml.as_bytes()).unwrap();
+    assert_eq!(plugin["spec"]["sha256"], module_sha("header_rewrite"));
+    assert_eq!(
+        plugin["spec"]["url"],
+        format!("{registry}/api/v1/plugins/header-rewrite/versions/0.1.0/module")
+    );
+
+    // The lock file now says where each module is, so the registry is not needed to render.
+    let from_lock = ok(wasmgate(
+        &[
+            "render",
+            "wasmplugin",
+            "--plugin",
+            "header-rewrite=header-rewrite.yaml",
+        ],
+        dir.path(),
+    ));
+    assert_eq!(from_lock, yaml);
+
+    let upstream = Upstream::start();
+    let bootstrap = ok(wasmgate(
+        &[
+            "render",
+            "envoy",
+            "--format",
+            "json",
+            "--registry",
+            &registry,
+            "--plugin",
+            "header-rewrite=header-rewrite.yaml",
+            "--upstream",
+            &format!("http://{}", upstream.addr()),
+        ],
+        dir.path(),
+    ));
+    let envoy = Envoy::builder()
+        .bootstrap(serde_json::from_str(&bootstrap).unwrap())
+        .start();
+    let echo = get_echo(&client(), &envoy.url("/x"), &[]);
+    assert_eq!(
+        echo.header("x-wasmgate-demo").as_deref(),
+        Some("rewritten-by-header-rewrite")
+    );
+}
+
+#[test]
+fn push_to_an_oci_registry_that_skopeo_reads() {
+    let dir = workdir();
+    let port = free_port();
+    let config = dir.path().join("registry.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            dir.path().join("oci").display()
+        ),
+    )
+    .unwrap();
+    let mut registry = Process(
+        Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("docker-registry (Debian package docker-registry, `make setup`)"),
+    );
+    wait_for(&format!("http://127.0.0.1:{port}/v2/"), &mut registry);
+
+    let prefix = format!("127.0.0.1:{port}/wasmgate");
+    let pushed: Value = serde_json::from_str(&ok(wasmgate(
+        &[
+            "--output",
+            "json",
+            "push",
+            "jwt-auth",
+            "--oci",
+            &prefix,
+            "--plain-http",
+        ],
+        dir.path(),
+    )))
+    .unwrap();
+    let row = &pushed["pushed"][0];
+    let reference = format!("{prefix}/jwt-auth:0.1.0");
+    assert_eq!(row["oci"], reference);
+
+    let inspect = |raw: bool| -> Value {
+        let mut command = Command::new("skopeo");
+        command.args(["inspect", "--tls-verify=false"]);
+        if raw {
+            command.arg("--raw");
+        }
+        let out = command
+            .arg(format!("docker://{reference}"))
+            .output()
+            .expect("skopeo (Debian package skopeo, `make setup`)");
+        serde_json::from_str(&ok(out)).unwrap()
+    };
+    let image = inspect(false);
+    assert_eq!(image["Digest"], row["manifest_digest"]);
+    assert_eq!(image["Layers"], serde_json::json!([row["layer_digest"]]));
+    assert_eq!(image["Architecture"], "wasm");
+    assert_eq!(image["Os"], "wasip1");
+    let manifest = inspect(true);
+    assert_eq!(
+        manifest["layers"][0]["mediaType"],
+        "application/vnd.oci.image.layer.v1.tar+gzip"
+    );
+    assert_eq!(
+        manifest["annotations"]["module.wasm.image/variant"],
+        "compat"
+    );
+
+    // Pushing again is a no-op with the same digest: the image is built deterministically.
+    let again: Value = serde_json::from_str(&ok(wasmgate(
+        &[
+            "--output",
+            "json",
+            "push",
+            "jwt-auth",
+            "--oci",
+            &prefix,
+            "--plain-http",
+        ],
+        dir.path(),
+    )))
+    .unwrap();
+    assert_eq!(
+        again["pushed"][0]["manifest_digest"],
+        row["manifest_digest"]
+    );
+
+    let yaml = ok(wasmgate(
+        &[
+            "render",
+            "trafficextension",
+            "--oci",
+            "--plugin",
+            "jwt-auth=jwt-auth.yaml",
+        ],
+        dir.path(),
+    ));
+    let extension = wasmgate::pluginconfig::parse(yaml.as_bytes()).unwrap();
+    assert_eq!(
+        extension["spec"]["wasm"]["url"],
+        format!("oci://{reference}")
+    );
+    assert_eq!(
+        format!(
+            "sha256:{}",
+            extension["spec"]["wasm"]["sha256"].as_str().unwrap()
+        ),
+        row["manifest_digest"].as_str().unwrap()
+    );
+}
