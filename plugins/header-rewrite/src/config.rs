@@ -1,5 +1,5 @@
 //! The configuration of header-rewrite, shared with the CLI so that a bad `pluginConfig`
-//! is refused before it reaches Envoy. [`crate::rules`] checks and compiles it.
+//! is refused before it reaches Envoy. The `rules` module checks and compiles it.
 
 use serde::Deserialize;
 

@@ -60,7 +60,11 @@ fn every_request_operation_reaches_the_upstream() {
             { "op": "remove", "regex": "^x-tmp-[0-9]+$" },
             { "op": "rename", "from": "x-old", "to": "x-new" },
             { "op": "copy", "from": "x-source", "to": "x-copy" },
-        ] }] }),
+            { "op": "set", "name": "x-skipped", "value": "${header.x-none}" },
+        ] }, {
+            "on_missing_variable": "empty",
+            "request": [{ "op": "set", "name": "x-emptied", "value": "[${header.x-none}]" }],
+        }] }),
         &upstream,
     );
     let echo = get_echo(
@@ -93,6 +97,8 @@ fn every_request_operation_reaches_the_upstream() {
     assert_eq!(echo.all("x-new"), vec!["moved"]);
     assert_eq!(echo.all("x-source"), vec!["copied"]);
     assert_eq!(echo.all("x-copy"), vec!["copied"]);
+    assert_eq!(echo.header("x-skipped"), None);
+    assert_eq!(echo.all("x-emptied"), vec!["[]"]);
 }
 
 #[test]
