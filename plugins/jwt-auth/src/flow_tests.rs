@@ -719,3 +719,19 @@ fn an_unknown_kid_refetches_at_most_once_per_interval() {
         assert!(reply_header(&r, "www-authenticate").contains("no key fits the token"));
     }
 }
+
+#[cfg(feature = "schema")]
+#[test]
+fn the_schema_describes_the_configuration() {
+    let schema = serde_json::to_string(&schemars::schema_for!(crate::Config)).unwrap();
+    for field in [
+        "providers",
+        "rules",
+        "default",
+        "remote_jwks",
+        "claim_to_headers",
+        "requires_any",
+    ] {
+        assert!(schema.contains(field), "{field}");
+    }
+}

@@ -668,3 +668,66 @@ fn rules_requirements_sources_cors_and_forward() {
         .unwrap()
         .contains(&format!("session={b}")));
 }
+
+#[test]
+fn provider_claim_checks_and_token_size_limit() {
+    let key = mint::p256(1);
+    let upstream = Upstream::start();
+    let envoy = Envoy::builder()
+        .wasm(WasmFilter::plugin("jwt_auth").config(json!({
+            "providers": { "main": {
+                "issuer": "https://issuer",
+                "subjects": { "regex": "user-[0-9]+" },
+                "clock_skew_seconds": 0,
+                "require_expiration": true,
+                "max_lifetime": "1h",
+                "local_jwks": mint::jwks(&[("k", &key)]),
+            }},
+            "default": { "provider_name": "main" },
+            "max_token_bytes": 600,
+        })))
+        .upstream(upstream.addr())
+        .start();
+    let token = |claims: Value| bearer(&mint::token("ES256", "k", &key, &claims));
+    let base = |sub: &str, lifetime: i64| json!({ "iss": "https://issuer", "sub": sub, "iat": now() - 10, "exp": now() - 10 + lifetime });
+    let cases = [
+        ("good", token(base("user-42", 3600)), 200, ""),
+        (
+            "lifetime too long",
+            token(base("user-42", 3601)),
+            401,
+            "token lifetime is not accepted",
+        ),
+        (
+            "no exp",
+            token(json!({ "iss": "https://issuer", "sub": "user-1" })),
+            401,
+            "token lifetime is not accepted",
+        ),
+        (
+            "subject",
+            token(base("admin", 600)),
+            401,
+            "token subject is not accepted",
+        ),
+        (
+            "expired, no skew",
+            token(base("user-1", 5)),
+            401,
+            "token is expired",
+        ),
+        (
+            "too large",
+            token(json!({ "iss": "https://issuer", "pad": "x".repeat(600) })),
+            401,
+            "token is too large",
+        ),
+    ];
+    for (name, auth, status, description) in cases {
+        let reply = get(&envoy, "/", &[("authorization", &auth)]);
+        assert_eq!(reply.status, status, "{name}: {}", reply.body);
+        assert!(reply.body.contains(description), "{name}: {}", reply.body);
+    }
+    assert_eq!(stat(&envoy, "denied.lifetime"), 2);
+    assert_eq!(stat(&envoy, "denied.too_large"), 1);
+}
