@@ -63,8 +63,8 @@ lint: toolchain ## rustfmt, clippy with -D warnings on the host and on wasm32-wa
 unit: ## Plugin logic tests on the host only: no Envoy, no wasm build.
 	$(CARGO) test --workspace --lib
 
-demo: ## Not yet: lands with the CLI issue.
-	@echo "make demo lands with the CLI and manifests issue; for now run 'make test'." ; exit 1
+demo: setup wasm ## Registry + the three plugins fetched by Envoy with sha256; prints curl commands. Ctrl-C stops.
+	$(CARGO) run --quiet -p wasmgate -- demo
 
 bench: setup wasm bench-apt ## Each plugin against its native Envoy filter; writes bench/RESULTS.md (~10 min).
 	$(BENCH_CARGO) build --release -p wasmgate-bench -p wasmgate-registry
