@@ -90,6 +90,17 @@ fn run(workspace: &Path, args: &[&str]) -> Result<()> {
     }
 }
 
+/// The Wasm features rustc enables by default for wasm32-wasip1; binaryen must accept them
+/// (it refuses `memory.copy` and sign extension otherwise). V8 in Envoy supports them all.
+const RUST_WASM_FEATURES: [&str; 6] = [
+    "--enable-bulk-memory",
+    "--enable-mutable-globals",
+    "--enable-nontrapping-float-to-int",
+    "--enable-sign-ext",
+    "--enable-multivalue",
+    "--enable-reference-types",
+];
+
 /// Shrink a module in place with binaryen's `wasm-opt -Oz`, keeping it a valid proxy-wasm
 /// module. Returns (size before, size after).
 pub fn wasm_opt(module: &Path) -> Result<(u64, u64)> {
@@ -98,6 +109,7 @@ pub fn wasm_opt(module: &Path) -> Result<(u64, u64)> {
     let out = Command::new("wasm-opt")
         .arg("-Oz")
         .arg("--strip-debug")
+        .args(RUST_WASM_FEATURES)
         .arg(module)
         .arg("-o")
         .arg(&optimized)
@@ -108,10 +120,13 @@ pub fn wasm_opt(module: &Path) -> Result<(u64, u64)> {
             ))
         })?;
     if !out.status.success() {
+        // wasm-opt prints one line per offending instruction: the first few say enough.
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let first: Vec<&str> = stderr.lines().take(3).collect();
         return Err(Error::failed(format!(
             "wasm-opt {} failed: {}",
             module.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
+            first.join("\n")
         )));
     }
     std::fs::rename(&optimized, module)

@@ -287,3 +287,33 @@ fn local_envoy_bootstrap_loads_and_configures_every_module() {
         panic!("envoy --mode validate refused the bootstrap:\n{log}");
     }
 }
+
+#[test]
+fn wasm_opt_keeps_a_valid_proxy_wasm_module() {
+    let dir = tempfile::tempdir().unwrap();
+    let module = dir.path().join("rate_limit.wasm");
+    std::fs::copy(test_env::wasm_module("rate_limit"), &module).unwrap();
+    let (before, after) = wasmgate::wasmbuild::wasm_opt(&module).unwrap();
+    assert!(after <= before, "{before} -> {after}");
+    let report = wasmgate::inspect::inspect_file(&module).unwrap();
+    assert_eq!(report.abi_version.as_deref(), Some("0.2.1"));
+    assert_eq!(report.size, after);
+    // Envoy still loads it and the plugin still configures.
+    let mut filter =
+        wasmgate_envoy::WasmFilter::new("rate-limit", wasmgate_envoy::Code::Local(module.clone()));
+    filter.configuration =
+        r#"{"rules":[{"limit":{"requests_per_unit":1,"unit":"second"}}]}"#.into();
+    let bootstrap = wasmgate_envoy::render(&wasmgate_envoy::Spec {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        admin: None,
+        filters: vec![filter],
+        upstream: "http://127.0.0.1:1".into(),
+        clusters: Vec::new(),
+    })
+    .unwrap();
+    let path = dir.path().join("bootstrap.json");
+    std::fs::write(&path, serde_json::to_string(&bootstrap).unwrap()).unwrap();
+    if let Err(log) = test_env::validate(&path) {
+        panic!("Envoy refused the optimized module:\n{log}");
+    }
+}
