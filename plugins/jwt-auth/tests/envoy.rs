@@ -731,3 +731,24 @@ fn provider_claim_checks_and_token_size_limit() {
     assert_eq!(stat(&envoy, "denied.lifetime"), 2);
     assert_eq!(stat(&envoy, "denied.too_large"), 1);
 }
+
+#[test]
+fn the_combined_module_hosts_jwt_auth_by_root_id() {
+    let key = mint::p256(1);
+    let upstream = Upstream::start();
+    let envoy = Envoy::builder()
+        .wasm(
+            WasmFilter::plugin("wasmgate_all")
+                .root_id("jwt-auth")
+                .vm_id("wasmgate")
+                .config(json!({
+                    "providers": { "main": { "local_jwks": mint::jwks(&[("k", &key)]) } },
+                    "default": { "provider_name": "main" },
+                })),
+        )
+        .upstream(upstream.addr())
+        .start();
+    let token = mint::token("ES256", "k", &key, &claims());
+    ok_echo(&get(&envoy, "/", &[("authorization", &bearer(&token))]));
+    assert_eq!(get(&envoy, "/", &[]).status, 401);
+}
