@@ -140,7 +140,8 @@ pub struct PushArgs {
     /// `127.0.0.1:5000/wasmgate/<plugin>:<version>`.
     #[arg(long, value_name = "HOST/PREFIX")]
     pub oci: Option<String>,
-    /// Talk plain HTTP to the OCI registry (a local one).
+    /// Talk plain HTTP to the OCI registry (one on this machine). Required for now: this
+    /// build has no TLS library.
     #[arg(long, requires = "oci")]
     pub plain_http: bool,
     /// OCI registry user (HTTP basic).

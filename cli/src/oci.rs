@@ -148,7 +148,8 @@ impl Reference {
 /// How to reach the registry.
 #[derive(Debug, Clone, Default)]
 pub struct PushOptions {
-    /// Plain HTTP instead of HTTPS (local registries).
+    /// Plain HTTP (registries on this machine). HTTPS is refused: no TLS library is
+    /// compiled in, to keep the workspace free of C and assembly crypto builds.
     pub plain_http: bool,
     /// HTTP basic credentials.
     pub username: Option<String>,
@@ -158,7 +159,13 @@ pub struct PushOptions {
 /// Push `image` to `reference` with the OCI distribution API: blobs first (skipped when the
 /// registry has them), then the manifest under the tag. Returns the manifest digest.
 pub fn push(image: &Image, reference: &Reference, options: &PushOptions) -> Result<Sha256> {
-    let scheme = if options.plain_http { "http" } else { "https" };
+    if !options.plain_http {
+        return Err(Error::usage(format!(
+            "{}: this build talks plain HTTP only (no TLS library is compiled in); pass --plain-http for a registry on this machine",
+            reference.host
+        )));
+    }
+    let scheme = "http";
     let base = format!("{scheme}://{}/v2/{}", reference.host, reference.repository);
     let client = Client::builder()
         .no_proxy()

@@ -55,9 +55,9 @@ impl Registry {
     pub fn new(base: &str, token: Option<String>) -> Result<Registry> {
         let parsed = url::Url::parse(base)
             .map_err(|e| Error::usage(format!("registry URL {base:?}: {e}")))?;
-        if !matches!(parsed.scheme(), "http" | "https") {
+        if parsed.scheme() != "http" {
             return Err(Error::usage(format!(
-                "registry URL {base:?}: expected http:// or https://"
+                "registry URL {base:?}: expected http:// (this build has no TLS library; manifests may still point Envoy and Istio at https:// URLs)"
             )));
         }
         let client = Client::builder()
