@@ -146,8 +146,11 @@ fn strings(value: &Value) -> Vec<&str> {
 /// starting with one of `prefix`.
 #[derive(Debug, Clone)]
 pub struct RequiredClaim {
+    /// Dotted claim path.
     pub claim: String,
+    /// Accepted values.
     pub exact: Vec<String>,
+    /// Accepted value prefixes.
     pub prefix: Vec<String>,
 }
 

@@ -220,8 +220,10 @@ pub struct RouteMatch {
 pub struct ClaimRequirement {
     /// The claim, with `.` for nested objects.
     pub claim: String,
+    /// Accepted values.
     #[serde(default)]
     pub exact: Vec<String>,
+    /// Accepted value prefixes.
     #[serde(default)]
     pub prefix: Vec<String>,
 }
@@ -254,21 +256,31 @@ pub struct Empty {}
 pub enum Source {
     /// A header (lowercase name) and a prefix matched case-insensitively.
     Header {
+        /// Lowercase header name.
         name: String,
+        /// What comes before the token; empty for the whole value.
         prefix: String,
     },
+    /// A query parameter.
     Param(String),
+    /// A cookie.
     Cookie(String),
 }
 
 /// A remote JWKS, checked.
 #[derive(Debug, Clone)]
 pub struct Remote {
+    /// The Envoy cluster of the callout.
     pub cluster: String,
+    /// `:authority` of the callout, from the URI.
     pub authority: String,
+    /// `:path` of the callout, from the URI.
     pub path: String,
+    /// Callout timeout.
     pub timeout: Duration,
+    /// Freshness of fetched keys.
     pub cache_duration: Duration,
+    /// Minimum interval between unknown-`kid` refetches.
     pub refetch_interval: Duration,
     /// Prefix of this JWKS's shared-data keys, the same in every worker.
     pub shared_key: String,
@@ -277,18 +289,26 @@ pub struct Remote {
 /// Where a provider's keys come from.
 #[derive(Debug, Clone)]
 pub enum Keys {
+    /// Configured inline.
     Local(KeySet),
+    /// Fetched.
     Remote(Remote),
 }
 
 /// A provider, checked.
 #[derive(Debug, Clone)]
 pub struct CompiledProvider {
+    /// The provider's name in `providers`.
     pub name: String,
+    /// Claim checks.
     pub claims: ClaimRules,
+    /// Where the keys come from.
     pub keys: Keys,
+    /// Where tokens are looked for, in order.
     pub sources: Vec<Source>,
+    /// Keep the token upstream.
     pub forward: bool,
+    /// Header for the payload, lowercase.
     pub forward_payload_header: Option<String>,
     /// (header, claim path)
     pub claim_to_headers: Vec<(String, String)>,
@@ -297,8 +317,11 @@ pub struct CompiledProvider {
 /// A requirement, with provider names resolved to indices.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Req {
+    /// A valid token of provider `n`.
     Provider(usize),
+    /// At least one.
     Any(Vec<Req>),
+    /// All.
     All(Vec<Req>),
     /// Only directly inside `Any`, next to the providers it applies to.
     AllowMissing,
@@ -309,10 +332,15 @@ pub enum Req {
 /// A rule, checked.
 #[derive(Debug, Clone)]
 pub struct CompiledRule {
+    /// Path matcher; `None` matches every path.
     pub path: Option<Matcher>,
+    /// Methods; empty matches every method.
     pub methods: Vec<String>,
+    /// What matching requests need; `None` lets them through.
     pub requires: Option<Req>,
+    /// Scopes one verified token must all grant.
     pub required_scopes: Vec<String>,
+    /// Claims one verified token must all have.
     pub required_claims: Vec<RequiredClaim>,
 }
 
@@ -327,12 +355,19 @@ impl CompiledRule {
 /// The whole configuration, checked and compiled.
 #[derive(Debug, Clone)]
 pub struct Compiled {
+    /// Providers, in name order; requirements refer to them by index.
     pub providers: Vec<CompiledProvider>,
+    /// Rules, in order.
     pub rules: Vec<CompiledRule>,
+    /// Requirement of unmatched requests.
     pub default: Option<Req>,
+    /// Let CORS preflights through.
     pub bypass_cors_preflight: bool,
+    /// Longest token accepted.
     pub max_token_bytes: usize,
+    /// `WWW-Authenticate` realm.
     pub realm: String,
+    /// Verified tokens remembered per worker.
     pub token_cache_size: usize,
     /// Headers this plugin writes upstream: removed from every request first.
     pub output_headers: Vec<String>,

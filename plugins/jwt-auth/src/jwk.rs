@@ -118,6 +118,7 @@ impl Key {
 /// The keys of one provider, checked.
 #[derive(Debug, Clone, Default)]
 pub struct KeySet {
+    /// The usable keys, in document order.
     pub keys: Vec<Key>,
 }
 

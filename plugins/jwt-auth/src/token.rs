@@ -177,8 +177,11 @@ impl Reason {
 /// A token parsed strictly but not yet verified.
 #[derive(Debug, Clone)]
 pub struct Token<'a> {
+    /// The header's `alg`.
     pub alg: Alg,
+    /// The header's `kid`.
     pub kid: Option<String>,
+    /// The payload.
     pub claims: Map<String, Value>,
     /// The payload segment as received (base64url), for `forward_payload_header`.
     pub payload_b64: &'a str,
