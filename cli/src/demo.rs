@@ -168,6 +168,22 @@ impl Demo {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// What a person needs from Envoy's log when it did not start: its errors, else its end.
+    fn envoy_log_summary(&self) -> String {
+        let log = self.envoy_log();
+        let errors: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("][critical][") || l.contains("][error]["))
+            .collect();
+        let lines = if errors.is_empty() {
+            let all: Vec<&str> = log.lines().collect();
+            all[all.len().saturating_sub(20)..].to_vec()
+        } else {
+            errors
+        };
+        lines.join("\n")
+    }
+
     /// The folder holding the registry's data, the bootstrap and Envoy's log.
     pub fn dir(&self) -> &Path {
         self.dir.path()
@@ -342,7 +358,7 @@ fn wait_ready(demo: &mut Demo, admin_path: &Path) -> Result<()> {
         if let Ok(Some(status)) = demo.envoy.try_wait() {
             return Err(Error::failed(format!(
                 "demo: Envoy exited ({status}); its log:\n{}",
-                demo.envoy_log()
+                demo.envoy_log_summary()
             )));
         }
         if let Some(admin) = std::fs::read_to_string(admin_path)
@@ -375,7 +391,7 @@ fn wait_ready(demo: &mut Demo, admin_path: &Path) -> Result<()> {
         if Instant::now() > deadline {
             return Err(Error::failed(format!(
                 "demo: Envoy not ready after 60 s; its log:\n{}",
-                demo.envoy_log()
+                demo.envoy_log_summary()
             )));
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -417,10 +433,17 @@ pub fn run(options: &Options) -> Result<()> {
     eprintln!("starting the registry, publishing the plugins and starting Envoy…");
     let demo = start(options)?;
     print!("{}", instructions(&demo));
-    let wait = demo
-        .runtime
-        .as_ref()
-        .map(|runtime| runtime.block_on(tokio::signal::ctrl_c()));
+    let wait = demo.runtime.as_ref().map(|runtime| {
+        runtime.block_on(async {
+            // SIGTERM too, so that `kill` or a supervisor also stops Envoy and the servers.
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+            tokio::select! {
+                interrupted = tokio::signal::ctrl_c() => interrupted,
+                _ = term.recv() => Ok(()),
+            }
+        })
+    });
     if let Some(Err(e)) = wait {
         return Err(Error::failed(format!("demo: cannot wait for Ctrl-C: {e}")));
     }

@@ -420,14 +420,15 @@ fn cmd_examples(args: &cli::ExamplesArgs, output: Output) -> Result<()> {
 }
 
 fn cmd_demo(args: &cli::DemoArgs) -> Result<()> {
+    let root = wasmbuild::workspace_root();
     let modules = match &args.modules {
         Some(dir) => dir.clone(),
-        None => wasmbuild::module_dir(&wasmbuild::workspace_root()?),
+        None => wasmbuild::module_dir(&root.clone()?),
     };
     let envoy = args
         .envoy
         .clone()
-        .unwrap_or_else(|| wasmgate::demo::envoy_binary(Path::new(".")));
+        .unwrap_or_else(|| wasmgate::demo::envoy_binary(root.as_deref().unwrap_or(Path::new("."))));
     wasmgate::demo::run(&wasmgate::demo::Options {
         listen: args.listen,
         admin: args.admin,

@@ -144,13 +144,14 @@ fn pin_from_registry(registry: &Registry, configured: &Configured) -> Result<Pin
     let meta = registry.metadata(name, &version)?;
     let origin = format!("registry {}: {name} {version}", registry.base());
     let sha256 = digest(meta.sha256.as_deref(), &origin)?;
-    let host = url::Url::parse(registry.base()).ok().and_then(|u| {
-        Some(format!(
-            "{}{}",
-            u.host_str()?,
-            u.port().map(|p| format!(":{p}")).unwrap_or_default()
-        ))
-    });
+    // The registry's OCI API is on the same host and port as its HTTP API.
+    let host = url::Url::parse(registry.base())
+        .ok()
+        .and_then(|u| match (u.host_str(), u.port()) {
+            (Some(host), Some(port)) => Some(format!("{host}:{port}")),
+            (Some(host), None) => Some(host.to_owned()),
+            (None, _) => None,
+        });
     let oci = match (meta.oci, host) {
         (Some(oci), Some(host)) => Some((
             format!("{host}/{}", oci.reference),
