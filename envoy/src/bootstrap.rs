@@ -119,17 +119,20 @@ pub struct Bootstrap {
     pub static_resources: StaticResources,
 }
 
+/// `admin`: where the admin interface listens.
 #[derive(Debug, Clone, Serialize)]
 pub struct Admin {
     pub address: Address,
 }
 
+/// `static_resources`.
 #[derive(Debug, Clone, Serialize)]
 pub struct StaticResources {
     pub listeners: Vec<Listener>,
     pub clusters: Vec<Cluster>,
 }
 
+/// `envoy.config.listener.v3.Listener`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Listener {
     pub name: String,
@@ -137,17 +140,20 @@ pub struct Listener {
     pub filter_chains: Vec<FilterChain>,
 }
 
+/// One filter chain of a listener.
 #[derive(Debug, Clone, Serialize)]
 pub struct FilterChain {
     pub filters: Vec<NetworkFilter>,
 }
 
+/// The network filter of a chain: the HTTP connection manager.
 #[derive(Debug, Clone, Serialize)]
 pub struct NetworkFilter {
     pub name: &'static str,
     pub typed_config: HttpConnectionManager,
 }
 
+/// `envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager`.
 #[derive(Debug, Clone, Serialize)]
 #[serde(
     tag = "@type",
@@ -159,12 +165,14 @@ pub struct HttpConnectionManager {
     pub http_filters: Vec<HttpFilter>,
 }
 
+/// `envoy.config.route.v3.RouteConfiguration`.
 #[derive(Debug, Clone, Serialize)]
 pub struct RouteConfig {
     pub name: &'static str,
     pub virtual_hosts: Vec<VirtualHost>,
 }
 
+/// `envoy.config.route.v3.VirtualHost`.
 #[derive(Debug, Clone, Serialize)]
 pub struct VirtualHost {
     pub name: &'static str,
@@ -172,17 +180,20 @@ pub struct VirtualHost {
     pub routes: Vec<Route>,
 }
 
+/// `envoy.config.route.v3.Route`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Route {
     pub r#match: RouteMatch,
     pub route: RouteAction,
 }
 
+/// `envoy.config.route.v3.RouteMatch` (by path prefix).
 #[derive(Debug, Clone, Serialize)]
 pub struct RouteMatch {
     pub prefix: &'static str,
 }
 
+/// `envoy.config.route.v3.RouteAction`.
 #[derive(Debug, Clone, Serialize)]
 pub struct RouteAction {
     pub cluster: &'static str,
@@ -206,6 +217,7 @@ impl Address {
     }
 }
 
+/// `envoy.config.core.v3.SocketAddress`.
 #[derive(Debug, Clone, Serialize)]
 pub struct SocketAddress {
     pub address: String,
@@ -279,27 +291,32 @@ impl Cluster {
     }
 }
 
+/// `envoy.config.endpoint.v3.ClusterLoadAssignment`.
 #[derive(Debug, Clone, Serialize)]
 pub struct LoadAssignment {
     pub cluster_name: String,
     pub endpoints: Vec<LocalityEndpoints>,
 }
 
+/// `envoy.config.endpoint.v3.LocalityLbEndpoints`.
 #[derive(Debug, Clone, Serialize)]
 pub struct LocalityEndpoints {
     pub lb_endpoints: Vec<LbEndpoint>,
 }
 
+/// `envoy.config.endpoint.v3.LbEndpoint`.
 #[derive(Debug, Clone, Serialize)]
 pub struct LbEndpoint {
     pub endpoint: Endpoint,
 }
 
+/// `envoy.config.endpoint.v3.Endpoint`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Endpoint {
     pub address: Address,
 }
 
+/// `envoy.config.core.v3.TransportSocket`: TLS to the upstream.
 #[derive(Debug, Clone, Serialize)]
 pub struct TransportSocket {
     pub name: &'static str,

@@ -379,11 +379,13 @@ pub struct ListenerMatch {
     pub filter_chain: FilterChainMatch,
 }
 
+/// `match.listener.filterChain`.
 #[derive(Debug, Clone, Serialize)]
 pub struct FilterChainMatch {
     pub filter: FilterMatch,
 }
 
+/// `match.listener.filterChain.filter`: the HTTP connection manager.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct FilterMatch {
@@ -391,6 +393,7 @@ pub struct FilterMatch {
     pub sub_filter: SubFilterMatch,
 }
 
+/// `filter.subFilter`: the filter the plugins go before.
 #[derive(Debug, Clone, Serialize)]
 pub struct SubFilterMatch {
     pub name: &'static str,
