@@ -317,3 +317,90 @@ fn wasm_opt_keeps_a_valid_proxy_wasm_module() {
         panic!("Envoy refused the optimized module:\n{log}");
     }
 }
+
+#[test]
+fn every_istio_flag_lands_in_its_field() {
+    let dir = workdir();
+    edit_lock(dir.path(), |lock| {
+        lock["plugins"]["rate-limit"]["url"] =
+            "https://registry.example.com/api/v1/plugins/rate-limit/versions/0.1.0/module".into();
+    });
+    let out = wasmgate(
+        &[
+            "--output",
+            "json",
+            "render",
+            "wasmplugin",
+            "--format",
+            "json",
+            "--plugin",
+            "rate-limit=rate-limit.yaml",
+            "-n",
+            "prod",
+            "--target-ref",
+            "gateway.networking.k8s.io/Gateway/public",
+            "--match",
+            "CLIENT:8080,8443",
+            "--phase",
+            "STATS",
+            "--priority",
+            "-5",
+            "--fail-strategy",
+            "FAIL_RELOAD",
+            "--image-pull-policy",
+            "Always",
+            "--image-pull-secret",
+            "pull",
+            "--env",
+            "POD_NAME",
+            "--env",
+            "TRUST_DOMAIN=cluster.local",
+        ],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).is_empty(), "no warning: {}", stderr(&out));
+    let plugin: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let spec = &plugin["spec"];
+    assert_eq!(plugin["metadata"]["namespace"], "prod");
+    assert_eq!(
+        spec["targetRefs"],
+        serde_json::json!([{"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "public"}])
+    );
+    assert_eq!(
+        spec["match"],
+        serde_json::json!([{"mode": "CLIENT", "ports": [{"number": 8080}, {"number": 8443}]}])
+    );
+    assert_eq!(spec["phase"], "STATS");
+    assert_eq!(spec["priority"], -5);
+    assert_eq!(spec["failStrategy"], "FAIL_RELOAD");
+    assert_eq!(spec["imagePullPolicy"], "Always");
+    assert_eq!(spec["imagePullSecret"], "pull");
+    assert_eq!(
+        spec["vmConfig"]["env"],
+        serde_json::json!([
+            {"name": "POD_NAME", "valueFrom": "HOST"},
+            {"name": "TRUST_DOMAIN", "value": "cluster.local"}
+        ])
+    );
+    assert_eq!(spec["pluginConfig"]["rules"][0]["name"], "demo");
+
+    let both = wasmgate(
+        &[
+            "render",
+            "wasmplugin",
+            "--plugin",
+            "rate-limit",
+            "--selector",
+            "app=api",
+            "--target-ref",
+            "Service/api",
+        ],
+        dir.path(),
+    );
+    assert_eq!(
+        both.status.code(),
+        Some(2),
+        "selector and targetRefs exclude each other"
+    );
+}
