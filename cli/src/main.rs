@@ -18,6 +18,19 @@ use crate::cli::{Cli, Command, CommonRenderArgs, Output, RenderTarget};
 
 fn main() {
     let cli = Cli::parse();
+    // The registry logs through `tracing`: its requests under `serve`, only trouble otherwise.
+    let default_filter = match cli.command {
+        Command::Serve(_) => "info",
+        _ => "warn",
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
+        )
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .init();
     let output = cli.output;
     let result = match cli.command {
         Command::Build(args) => cmd_build(&args, output),
