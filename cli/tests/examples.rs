@@ -98,3 +98,46 @@ fn istio_examples_pin_every_module() {
         assert_eq!(doc["spec"]["wasm"]["sha256"].as_str().unwrap().len(), 64);
     }
 }
+
+#[test]
+fn check_mode_fails_on_a_stale_example() {
+    let copy = tempfile::tempdir().unwrap();
+    for path in [
+        wasmgate::examples::EXAMPLE_LOCK,
+        "envoy/examples/bootstrap.yaml",
+        "istio/examples/wasmplugin.yaml",
+        "istio/examples/trafficextension.yaml",
+        "istio/examples/envoyfilter.yaml",
+    ] {
+        let to = copy.path().join(path);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(root().join(path), &to).unwrap();
+    }
+    let check = |root: &Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_wasmgate"))
+            .args(["examples", "--check", "--root"])
+            .arg(root)
+            .output()
+            .unwrap()
+    };
+    assert!(check(copy.path()).status.success());
+
+    let stale = copy.path().join("istio/examples/wasmplugin.yaml");
+    let text = std::fs::read_to_string(&stale).unwrap();
+    std::fs::write(&stale, text.replace("phase: AUTHN", "phase: AUTHZ")).unwrap();
+    let out = check(copy.path());
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("stale generated examples") && err.contains("istio/examples/wasmplugin.yaml"),
+        "{err}"
+    );
+
+    let regenerate = std::process::Command::new(env!("CARGO_BIN_EXE_wasmgate"))
+        .args(["examples", "--root"])
+        .arg(copy.path())
+        .output()
+        .unwrap();
+    assert!(regenerate.status.success());
+    assert!(check(copy.path()).status.success());
+}
