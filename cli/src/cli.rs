@@ -235,7 +235,7 @@ pub struct EnvoyArgs {
     #[arg(long)]
     pub local: bool,
     /// One more cluster: `NAME=URL`. JWKS clusters named in a pluginConfig are added
-    /// without it.
+    /// without it; one given here replaces the derived cluster of the same name.
     #[arg(long = "cluster", value_name = "NAME=URL", value_parser = parse_cluster)]
     pub clusters: Vec<(String, String)>,
 }

@@ -304,9 +304,12 @@ fn wasm_filters(plugins: &[Resolved], code: CodeFrom) -> Result<(Vec<WasmFilter>
 /// Render the Envoy static bootstrap.
 pub fn envoy(plugins: &[Resolved], options: &EnvoyOptions) -> Result<wasmgate_envoy::Bootstrap> {
     let (filters, mut clusters) = wasm_filters(plugins, options.code)?;
+    // A cluster given explicitly replaces the one derived from a pluginConfig of that name
+    // (say, to reach the JWKS issuer through a local proxy).
     for (name, url) in &options.clusters {
-        if !clusters.iter().any(|(n, _)| n == name) {
-            clusters.push((name.clone(), url.clone()));
+        match clusters.iter_mut().find(|(n, _)| n == name) {
+            Some(existing) => existing.1 = url.clone(),
+            None => clusters.push((name.clone(), url.clone())),
         }
     }
     wasmgate_envoy::render(&wasmgate_envoy::Spec {

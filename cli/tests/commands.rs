@@ -404,3 +404,41 @@ fn every_istio_flag_lands_in_its_field() {
         "selector and targetRefs exclude each other"
     );
 }
+
+#[test]
+fn explicit_clusters_replace_derived_ones() {
+    let dir = workdir();
+    let render = |extra: &[&str]| {
+        let mut args = vec![
+            "render",
+            "envoy",
+            "--local",
+            "--format",
+            "json",
+            "--plugin",
+            "jwt-auth=jwt-auth.yaml",
+        ];
+        args.extend(extra);
+        let out = wasmgate(&args, dir.path());
+        assert!(out.status.success(), "{}", stderr(&out));
+        let bootstrap: Value = serde_json::from_str(&stdout(&out)).unwrap();
+        let jwks = bootstrap["static_resources"]["clusters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "demo-jwks")
+            .unwrap()
+            .clone();
+        jwks["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]
+            ["socket_address"]
+            .clone()
+    };
+    assert_eq!(
+        render(&[])["port_value"],
+        8788,
+        "derived from remote_jwks.uri"
+    );
+    let replaced = render(&["--cluster", "demo-jwks=http://keys.internal:9000"]);
+    assert_eq!(replaced["address"], "keys.internal");
+    assert_eq!(replaced["port_value"], 9000);
+}
