@@ -35,7 +35,7 @@ pub const CONFIGS: [(&str, &str); 3] = [
 ];
 
 /// Issuer and audience of the demo tokens.
-pub const ISSUER: &str = "wasmgate-demo";
+const ISSUER: &str = "wasmgate-demo";
 /// The key id of the demo key in the JWKS.
 const KID: &str = "wasmgate-demo";
 /// Where the demo JWKS server serves its keys.
@@ -159,7 +159,9 @@ pub struct Demo {
     log: PathBuf,
     stop: Vec<oneshot::Sender<()>>,
     runtime: Option<tokio::runtime::Runtime>,
-    dir: tempfile::TempDir,
+    /// Held so the folder (registry data, bootstrap, log) lives as long as the demo and is
+    /// removed after Envoy and the servers have stopped.
+    _dir: tempfile::TempDir,
 }
 
 impl Demo {
@@ -182,11 +184,6 @@ impl Demo {
             errors
         };
         lines.join("\n")
-    }
-
-    /// The folder holding the registry's data, the bootstrap and Envoy's log.
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
     }
 }
 
@@ -336,7 +333,7 @@ pub fn start(options: &Options) -> Result<Demo> {
         log,
         stop,
         runtime: Some(runtime),
-        dir,
+        _dir: dir,
     };
     wait_ready(&mut demo, &admin_path)?;
     Ok(demo)

@@ -35,7 +35,6 @@ pub enum Source<'a> {
 /// A plugin's module, pinned.
 #[derive(Debug, Clone)]
 pub struct Pinned {
-    pub version: String,
     pub sha256: Sha256,
     /// Where the module is served over HTTP(S).
     pub http_url: Option<String>,
@@ -127,7 +126,6 @@ fn pin_from_lock(lock: &Lock, path: &Path, configured: &Configured) -> Result<Pi
         None => None,
     };
     Ok(Pinned {
-        version: entry.version.clone(),
         sha256,
         http_url: entry.url.clone(),
         oci,
@@ -164,7 +162,6 @@ fn pin_from_registry(registry: &Registry, configured: &Configured) -> Result<Pin
     };
     Ok(Pinned {
         http_url: Some(registry.module_url(name, &version)),
-        version,
         sha256,
         oci,
         local: None,
