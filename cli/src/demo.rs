@@ -110,28 +110,6 @@ pub fn tampered_token(subject: &str) -> String {
     format!("{input}.{}", URL_SAFE_NO_PAD.encode(bytes))
 }
 
-/// The Envoy binary: `ENVOY_BIN`, else the one `make envoy` installs in `<root>/.venv`, else
-/// `envoy` on `PATH`.
-pub fn envoy_binary(root: &Path) -> PathBuf {
-    if let Some(bin) = std::env::var_os("ENVOY_BIN") {
-        return PathBuf::from(bin);
-    }
-    let venv = root.join(".venv");
-    if let Ok(entries) = std::fs::read_dir(venv.join("lib")) {
-        for entry in entries.flatten() {
-            let bin = entry.path().join("site-packages/envoy/_bin/envoy");
-            if bin.is_file() {
-                return bin;
-            }
-        }
-    }
-    let wrapper = venv.join("bin/envoy");
-    if wrapper.is_file() {
-        return wrapper;
-    }
-    PathBuf::from("envoy")
-}
-
 /// What the demo runs with.
 #[derive(Debug, Clone)]
 pub struct Options {

@@ -441,7 +441,7 @@ fn cmd_demo(args: &cli::DemoArgs) -> Result<()> {
     let envoy = args
         .envoy
         .clone()
-        .unwrap_or_else(|| wasmgate::demo::envoy_binary(root.as_deref().unwrap_or(Path::new("."))));
+        .unwrap_or_else(|| wasmgate_envoy::find_binary(root.as_deref().unwrap_or(Path::new("."))));
     wasmgate::demo::run(&wasmgate::demo::Options {
         listen: args.listen,
         admin: args.admin,

@@ -19,12 +19,14 @@
 //! assert_eq!(bootstrap.static_resources.clusters.len(), 2);
 //! ```
 
+mod binary;
 mod bootstrap;
 mod digest;
 mod wasm;
 
 use std::time::Duration;
 
+pub use binary::find_binary;
 pub use bootstrap::{
     render, Address, Admin, Bootstrap, Cluster, RenderError, Spec, StaticResources,
     UPSTREAM_CLUSTER,

