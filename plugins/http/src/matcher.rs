@@ -1,0 +1,203 @@
+//! The `exact` / `prefix` / `suffix` / `regex` condition on a string, as configured and as
+//! compiled once in `on_configure`.
+
+use regex_lite::Regex;
+use serde::Deserialize;
+use wasmgate_glue::ConfigError;
+
+/// How a string is matched: `{"exact": "/a"}`, `{"prefix": "/api/"}`,
+/// `{"suffix": ".example.com"}` or `{"regex": "^/v(\\d+)/"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum StringMatch {
+    /// Equal to this.
+    Exact(String),
+    /// Starting with this.
+    Prefix(String),
+    /// Ending with this.
+    Suffix(String),
+    /// A regular expression (the `regex-lite` syntax); the field says whether it must match
+    /// the whole string or matches anywhere in it.
+    Regex(String),
+}
+
+impl StringMatch {
+    /// Compile, with a `regex` that matches anywhere in the string unless it is anchored
+    /// (`^…$`). An invalid regex is refused naming the field `regex`.
+    pub fn compile(&self) -> Result<Matcher, ConfigError> {
+        self.compile_as(Matcher::Regex)
+    }
+
+    /// Compile, with a `regex` that must match the whole string. An invalid regex is
+    /// refused naming the field `regex`.
+    pub fn compile_whole(&self) -> Result<Matcher, ConfigError> {
+        self.compile_as(Matcher::WholeRegex)
+    }
+
+    fn compile_as(&self, kind: fn(Regex) -> Matcher) -> Result<Matcher, ConfigError> {
+        Ok(match self {
+            StringMatch::Exact(s) => Matcher::Exact(s.clone()),
+            StringMatch::Prefix(s) => Matcher::Prefix(s.clone()),
+            StringMatch::Suffix(s) => Matcher::Suffix(s.clone()),
+            StringMatch::Regex(pattern) => kind(regex(pattern).map_err(|e| e.at("regex"))?),
+        })
+    }
+}
+
+/// A compiled [`StringMatch`].
+#[derive(Debug, Clone)]
+pub enum Matcher {
+    Exact(String),
+    Prefix(String),
+    Suffix(String),
+    /// Matches anywhere in the string unless the regex is anchored.
+    Regex(Regex),
+    /// Must match the whole string: the regex's leftmost match spans it from start to end.
+    WholeRegex(Regex),
+}
+
+impl Matcher {
+    /// Whether `text` matches.
+    pub fn matches(&self, text: &str) -> bool {
+        match self {
+            Matcher::Exact(want) => text == want,
+            Matcher::Prefix(prefix) => text.starts_with(prefix.as_str()),
+            Matcher::Suffix(suffix) => text.ends_with(suffix.as_str()),
+            Matcher::Regex(regex) => regex.is_match(text),
+            Matcher::WholeRegex(regex) => regex
+                .find(text)
+                .is_some_and(|m| m.start() == 0 && m.end() == text.len()),
+        }
+    }
+
+    /// `None` when `text` does not match; otherwise a regex's groups (`[0]` is the whole
+    /// match, a group that took no part is `None`), and no groups for the other kinds.
+    pub fn captures<'t>(&self, text: &'t str) -> Option<Vec<Option<&'t str>>> {
+        let (regex, whole) = match self {
+            Matcher::Regex(regex) => (regex, false),
+            Matcher::WholeRegex(regex) => (regex, true),
+            other => return other.matches(text).then(Vec::new),
+        };
+        let caps = regex.captures(text)?;
+        let all = caps.get(0)?;
+        if whole && (all.start() != 0 || all.end() != text.len()) {
+            return None;
+        }
+        Some(caps.iter().map(|group| group.map(|m| m.as_str())).collect())
+    }
+}
+
+/// Compile a regular expression (the `regex-lite` syntax). The error gives the pattern and
+/// the reason; the caller names the field with [`ConfigError::at`].
+pub fn regex(pattern: &str) -> Result<Regex, ConfigError> {
+    Regex::new(pattern).map_err(|e| ConfigError::new("", format!("invalid regex {pattern:?}: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(json: &str) -> Result<StringMatch, serde_json::Error> {
+        serde_json::from_str(json)
+    }
+
+    #[test]
+    fn reads_the_externally_tagged_shape() {
+        assert_eq!(
+            parse(r#"{"exact": "/a"}"#).unwrap(),
+            StringMatch::Exact("/a".into())
+        );
+        assert_eq!(
+            parse(r#"{"prefix": "/api/"}"#).unwrap(),
+            StringMatch::Prefix("/api/".into())
+        );
+        assert_eq!(
+            parse(r#"{"suffix": ".com"}"#).unwrap(),
+            StringMatch::Suffix(".com".into())
+        );
+        assert_eq!(
+            parse(r#"{"regex": "^/v1"}"#).unwrap(),
+            StringMatch::Regex("^/v1".into())
+        );
+        let err = parse(r#"{"glob": "*"}"#).unwrap_err().to_string();
+        assert!(err.contains("unknown variant `glob`"), "{err}");
+        assert!(parse(r#"{"exact": "/a", "prefix": "/b"}"#).is_err());
+        assert!(parse(r#""/a""#).is_err());
+    }
+
+    #[test]
+    fn every_kind_matches() {
+        let m = |json: &str| parse(json).unwrap().compile().unwrap();
+        assert!(m(r#"{"exact": "/a"}"#).matches("/a"));
+        assert!(!m(r#"{"exact": "/a"}"#).matches("/ab"));
+        assert!(m(r#"{"prefix": "/a"}"#).matches("/ab"));
+        assert!(!m(r#"{"prefix": "/a"}"#).matches("/b"));
+        assert!(m(r#"{"suffix": ".com"}"#).matches("x.com"));
+        assert!(!m(r#"{"suffix": ".com"}"#).matches("x.org"));
+        assert!(
+            m(r#"{"regex": "v[0-9]"}"#).matches("/api/v2/x"),
+            "unanchored"
+        );
+        assert!(!m(r#"{"regex": "^v[0-9]"}"#).matches("/api/v2/x"));
+    }
+
+    #[test]
+    fn a_whole_regex_matches_the_whole_string() {
+        let m = StringMatch::Regex("user-[0-9]+".into())
+            .compile_whole()
+            .unwrap();
+        assert!(m.matches("user-12"));
+        assert!(!m.matches("xuser-12"));
+        assert!(!m.matches("user-12x"));
+        let prefix = StringMatch::Prefix("/a".into()).compile_whole().unwrap();
+        assert!(prefix.matches("/ab"), "only regexes differ");
+    }
+
+    #[test]
+    fn bad_regexes_name_the_field() {
+        for compiled in [
+            StringMatch::Regex("(".into()).compile(),
+            StringMatch::Regex("(".into()).compile_whole(),
+        ] {
+            let err = compiled.unwrap_err().at("match.path");
+            assert_eq!(err.field, "match.path.regex");
+            assert!(err.reason.starts_with("invalid regex \"(\": "), "{err}");
+        }
+        let err = regex("[z-a]").unwrap_err();
+        assert_eq!(err.field, "");
+        assert!(err.reason.starts_with("invalid regex \"[z-a]\": "), "{err}");
+    }
+
+    #[test]
+    fn captures_for_templates() {
+        let m = StringMatch::Regex("^/v([0-9]+)/(a)?".into())
+            .compile()
+            .unwrap();
+        assert_eq!(
+            m.captures("/v12/b"),
+            Some(vec![Some("/v12/"), Some("12"), None])
+        );
+        assert_eq!(m.captures("/x"), None);
+        let whole = StringMatch::Regex("/v([0-9]+)".into())
+            .compile_whole()
+            .unwrap();
+        assert_eq!(whole.captures("/v3"), Some(vec![Some("/v3"), Some("3")]));
+        assert_eq!(whole.captures("/v3/x"), None);
+        let exact = StringMatch::Exact("/a".into()).compile().unwrap();
+        assert_eq!(exact.captures("/a"), Some(vec![]));
+        assert_eq!(exact.captures("/b"), None);
+    }
+
+    #[cfg(feature = "schema")]
+    #[test]
+    fn the_schema_names_every_kind() {
+        let schema = serde_json::to_string(&schemars::schema_for!(StringMatch)).unwrap();
+        for kind in ["exact", "prefix", "suffix", "regex"] {
+            assert!(
+                schema.contains(&format!("\"{kind}\"")),
+                "{kind} missing from {schema}"
+            );
+        }
+    }
+}
