@@ -2,6 +2,7 @@
 //! is refused before it reaches Envoy. The `rules` module checks and compiles it.
 
 use serde::Deserialize;
+pub use wasmgate_http::StringMatch;
 
 /// The plugin configuration (the `configuration` of the Envoy Wasm filter).
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -65,31 +66,20 @@ pub struct Rule {
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Match {
-    /// The path, without the query. A `regex` here provides `${1}`, `${2}`… to templates.
+    /// The path, without the query. A `regex` (unanchored unless it says `^…$`) here
+    /// provides `${1}`, `${2}`… to templates.
     #[serde(default)]
     pub path: Option<StringMatch>,
     /// The method is one of these (compared without regard to case).
     #[serde(default)]
     pub methods: Vec<String>,
-    /// The host (`:authority` without port, lowercased).
+    /// The host (`:authority` without port, lowercased); a `regex` is unanchored unless it
+    /// says `^…$`.
     #[serde(default)]
     pub host: Option<StringMatch>,
     /// Conditions on request headers.
     #[serde(default)]
     pub headers: Vec<HeaderCondition>,
-}
-
-/// How a string is matched: `{"exact": "/a"}`, `{"prefix": "/api/"}`,
-/// `{"suffix": ".example.com"}` or `{"regex": "^/v(\\d+)/"}`.
-#[derive(Debug, Clone, Deserialize)]
-#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
-#[serde(rename_all = "snake_case")]
-pub enum StringMatch {
-    Exact(String),
-    Prefix(String),
-    Suffix(String),
-    /// A regular expression (the `regex-lite` syntax), unanchored unless it says `^…$`.
-    Regex(String),
 }
 
 /// A condition on one request header: give `name` and exactly one of the other fields.

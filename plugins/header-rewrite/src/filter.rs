@@ -6,6 +6,7 @@
 //! `rename`/`copy` of a header that is present (Envoy hands out one value per header read,
 //! and these must carry every value).
 
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,9 +15,10 @@ use wasmgate_glue::{
     parse_json, Action, ConfigError, Headers, Host, HttpFilter, LogLevel, MetricId, MetricKind,
     Plugin,
 };
+use wasmgate_http::{query_param, split};
 
 use crate::config::{ClearRouteCache, Config, OnMissing};
-use crate::rules::{is_protected, CompiledRule, Matcher, Op, Rules, Write};
+use crate::rules::{is_protected, CompiledRule, Op, Rules, Write};
 use crate::template::{neutralise, Var};
 use crate::url::{self, QueryEdit};
 
@@ -260,9 +262,9 @@ fn request_var(
         Var::Header(name) => view.get(name),
         Var::Query(name) => {
             let target = view.get(":path")?;
-            url::query_param(url::split(&target).1?, name)
+            query_param(split(&target).1?, name).map(Cow::into_owned)
         }
-        Var::Path => view.get(":path").map(|t| url::split(&t).0.to_owned()),
+        Var::Path => view.get(":path").map(|t| split(&t).0.to_owned()),
         Var::Method => view.get(":method"),
         Var::Host => view.get(":authority"),
         Var::RequestId => view.get("x-request-id"),
@@ -288,17 +290,11 @@ fn rule_matches(rule: &CompiledRule, view: &mut View<'_>) -> Option<Vec<Option<S
     let mut captures = Vec::new();
     if let Some(matcher) = &rule.path {
         let target = view.get(":path")?;
-        let path = url::split(&target).0;
-        match matcher {
-            Matcher::Regex(regex) => {
-                let caps = regex.captures(path)?;
-                captures = (0..caps.len())
-                    .map(|i| caps.get(i).map(|m| m.as_str().to_owned()))
-                    .collect();
-            }
-            other if !other.matches(path) => return None,
-            _ => {}
-        }
+        captures = matcher
+            .captures(split(&target).0)?
+            .into_iter()
+            .map(|group| group.map(str::to_owned))
+            .collect();
     }
     if let Some(matcher) = &rule.host {
         let authority = view.get(":authority")?;
@@ -387,7 +383,7 @@ fn apply(op: &Op, view: &mut View<'_>, missing: OnMissing, lookup: &mut Lookup<'
             let Some(target) = view.get(":path") else {
                 return Outcome::Idle;
             };
-            let (path, query) = url::split(&target);
+            let (path, query) = split(&target);
             let mut rewritten = String::with_capacity(path.len() + 16);
             let mut last = 0;
             let mut any = false;
@@ -439,7 +435,7 @@ fn edit_query(view: &mut View<'_>, edit: QueryEdit<'_>) -> Outcome {
     let Some(target) = view.get(":path") else {
         return Outcome::Idle;
     };
-    let (path, query) = url::split(&target);
+    let (path, query) = split(&target);
     match url::edit_query(query.unwrap_or(""), edit) {
         Some(query) => {
             view.set(":path", &url::join(path, Some(&query)));

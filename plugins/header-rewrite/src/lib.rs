@@ -2,7 +2,8 @@
 //!
 //! The logic lives in [`config`] (what a rule is), `rules` (checking and compiling it once),
 //! `template` and `url` (pure helpers), and `filter` (applying compiled rules to a stream
-//! through the [`wasmgate_glue::Host`] trait).
+//! through the [`wasmgate_glue::Host`] trait). Splitting and decoding the path and query,
+//! and the string matchers, are [`wasmgate_http`]'s.
 #![cfg_attr(
     not(test),
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)

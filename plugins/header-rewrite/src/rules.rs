@@ -3,6 +3,7 @@
 
 use regex_lite::Regex;
 use wasmgate_glue::ConfigError;
+use wasmgate_http::{regex as compile_regex, Matcher};
 
 use crate::config::{
     ClearRouteCache, Config, HeaderCondition, OnMissing, Operation, Rule, StringMatch,
@@ -43,26 +44,6 @@ pub struct CompiledRule {
     /// The request values (not headers) the response operations read; they are kept when
     /// the rule matches, since the request is gone by the time the response arrives.
     pub response_reads: Vec<Var>,
-}
-
-/// A compiled string condition.
-#[derive(Debug)]
-pub enum Matcher {
-    Exact(String),
-    Prefix(String),
-    Suffix(String),
-    Regex(Regex),
-}
-
-impl Matcher {
-    pub fn matches(&self, text: &str) -> bool {
-        match self {
-            Matcher::Exact(want) => text == want,
-            Matcher::Prefix(prefix) => text.starts_with(prefix.as_str()),
-            Matcher::Suffix(suffix) => text.ends_with(suffix.as_str()),
-            Matcher::Regex(regex) => regex.is_match(text),
-        }
-    }
 }
 
 /// A compiled header condition.
@@ -188,12 +169,12 @@ fn compile_rule(rule: &Rule) -> Result<CompiledRule, ConfigError> {
     let path = when
         .path
         .as_ref()
-        .map(|m| matcher(m, false).map_err(|e| e.at("match.path")))
+        .map(|m| m.compile().map_err(|e| e.at("match.path")))
         .transpose()?;
     let host = when
         .host
         .as_ref()
-        .map(|m| matcher(m, true).map_err(|e| e.at("match.host")))
+        .map(|m| lowercased(m).compile().map_err(|e| e.at("match.host")))
         .transpose()?;
     for (k, method) in when.methods.iter().enumerate() {
         if method.is_empty() || !method.chars().all(is_token_char) {
@@ -413,28 +394,14 @@ fn header_condition(c: &HeaderCondition) -> Result<(String, HeaderTest), ConfigE
     Ok((name, test))
 }
 
-fn matcher(m: &StringMatch, lowercase: bool) -> Result<Matcher, ConfigError> {
-    let text = |s: &String| {
-        if lowercase {
-            s.to_ascii_lowercase()
-        } else {
-            s.clone()
-        }
-    };
-    Ok(match m {
-        StringMatch::Exact(s) => Matcher::Exact(text(s)),
-        StringMatch::Prefix(s) => Matcher::Prefix(text(s)),
-        StringMatch::Suffix(s) => Matcher::Suffix(text(s)),
-        StringMatch::Regex(s) => Matcher::Regex(compile_regex(s).map_err(|e| e.at("regex"))?),
-    })
-}
-
-fn compile_regex(pattern: &str) -> Result<Regex, ConfigError> {
-    Regex::new(pattern).map_err(|err| {
-        let why = err.to_string();
-        let why = why.lines().last().unwrap_or_default().trim();
-        ConfigError::new("", format!("invalid regex {pattern:?}: {why}"))
-    })
+/// Hosts are compared lowercased, so the literal patterns are lowercased too.
+fn lowercased(m: &StringMatch) -> StringMatch {
+    match m {
+        StringMatch::Exact(s) => StringMatch::Exact(s.to_ascii_lowercase()),
+        StringMatch::Prefix(s) => StringMatch::Prefix(s.to_ascii_lowercase()),
+        StringMatch::Suffix(s) => StringMatch::Suffix(s.to_ascii_lowercase()),
+        StringMatch::Regex(s) => StringMatch::Regex(s.clone()),
+    }
 }
 
 /// A header value template: variables checked, literal text free of CR, LF and NUL.

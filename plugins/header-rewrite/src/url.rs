@@ -1,17 +1,12 @@
-//! The request target (`:path`): splitting, query parameters and percent-encoding.
+//! Changing the request target (`:path`): joining, query edits and percent-encoding.
+//! Splitting, decoding and reading parameters are `wasmgate_http`'s.
 //!
 //! Query changes keep every parameter they do not touch exactly as it was received
 //! (same encoding, same order); only the parameters they set or add are encoded here.
 
 use std::borrow::Cow;
 
-/// `/a/b?x=1` → (`/a/b`, `Some("x=1")`).
-pub fn split(target: &str) -> (&str, Option<&str>) {
-    match target.split_once('?') {
-        Some((path, query)) => (path, Some(query)),
-        None => (target, None),
-    }
-}
+use wasmgate_http::is_param;
 
 /// Join a path and a query; an empty query drops the `?`.
 pub fn join(path: &str, query: Option<&str>) -> String {
@@ -19,15 +14,6 @@ pub fn join(path: &str, query: Option<&str>) -> String {
         Some(query) if !query.is_empty() => format!("{path}?{query}"),
         _ => path.to_owned(),
     }
-}
-
-/// The first value of parameter `name` (compared after decoding), decoded; a parameter
-/// without `=` has the empty value.
-pub fn query_param(query: &str, name: &str) -> Option<String> {
-    query.split('&').find_map(|pair| {
-        let (raw_name, raw_value) = pair.split_once('=').unwrap_or((pair, ""));
-        (!pair.is_empty() && decode(raw_name) == name).then(|| decode(raw_value).into_owned())
-    })
 }
 
 /// A change to the query string.
@@ -43,16 +29,13 @@ pub enum QueryEdit<'a> {
 
 /// Apply `edit` to `query` (without `?`); `None` when nothing changes.
 pub fn edit_query(query: &str, edit: QueryEdit<'_>) -> Option<String> {
-    let named = |pair: &str, name: &str| {
-        !pair.is_empty() && decode(pair.split_once('=').map_or(pair, |(n, _)| n)) == name
-    };
     let pairs = query.split('&').filter(|_| !query.is_empty());
     let mut out: Vec<Cow<'_, str>> = Vec::new();
     match edit {
         QueryEdit::Set(name, value) => {
             let mut done = false;
             for pair in pairs {
-                if !named(pair, name) {
+                if !is_param(pair, name) {
                     out.push(Cow::Borrowed(pair));
                 } else if !done {
                     out.push(Cow::Owned(format!("{}={}", encode(name), encode(value))));
@@ -67,47 +50,12 @@ pub fn edit_query(query: &str, edit: QueryEdit<'_>) -> Option<String> {
             out.extend(pairs.map(Cow::Borrowed));
             out.push(Cow::Owned(format!("{}={}", encode(name), encode(value))));
         }
-        QueryEdit::Remove(name) => out.extend(pairs.filter(|p| !named(p, name)).map(Cow::Borrowed)),
+        QueryEdit::Remove(name) => {
+            out.extend(pairs.filter(|p| !is_param(p, name)).map(Cow::Borrowed))
+        }
     }
     let edited = out.join("&");
     (edited != query).then_some(edited)
-}
-
-/// Percent-decode a query component; `+` is a space. Malformed escapes stay as they are.
-pub fn decode(text: &str) -> Cow<'_, str> {
-    if !text.contains(['%', '+']) {
-        return Cow::Borrowed(text);
-    }
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' => match (
-                bytes.get(i + 1).and_then(|b| hex(*b)),
-                bytes.get(i + 2).and_then(|b| hex(*b)),
-            ) {
-                (Some(hi), Some(lo)) => {
-                    out.push(hi << 4 | lo);
-                    i += 2;
-                }
-                _ => out.push(b'%'),
-            },
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    Cow::Owned(String::from_utf8_lossy(&out).into_owned())
-}
-
-fn hex(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
 }
 
 const HEX: &[u8; 16] = b"0123456789ABCDEF";
@@ -166,24 +114,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn splits_and_joins() {
-        assert_eq!(split("/a?b=1"), ("/a", Some("b=1")));
-        assert_eq!(split("/a"), ("/a", None));
+    fn joins() {
         assert_eq!(join("/a", Some("")), "/a");
         assert_eq!(join("/a", Some("x")), "/a?x");
         assert_eq!(join("/a", None), "/a");
-    }
-
-    #[test]
-    fn reads_decoded_parameters() {
-        let q = "a=1&b=x%20y&c&b=2&d=a+b&e%5B%5D=%E2%9C%93";
-        assert_eq!(query_param(q, "a").as_deref(), Some("1"));
-        assert_eq!(query_param(q, "b").as_deref(), Some("x y"));
-        assert_eq!(query_param(q, "c").as_deref(), Some(""));
-        assert_eq!(query_param(q, "d").as_deref(), Some("a b"));
-        assert_eq!(query_param(q, "e[]").as_deref(), Some("✓"));
-        assert_eq!(query_param(q, "z"), None);
-        assert_eq!(query_param("", "a"), None);
     }
 
     #[test]
@@ -221,10 +155,8 @@ mod tests {
     }
 
     #[test]
-    fn encodes_and_decodes() {
+    fn encodes() {
         assert_eq!(encode("a b/c?d=é"), "a%20b%2Fc%3Fd%3D%C3%A9");
-        assert_eq!(decode("%zz%4"), "%zz%4");
-        assert_eq!(decode("%0D%0A"), "\r\n");
         assert_eq!(encode_path("/a b?c#d/%41"), "/a%20b%3Fc%23d/%41");
         assert!(matches!(encode_path("/fine/path"), Cow::Borrowed(_)));
     }
