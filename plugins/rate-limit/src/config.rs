@@ -4,6 +4,8 @@
 use regex_lite::Regex;
 use serde::Deserialize;
 use wasmgate_glue::ConfigError;
+pub use wasmgate_http::StringMatch;
+use wasmgate_http::{regex, Matcher};
 
 use crate::bucket::Limit;
 
@@ -172,9 +174,10 @@ fn default_max_keys() -> u32 {
 #[serde(deny_unknown_fields)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Match {
-    /// The path without its query.
+    /// The path without its query: `exact`, `prefix`, `suffix` or `regex` (which matches
+    /// anywhere in the path; anchor it with `^…$` for all of it).
     #[serde(default)]
-    pub path: Option<PathMatch>,
+    pub path: Option<StringMatch>,
     /// The method is one of these (e.g. `["GET", "HEAD"]`).
     #[serde(default)]
     pub methods: Vec<String>,
@@ -184,19 +187,6 @@ pub struct Match {
     /// Conditions on request headers.
     #[serde(default)]
     pub headers: Vec<HeaderMatch>,
-}
-
-/// A condition on the path.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "snake_case", deny_unknown_fields)]
-#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
-pub enum PathMatch {
-    /// The path is exactly this.
-    Exact(String),
-    /// The path starts with this.
-    Prefix(String),
-    /// The regex matches somewhere in the path (anchor it with `^…$` for all of it).
-    Regex(String),
 }
 
 /// A condition on a request header. With neither `exact` nor `regex`, the header must be
@@ -331,7 +321,7 @@ pub struct CompiledResponse {
 #[derive(Debug)]
 pub struct CompiledRule {
     pub name: String,
-    pub path: Option<CompiledPath>,
+    pub path: Option<Matcher>,
     /// Uppercased.
     pub methods: Vec<String>,
     /// Lowercased.
@@ -346,14 +336,6 @@ pub struct CompiledRule {
     pub failure_mode: FailureMode,
     /// Slots of the rule's table: `max_keys`, or 1 for a rule with a global key.
     pub slots: u32,
-}
-
-/// A path condition with its regex compiled.
-#[derive(Debug)]
-pub enum CompiledPath {
-    Exact(String),
-    Prefix(String),
-    Regex(Regex),
 }
 
 /// A header condition, compiled.
@@ -476,14 +458,11 @@ impl Rule {
             });
         }
         let m = &self.matches;
-        let path = match &m.path {
-            None => None,
-            Some(PathMatch::Exact(p)) => Some(CompiledPath::Exact(p.clone())),
-            Some(PathMatch::Prefix(p)) => Some(CompiledPath::Prefix(p.clone())),
-            Some(PathMatch::Regex(r)) => Some(CompiledPath::Regex(
-                regex(r).map_err(|e| e.at("regex").at("match.path"))?,
-            )),
-        };
+        let path = m
+            .path
+            .as_ref()
+            .map(|p| p.compile().map_err(|e| e.at("match.path")))
+            .transpose()?;
         let mut methods = Vec::with_capacity(m.methods.len());
         for (i, method) in m.methods.iter().enumerate() {
             if method.is_empty() || !method.chars().all(is_token_char) {
@@ -628,10 +607,6 @@ pub fn duration(text: &str) -> Result<u64, ConfigError> {
             ConfigError::new("", format!("{text:?} is not a duration of at least 1ms"))
         })?;
     Ok(nanos)
-}
-
-fn regex(pattern: &str) -> Result<Regex, ConfigError> {
-    Regex::new(pattern).map_err(|e| ConfigError::new("", format!("invalid regex {pattern:?}: {e}")))
 }
 
 /// A name used in shared-data keys and stat names.

@@ -9,13 +9,14 @@ use wasmgate_glue::{
     parse_json, Action, ConfigError, Headers, Host, HttpFilter, LogLevel, MetricId, MetricKind,
     Plugin,
 };
+use wasmgate_http::{cookie, query_param_bytes};
 
 use crate::bucket::{ceil_secs, Decision, Fingerprint, KeyHasher};
 use crate::config::{
-    CompiledPath, CompiledResponse, CompiledRule, Config, FailureMode, HeaderTest, KeyPart,
-    MissingKey, RateLimitHeaders,
+    CompiledResponse, CompiledRule, Config, FailureMode, HeaderTest, KeyPart, MissingKey,
+    RateLimitHeaders,
 };
-use crate::request::{cookie, query_param, Request};
+use crate::request::Request;
 use crate::store::{push_decimal, Place, Table};
 
 /// Slots examined per tick, so that collecting idle keys never holds a worker for long.
@@ -410,12 +411,7 @@ fn matches(rule: &CompiledRule, host: &dyn Host, request: &mut Request) -> bool 
         let Some(path) = request.path(host) else {
             return false;
         };
-        let ok = match want {
-            CompiledPath::Exact(p) => path == p,
-            CompiledPath::Prefix(p) => path.starts_with(p.as_str()),
-            CompiledPath::Regex(r) => r.is_match(path),
-        };
-        if !ok {
+        if !want.matches(path) {
             return false;
         }
     }
@@ -473,7 +469,7 @@ fn fingerprint(
                 hasher.part(TAG_HEADER, request.header(host, name)?.as_bytes());
             }
             KeyPart::Query(name) => {
-                hasher.part(TAG_QUERY, &query_param(request.query(host)?, name)?);
+                hasher.part(TAG_QUERY, &query_param_bytes(request.query(host)?, name)?);
             }
             KeyPart::Cookie(name) => {
                 let value = cookie(request.header(host, "cookie")?, name)?;

@@ -1,9 +1,9 @@
 //! What rules read from a request, fetched from the host at most once per request, and the
-//! pure parsing of addresses, `x-forwarded-for`, cookies and query strings.
-
-use std::borrow::Cow;
+//! pure parsing of addresses and `x-forwarded-for`. Paths, query strings and cookies are
+//! read with `wasmgate_http`.
 
 use wasmgate_glue::{Headers, Host};
+use wasmgate_http::split;
 
 /// A request's values, fetched on first use. Every host call costs about as much as the
 /// rest of the filter, so nothing is fetched that no rule reads, and nothing twice.
@@ -19,14 +19,12 @@ pub struct Request {
 impl Request {
     /// The path without its query.
     pub fn path(&mut self, host: &dyn Host) -> Option<&str> {
-        self.full_path(host)
-            .map(|p| p.split_once('?').map_or(p, |(path, _)| path))
+        self.full_path(host).map(|p| split(p).0)
     }
 
     /// The query string (after `?`), when there is one.
     pub fn query(&mut self, host: &dyn Host) -> Option<&str> {
-        self.full_path(host)
-            .and_then(|p| p.split_once('?').map(|(_, query)| query))
+        self.full_path(host).and_then(|p| split(p).1)
     }
 
     fn full_path(&mut self, host: &dyn Host) -> Option<&str> {
@@ -111,60 +109,6 @@ pub fn xff_hop_from_right(xff: &str, hop: u32) -> Option<&str> {
         .filter(|ip| !ip.is_empty())
 }
 
-/// The value of cookie `name` in a `cookie` header.
-pub fn cookie<'a>(header: &'a str, name: &str) -> Option<&'a str> {
-    header.split(';').find_map(|pair| {
-        let (n, v) = pair.split_once('=')?;
-        (n.trim() == name).then(|| v.trim().trim_matches('"'))
-    })
-}
-
-/// The first value of parameter `name` in a query string, percent-decoded, so that
-/// `%61pi` and `api` are one key.
-pub fn query_param<'a>(query: &'a str, name: &str) -> Option<Cow<'a, [u8]>> {
-    query.split('&').find_map(|pair| {
-        let (n, v) = pair.split_once('=').unwrap_or((pair, ""));
-        (decode(n).as_ref() == name.as_bytes()).then(|| decode(v))
-    })
-}
-
-/// Percent-decoding, with `+` as a space; a `%` not followed by two hex digits stays.
-fn decode(text: &str) -> Cow<'_, [u8]> {
-    if !text.contains(['%', '+']) {
-        return Cow::Borrowed(text.as_bytes());
-    }
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' => match (
-                bytes.get(i + 1).copied().and_then(hex),
-                bytes.get(i + 2).copied().and_then(hex),
-            ) {
-                (Some(hi), Some(lo)) => {
-                    out.push(hi << 4 | lo);
-                    i += 2;
-                }
-                _ => out.push(b'%'),
-            },
-            other => out.push(other),
-        }
-        i += 1;
-    }
-    Cow::Owned(out)
-}
-
-fn hex(digit: u8) -> Option<u8> {
-    match digit {
-        b'0'..=b'9' => Some(digit - b'0'),
-        b'a'..=b'f' => Some(digit - b'a' + 10),
-        b'A'..=b'F' => Some(digit - b'A' + 10),
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -189,20 +133,6 @@ mod tests {
         assert_eq!(xff_hop_from_right(xff, 4), None);
         assert_eq!(xff_hop_from_right("a,,b", 2), None);
         assert_eq!(xff_hop_from_right(xff, 0), None);
-    }
-
-    #[test]
-    fn cookies_and_query_parameters() {
-        let header = "a=1; session=\"abc\"; b=2";
-        assert_eq!(cookie(header, "session"), Some("abc"));
-        assert_eq!(cookie(header, "b"), Some("2"));
-        assert_eq!(cookie(header, "sess"), None);
-        let q = "x=1&api_key=%61b+c&api_key=second&flag";
-        assert_eq!(query_param(q, "api_key").as_deref(), Some(&b"ab c"[..]));
-        assert_eq!(query_param(q, "flag").as_deref(), Some(&b""[..]));
-        assert_eq!(query_param(q, "y"), None);
-        assert_eq!(query_param("k=100%", "k").as_deref(), Some(&b"100%"[..]));
-        assert_eq!(query_param("k=%zz%4", "k").as_deref(), Some(&b"%zz%4"[..]));
     }
 
     #[test]
