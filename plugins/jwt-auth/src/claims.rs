@@ -1,30 +1,9 @@
 //! Claim checks (RFC 7519 §4.1) with a clock passed in, so tests fix the time.
 
-use regex_lite::Regex;
 use serde_json::{Map, Value};
+use wasmgate_http::Matcher;
 
 use crate::token::Reason;
-
-/// A compiled string matcher (`exact`, `prefix` or `regex`; a regex must match the whole value).
-#[derive(Debug, Clone)]
-pub enum Matcher {
-    Exact(String),
-    Prefix(String),
-    Regex(Regex),
-}
-
-impl Matcher {
-    /// Whether `value` matches.
-    pub fn matches(&self, value: &str) -> bool {
-        match self {
-            Matcher::Exact(want) => value == want,
-            Matcher::Prefix(prefix) => value.starts_with(prefix.as_str()),
-            Matcher::Regex(re) => re
-                .find(value)
-                .is_some_and(|m| m.start() == 0 && m.end() == value.len()),
-        }
-    }
-}
 
 /// The claim checks of one provider.
 #[derive(Debug, Clone)]
@@ -32,6 +11,7 @@ pub struct ClaimRules {
     pub issuer: Option<String>,
     /// Accepted audiences; the token's `aud` must name at least one. Empty: not checked.
     pub audiences: Vec<String>,
+    /// Accepted `sub` values; a regex must match the whole value.
     pub subjects: Option<Matcher>,
     pub clock_skew_seconds: i64,
     pub require_expiration: bool,

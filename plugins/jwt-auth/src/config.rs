@@ -4,11 +4,12 @@
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
-use regex_lite::Regex;
 use serde::Deserialize;
 use wasmgate_glue::ConfigError;
+use wasmgate_http::Matcher;
+pub use wasmgate_http::StringMatch;
 
-use crate::claims::{ClaimRules, Matcher, RequiredClaim};
+use crate::claims::{ClaimRules, RequiredClaim};
 use crate::jwk::{Jwks, KeySet};
 
 /// The plugin configuration (the `configuration` of the Envoy Wasm filter).
@@ -66,7 +67,8 @@ pub struct Provider {
     /// Accepted audiences: the token's `aud` must name at least one. Empty: not checked.
     #[serde(default)]
     pub audiences: Vec<String>,
-    /// Accepted `sub` values.
+    /// Accepted `sub` values: `exact`, `prefix`, `suffix` or `regex` (which must match the
+    /// whole value).
     #[serde(default)]
     pub subjects: Option<StringMatch>,
     /// Tolerance for `exp` and `nbf`, in seconds.
@@ -158,19 +160,6 @@ fn default_cache_duration() -> String {
 
 fn default_refetch_interval() -> String {
     "30s".into()
-}
-
-/// Exactly one way to match a string.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "snake_case", deny_unknown_fields)]
-#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
-pub enum StringMatch {
-    /// Equal to this.
-    Exact(String),
-    /// Starting with this.
-    Prefix(String),
-    /// Matching this regular expression, as a whole.
-    Regex(String),
 }
 
 /// One rule.
@@ -408,18 +397,6 @@ fn check_header_name(name: &str) -> Result<String, String> {
     }
 }
 
-fn compile_match(m: &StringMatch) -> Result<Matcher, String> {
-    Ok(match m {
-        StringMatch::Exact(s) => Matcher::Exact(s.clone()),
-        StringMatch::Prefix(s) => Matcher::Prefix(s.clone()),
-        StringMatch::Regex(re) => Matcher::Regex(compile_regex(re)?),
-    })
-}
-
-fn compile_regex(re: &str) -> Result<Regex, String> {
-    Regex::new(re).map_err(|e| format!("invalid regex \"{re}\": {e}"))
-}
-
 fn compile_remote(remote: &RemoteJwks) -> Result<Remote, ConfigError> {
     let rest = remote
         .uri
@@ -463,7 +440,11 @@ fn compile_provider(name: &str, p: &Provider) -> Result<CompiledProvider, Config
     };
     let subjects = match &p.subjects {
         None => None,
-        Some(m) => Some(compile_match(m).map_err(|why| ConfigError::new("subjects", why))?),
+        // Reported on `subjects`, the documented field, not `subjects.regex`.
+        Some(m) => Some(
+            m.compile_whole()
+                .map_err(|e| ConfigError::new("subjects", e.reason))?,
+        ),
     };
     let keys = match (&p.local_jwks, &p.remote_jwks) {
         (Some(jwks), None) => Keys::Local(
@@ -600,11 +581,9 @@ fn compile_rule(rule: &Rule, names: &BTreeMap<String, usize>) -> Result<Compiled
     let m = &rule.match_;
     let path = match (&m.path, &m.prefix, &m.regex) {
         (None, None, None) => None,
-        (Some(p), None, None) => Some(Matcher::Exact(p.clone())),
-        (None, Some(p), None) => Some(Matcher::Prefix(p.clone())),
-        (None, None, Some(re)) => Some(Matcher::Regex(
-            compile_regex(re).map_err(|why| ConfigError::new("match.regex", why))?,
-        )),
+        (Some(p), None, None) => Some(StringMatch::Exact(p.clone())),
+        (None, Some(p), None) => Some(StringMatch::Prefix(p.clone())),
+        (None, None, Some(re)) => Some(StringMatch::Regex(re.clone())),
         _ => {
             return Err(ConfigError::new(
                 "match",
@@ -612,6 +591,9 @@ fn compile_rule(rule: &Rule, names: &BTreeMap<String, usize>) -> Result<Compiled
             ))
         }
     };
+    let path = path
+        .map(|p| p.compile_whole().map_err(|e| e.at("match")))
+        .transpose()?;
     for (i, method) in m.methods.iter().enumerate() {
         if method.is_empty() || !method.bytes().all(|b| b.is_ascii_uppercase()) {
             return Err(ConfigError::new(

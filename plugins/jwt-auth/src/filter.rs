@@ -10,6 +10,7 @@ use wasmgate_glue::{
     parse_json, Action, ConfigError, Headers, Host, HttpFilter, LogLevel, MetricId, MetricKind,
     Plugin,
 };
+use wasmgate_http::{cookie_values, cookies, is_param, query_values, split};
 
 use crate::cache::{self, TokenCache};
 use crate::claims::{header_value, lookup, scopes};
@@ -384,16 +385,21 @@ impl<'a> Eval<'a> {
                         None => continue,
                     }
                 }
-                Source::Param(name) => match query_values(&self.path, name).as_slice() {
-                    [] => continue,
-                    [one] => (*one).to_owned(),
-                    _ => return Found::Bad,
-                },
+                Source::Param(name) => {
+                    match query_values(query(&self.path), name)
+                        .collect::<Vec<_>>()
+                        .as_slice()
+                    {
+                        [] => continue,
+                        [one] => one.clone().into_owned(),
+                        _ => return Found::Bad,
+                    }
+                }
                 Source::Cookie(name) => {
                     let Some(value) = self.header(host, "cookie") else {
                         continue;
                     };
-                    match cookie_values(&value, name).as_slice() {
+                    match cookie_values(&value, name).collect::<Vec<_>>().as_slice() {
                         [] => continue,
                         [one] => (*one).to_owned(),
                         _ => return Found::Bad,
@@ -573,30 +579,26 @@ fn strip_prefix<'v>(value: &'v str, prefix: &str) -> Option<&'v str> {
         .then(|| value[prefix.len()..].trim())
 }
 
+/// `text` before any `#`: a fragment is part of neither the path nor the query.
+fn without_fragment(text: &str) -> &str {
+    text.split_once('#').map_or(text, |(before, _)| before)
+}
+
+/// The query of a request target, without a fragment.
 fn query(path: &str) -> &str {
-    let query = path.split_once('?').map_or("", |(_, q)| q);
-    query.split_once('#').map_or(query, |(q, _)| q)
+    without_fragment(split(path).1.unwrap_or(""))
 }
 
-/// Every value of query parameter `name` in `path`.
-fn query_values<'p>(path: &'p str, name: &str) -> Vec<&'p str> {
-    query(path)
-        .split('&')
-        .filter_map(|pair| pair.split_once('=').or(Some((pair, ""))))
-        .filter(|(k, _)| *k == name)
-        .map(|(_, v)| v)
-        .collect()
-}
-
-/// `path` without query parameter `name`.
+/// `path` without query parameter `name` (compared decoded, as when it was found).
 fn remove_param(path: &str, name: &str) -> String {
-    let (base, rest) = path.split_once('?').unwrap_or((path, ""));
+    let (base, rest) = split(path);
+    let rest = rest.unwrap_or("");
     let (query, fragment) = rest
         .split_once('#')
         .map_or((rest, None), |(q, f)| (q, Some(f)));
     let kept: Vec<&str> = query
         .split('&')
-        .filter(|pair| !pair.is_empty() && pair.split_once('=').map_or(*pair, |(k, _)| k) != name)
+        .filter(|pair| !pair.is_empty() && !is_param(pair, name))
         .collect();
     let mut out = base.to_owned();
     if !kept.is_empty() {
@@ -608,20 +610,6 @@ fn remove_param(path: &str, name: &str) -> String {
         out.push_str(fragment);
     }
     out
-}
-
-fn cookies(header: &str) -> impl Iterator<Item = (&str, &str)> {
-    header
-        .split([';', ','])
-        .filter_map(|c| c.trim().split_once('='))
-}
-
-/// Every value of cookie `name` in a `cookie` header.
-fn cookie_values<'h>(header: &'h str, name: &str) -> Vec<&'h str> {
-    cookies(header)
-        .filter(|(k, _)| *k == name)
-        .map(|(_, v)| v.trim_matches('"'))
-        .collect()
 }
 
 /// A `cookie` header without cookie `name`.
@@ -661,7 +649,7 @@ impl JwtAuthFilter {
         {
             return self.allow(host);
         }
-        let bare_path = path.split(['?', '#']).next().unwrap_or(&path);
+        let bare_path = without_fragment(split(&path).0);
         let rule = config.rules.iter().find(|r| r.matches(&method, bare_path));
         let requirement = match rule {
             Some(rule) => rule.requires.as_ref(),

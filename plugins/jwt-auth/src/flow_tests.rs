@@ -162,6 +162,23 @@ fn query_parameter_tokens_are_found_and_stripped() {
 }
 
 #[test]
+fn query_parameters_are_found_and_stripped_by_their_decoded_name() {
+    let plugin = simple();
+    let mut host = new_host().with_request("GET", &format!("/a?access%5Ftoken={}&y=2", good()));
+    assert_eq!(run(&plugin, &mut host), Action::Continue);
+    assert_eq!(
+        host.header(Headers::Request, ":path").as_deref(),
+        Some("/a?y=2")
+    );
+    let mut host = new_host().with_request(
+        "GET",
+        &format!("/?access_token={0}&access%5Ftoken={0}", good()),
+    );
+    run(&plugin, &mut host);
+    assert_eq!(status(&host), 401, "one parameter, sent twice");
+}
+
+#[test]
 fn cookies_headers_with_custom_prefixes_and_forward() {
     let plugin = plugin(json!({
         "providers": { "main": local(json!({

@@ -4,7 +4,9 @@ use crate::mint;
 
 use serde_json::{json, Value};
 
-use crate::claims::{ClaimRules, Matcher};
+use wasmgate_http::{Matcher, StringMatch};
+
+use crate::claims::ClaimRules;
 use crate::jwk::{Jwks, KeySet};
 use crate::token::{Alg, Reason, Token};
 use mint::{b64, key_for, token, token_with_header};
@@ -365,7 +367,9 @@ fn issuer_audiences_and_subjects() {
     c["sub"] = json!(7);
     assert_eq!(at(c), Err(Reason::Subject));
 
-    let regex = Matcher::Regex(regex_lite::Regex::new("user-[0-9]+").unwrap());
+    let regex = StringMatch::Regex("user-[0-9]+".into())
+        .compile_whole()
+        .unwrap();
     assert!(regex.matches("user-12"));
     assert!(
         !regex.matches("xuser-12"),
