@@ -733,6 +733,46 @@ fn provider_claim_checks_and_token_size_limit() {
 }
 
 #[test]
+fn encoded_parameter_names_and_subject_suffixes() {
+    let key = mint::p256(1);
+    let upstream = Upstream::start();
+    let envoy = Envoy::builder()
+        .wasm(WasmFilter::plugin("jwt_auth").config(json!({
+            "providers": { "main": {
+                "subjects": { "suffix": "@example.com" },
+                "local_jwks": mint::jwks(&[("k", &key)]),
+            }},
+            "default": { "provider_name": "main" },
+        })))
+        .upstream(upstream.addr())
+        .start();
+    let token = |sub: &str| {
+        let claims = json!({ "sub": sub, "iat": now(), "exp": now() + 600 });
+        mint::token("ES256", "k", &key, &claims)
+    };
+    let echo = ok_echo(&get(
+        &envoy,
+        &format!("/q?access%5Ftoken={}&a=1", token("ann@example.com")),
+        &[],
+    ));
+    assert_eq!(
+        echo.path, "/q?a=1",
+        "found and stripped by its decoded name"
+    );
+    let reply = get(
+        &envoy,
+        &format!("/q?access_token={}", token("ann@example.org")),
+        &[],
+    );
+    assert_eq!(reply.status, 401);
+    assert!(
+        reply.body.contains("token subject is not accepted"),
+        "{}",
+        reply.body
+    );
+}
+
+#[test]
 fn the_combined_module_hosts_jwt_auth_by_root_id() {
     let key = mint::p256(1);
     let upstream = Upstream::start();
