@@ -356,6 +356,33 @@ fn bad_configs_are_refused_naming_the_field() {
 }
 
 #[test]
+fn path_suffixes_select_requests_and_cookies_key_them() {
+    let envoy = envoy(json!({"rules": [{
+        "name": "json", "match": {"path": {"suffix": ".json"}}, "key": [{"cookie": "session"}],
+        "limit": {"requests_per_unit": 1, "unit": "hour"},
+    }]}));
+    let client = client();
+    let status = |path: &str, cookie: &str| {
+        client
+            .get(envoy.url(path))
+            .header("cookie", cookie)
+            .send()
+            .expect("request through Envoy")
+            .status()
+            .as_u16()
+    };
+    assert_eq!(status("/a.json?x=1", "theme=dark; session=\"a\""), 200);
+    assert_eq!(
+        status("/b.json", "session=a"),
+        429,
+        "one key, quoted or not"
+    );
+    assert_eq!(status("/b.json", "session=b"), 200, "another key");
+    assert_eq!(status("/a.html", "session=a"), 200, "not a .json path");
+    assert_eq!(status("/a.html", "session=a"), 200);
+}
+
+#[test]
 fn the_combined_module_hosts_rate_limit_by_root_id() {
     let envoy = Envoy::builder()
         .wasm(
