@@ -58,7 +58,7 @@ wasm: toolchain ## Build every plugin module, and the combined module, for wasm3
 lint: toolchain ## rustfmt, clippy with -D warnings on the host and on wasm32-wasip1.
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
-	$(CARGO) clippy --target $(WASM_TARGET) -p wasmgate-glue -p wasmgate-all $(addprefix -p ,$(PLUGINS)) -- -D warnings
+	$(CARGO) clippy --target $(WASM_TARGET) -p wasmgate-glue -p wasmgate-http -p wasmgate-all $(addprefix -p ,$(PLUGINS)) -- -D warnings
 
 unit: ## Plugin logic tests on the host only: no Envoy, no wasm build.
 	$(CARGO) test --workspace --lib
