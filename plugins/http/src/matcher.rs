@@ -26,21 +26,33 @@ impl StringMatch {
     /// Compile, with a `regex` that matches anywhere in the string unless it is anchored
     /// (`^…$`). An invalid regex is refused naming the field `regex`.
     pub fn compile(&self) -> Result<Matcher, ConfigError> {
-        self.compile_as(Matcher::Regex)
+        self.compile_as(false)
     }
 
     /// Compile, with a `regex` that must match the whole string. An invalid regex is
     /// refused naming the field `regex`.
     pub fn compile_whole(&self) -> Result<Matcher, ConfigError> {
-        self.compile_as(Matcher::WholeRegex)
+        self.compile_as(true)
     }
 
-    fn compile_as(&self, kind: fn(Regex) -> Matcher) -> Result<Matcher, ConfigError> {
+    fn compile_as(&self, whole: bool) -> Result<Matcher, ConfigError> {
         Ok(match self {
             StringMatch::Exact(s) => Matcher::Exact(s.clone()),
             StringMatch::Prefix(s) => Matcher::Prefix(s.clone()),
             StringMatch::Suffix(s) => Matcher::Suffix(s.clone()),
-            StringMatch::Regex(pattern) => kind(regex(pattern).map_err(|e| e.at("regex"))?),
+            StringMatch::Regex(pattern) => {
+                // Checked alone first, so that an error shows the pattern as configured.
+                let plain = regex(pattern).map_err(|e| e.at("regex"))?;
+                if whole {
+                    // Anchoring the whole pattern makes every alternative compete for the
+                    // whole string: `user|user-[0-9]+` matches `user-5`.
+                    Matcher::WholeRegex(
+                        regex(&format!("^(?:{pattern})$")).map_err(|e| e.at("regex"))?,
+                    )
+                } else {
+                    Matcher::Regex(plain)
+                }
+            }
         })
     }
 }
@@ -53,7 +65,7 @@ pub enum Matcher {
     Suffix(String),
     /// Matches anywhere in the string unless the regex is anchored.
     Regex(Regex),
-    /// Must match the whole string: the regex's leftmost match spans it from start to end.
+    /// Must match the whole string: compiled as `^(?:pattern)$`.
     WholeRegex(Regex),
 }
 
@@ -64,26 +76,18 @@ impl Matcher {
             Matcher::Exact(want) => text == want,
             Matcher::Prefix(prefix) => text.starts_with(prefix.as_str()),
             Matcher::Suffix(suffix) => text.ends_with(suffix.as_str()),
-            Matcher::Regex(regex) => regex.is_match(text),
-            Matcher::WholeRegex(regex) => regex
-                .find(text)
-                .is_some_and(|m| m.start() == 0 && m.end() == text.len()),
+            Matcher::Regex(regex) | Matcher::WholeRegex(regex) => regex.is_match(text),
         }
     }
 
     /// `None` when `text` does not match; otherwise a regex's groups (`[0]` is the whole
     /// match, a group that took no part is `None`), and no groups for the other kinds.
     pub fn captures<'t>(&self, text: &'t str) -> Option<Vec<Option<&'t str>>> {
-        let (regex, whole) = match self {
-            Matcher::Regex(regex) => (regex, false),
-            Matcher::WholeRegex(regex) => (regex, true),
+        let regex = match self {
+            Matcher::Regex(regex) | Matcher::WholeRegex(regex) => regex,
             other => return other.matches(text).then(Vec::new),
         };
         let caps = regex.captures(text)?;
-        let all = caps.get(0)?;
-        if whole && (all.start() != 0 || all.end() != text.len()) {
-            return None;
-        }
         Some(caps.iter().map(|group| group.map(|m| m.as_str())).collect())
     }
 }
@@ -152,6 +156,20 @@ mod tests {
         assert!(!m.matches("user-12x"));
         let prefix = StringMatch::Prefix("/a".into()).compile_whole().unwrap();
         assert!(prefix.matches("/ab"), "only regexes differ");
+    }
+
+    #[test]
+    fn every_alternative_of_a_whole_regex_competes_for_the_whole_string() {
+        let m = StringMatch::Regex("user|user-[0-9]+".into())
+            .compile_whole()
+            .unwrap();
+        assert!(
+            m.matches("user-5"),
+            "the leftmost alternative must not win alone"
+        );
+        assert!(m.matches("user"));
+        assert!(!m.matches("user-5x"));
+        assert_eq!(m.captures("user-5"), Some(vec![Some("user-5")]));
     }
 
     #[test]
