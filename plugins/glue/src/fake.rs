@@ -6,6 +6,7 @@
 //! assert_eq!(host.header(Headers::Request, "X-User").as_deref(), Some("ada"));
 //! ```
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
@@ -53,6 +54,8 @@ pub struct FakeHost {
     pub metrics: Vec<(MetricKind, String, i64)>,
     pub logs: Vec<(LogLevel, String)>,
     next_token: u32,
+    /// Host calls made through the [`Host`] trait, by method name (the builders count none).
+    host_calls: RefCell<HashMap<&'static str, u32>>,
 }
 
 impl Default for FakeHost {
@@ -87,6 +90,7 @@ impl FakeHost {
             metrics: Vec::new(),
             logs: Vec::new(),
             next_token: 1,
+            host_calls: RefCell::new(HashMap::new()),
         }
     }
 
@@ -100,8 +104,8 @@ impl FakeHost {
     /// Set the request's method and path.
     #[must_use]
     pub fn with_request(mut self, method: &str, path: &str) -> Self {
-        self.set_header(Headers::Request, ":method", method);
-        self.set_header(Headers::Request, ":path", path);
+        self.replace(Headers::Request, ":method", method);
+        self.replace(Headers::Request, ":path", path);
         self
     }
 
@@ -171,6 +175,45 @@ impl FakeHost {
             .any(|(l, m)| *l >= level && m.contains(needle))
     }
 
+    /// How many times each [`Host`] method was called since the host was built or
+    /// [`reset_host_calls`](Self::reset_host_calls), by method name (`"set_header"`, ...).
+    pub fn host_calls(&self) -> HashMap<&'static str, u32> {
+        self.host_calls.borrow().clone()
+    }
+
+    /// Every [`Host`] call made since the host was built or the counts were reset.
+    pub fn calls_made(&self) -> u32 {
+        self.host_calls.borrow().values().sum()
+    }
+
+    /// Forget the host calls counted so far (say, those `configure` made).
+    pub fn reset_host_calls(&mut self) {
+        self.host_calls.get_mut().clear();
+    }
+
+    fn count(&self, method: &'static str) {
+        *self.host_calls.borrow_mut().entry(method).or_insert(0) += 1;
+    }
+
+    fn replace(&mut self, map: Headers, name: &str, value: &str) {
+        let entries = self.map_mut(map);
+        match entries
+            .iter()
+            .position(|(k, _)| k.eq_ignore_ascii_case(name))
+        {
+            Some(first) => {
+                entries[first].1 = value.to_owned();
+                let mut index = 0;
+                entries.retain(|(k, _)| {
+                    let keep = index <= first || !k.eq_ignore_ascii_case(name);
+                    index += 1;
+                    keep
+                });
+            }
+            None => entries.push((name.to_ascii_lowercase(), value.to_owned())),
+        }
+    }
+
     fn map(&self, map: Headers) -> &Vec<(String, String)> {
         match map {
             Headers::Request => &self.request,
@@ -190,6 +233,7 @@ impl FakeHost {
 
 impl Host for FakeHost {
     fn header(&self, map: Headers, name: &str) -> Option<String> {
+        self.count("header");
         let values = self.all(map, name);
         if values.is_empty() {
             None
@@ -199,44 +243,35 @@ impl Host for FakeHost {
     }
 
     fn headers(&self, map: Headers) -> Vec<(String, String)> {
+        self.count("headers");
         self.map(map).clone()
     }
 
     fn set_header(&mut self, map: Headers, name: &str, value: &str) {
-        let entries = self.map_mut(map);
-        match entries
-            .iter()
-            .position(|(k, _)| k.eq_ignore_ascii_case(name))
-        {
-            Some(first) => {
-                entries[first].1 = value.to_owned();
-                let mut index = 0;
-                entries.retain(|(k, _)| {
-                    let keep = index <= first || !k.eq_ignore_ascii_case(name);
-                    index += 1;
-                    keep
-                });
-            }
-            None => entries.push((name.to_ascii_lowercase(), value.to_owned())),
-        }
+        self.count("set_header");
+        self.replace(map, name, value);
     }
 
     fn add_header(&mut self, map: Headers, name: &str, value: &str) {
+        self.count("add_header");
         self.map_mut(map)
             .push((name.to_ascii_lowercase(), value.to_owned()));
     }
 
     fn remove_header(&mut self, map: Headers, name: &str) {
+        self.count("remove_header");
         self.map_mut(map)
             .retain(|(k, _)| !k.eq_ignore_ascii_case(name));
     }
 
     fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
+        self.count("property");
         let key: Vec<String> = path.iter().map(|s| (*s).to_owned()).collect();
         self.properties.get(&key).cloned()
     }
 
     fn shared_data(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+        self.count("shared_data");
         match self.shared.get(key) {
             Some((value, cas)) => (Some(value.clone()), Some(*cas)),
             None => (None, None),
@@ -249,6 +284,7 @@ impl Host for FakeHost {
         value: &[u8],
         cas: Option<u32>,
     ) -> Result<(), HostError> {
+        self.count("set_shared_data");
         if let Some(err) = &self.fail_shared_writes {
             return Err(err.clone());
         }
@@ -265,10 +301,12 @@ impl Host for FakeHost {
     }
 
     fn now(&self) -> SystemTime {
+        self.count("now");
         self.now
     }
 
     fn send_local_reply(&mut self, status: u32, headers: &[(&str, &str)], body: &[u8]) {
+        self.count("send_local_reply");
         self.local_reply = Some(LocalReply {
             status,
             headers: headers
@@ -280,14 +318,17 @@ impl Host for FakeHost {
     }
 
     fn resume_request(&mut self) {
+        self.count("resume_request");
         self.resumed += 1;
     }
 
     fn clear_route_cache(&mut self) {
+        self.count("clear_route_cache");
         self.route_cache_cleared += 1;
     }
 
     fn http_call(&mut self, call: &HttpCall<'_>) -> Result<u32, HostError> {
+        self.count("http_call");
         if let Some(err) = &self.fail_calls {
             return Err(err.clone());
         }
@@ -308,16 +349,19 @@ impl Host for FakeHost {
     }
 
     fn call_response_body(&self, max: usize) -> Option<Vec<u8>> {
+        self.count("call_response_body");
         self.call_response_body
             .as_ref()
             .map(|b| b[..b.len().min(max)].to_vec())
     }
 
     fn set_tick_period(&mut self, period: Duration) {
+        self.count("set_tick_period");
         self.tick_period = Some(period);
     }
 
     fn define_metric(&mut self, kind: MetricKind, name: &str) -> Result<MetricId, HostError> {
+        self.count("define_metric");
         if let Some(index) = self.metrics.iter().position(|(_, n, _)| n == name) {
             return Ok(MetricId(index as u32));
         }
@@ -326,18 +370,21 @@ impl Host for FakeHost {
     }
 
     fn increment_metric(&mut self, id: MetricId, delta: i64) {
+        self.count("increment_metric");
         if let Some(metric) = self.metrics.get_mut(id.0 as usize) {
             metric.2 += delta;
         }
     }
 
     fn record_metric(&mut self, id: MetricId, value: u64) {
+        self.count("record_metric");
         if let Some(metric) = self.metrics.get_mut(id.0 as usize) {
             metric.2 = i64::try_from(value).unwrap_or(i64::MAX);
         }
     }
 
     fn log(&mut self, level: LogLevel, message: &str) {
+        self.count("log");
         self.logs.push((level, message.to_owned()));
     }
 }
@@ -369,6 +416,23 @@ mod tests {
             Err(HostError::CasMismatch)
         );
         assert_eq!(host.shared_data("k").0.as_deref(), Some(&b"2"[..]));
+    }
+
+    #[test]
+    fn host_calls_are_counted_by_method_but_not_the_builders() {
+        let mut host = FakeHost::new()
+            .with_request("POST", "/a")
+            .with_header("x-a", "1");
+        assert_eq!(host.calls_made(), 0);
+        let _ = host.header(Headers::Request, "x-a");
+        host.set_header(Headers::Request, "x-b", "2");
+        host.set_header(Headers::Request, "x-c", "3");
+        let _ = host.now();
+        assert_eq!(host.host_calls()["set_header"], 2);
+        assert_eq!(host.host_calls()["header"], 1);
+        assert_eq!(host.calls_made(), 4);
+        host.reset_host_calls();
+        assert_eq!(host.calls_made(), 0);
     }
 
     #[test]

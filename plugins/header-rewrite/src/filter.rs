@@ -1278,4 +1278,61 @@ mod tests {
             "no response rules, no reads"
         );
     }
+
+    /// The host calls one request costs, by phase, after `configure` and `on_start`.
+    fn calls_per_request(config: Value, mut host: FakeHost) -> (FakeHost, FakeHost) {
+        let mut plugin =
+            HeaderRewrite::configure(config.to_string().as_bytes(), &mut host).unwrap();
+        plugin.on_start(&mut host);
+        host.reset_host_calls();
+        let mut filter = plugin.create_filter(3);
+        filter.on_request_headers(&mut host, true);
+        let request = host.clone();
+        host.reset_host_calls();
+        filter.on_response_headers(&mut host, true);
+        (request, host)
+    }
+
+    #[test]
+    fn the_bench_rules_cost_one_host_call_per_operation() {
+        // bench/src/configs.rs: header_rules(), sent a request with `x-debug`.
+        let (request, response) = calls_per_request(
+            json!({ "rules": [{
+                "request": [
+                    { "op": "set", "name": "x-team", "value": "payments" },
+                    { "op": "remove", "name": "x-debug" },
+                ],
+                "response": [{ "op": "set", "name": "x-served-by", "value": "wasmgate" }],
+            }]}),
+            FakeHost::new().with_header("x-debug", "1"),
+        );
+        assert_eq!(req(&request, "x-team"), vec!["payments"]);
+        assert!(req(&request, "x-debug").is_empty());
+        assert_eq!(resp(&response, "x-served-by"), vec!["wasmgate"]);
+        assert_eq!(
+            request.host_calls(),
+            [("set_header", 1), ("remove_header", 1)].into()
+        );
+        assert_eq!(response.host_calls(), [("set_header", 1)].into());
+    }
+
+    #[test]
+    fn no_rules_cost_no_host_call() {
+        let (request, response) = calls_per_request(json!({ "rules": [] }), FakeHost::new());
+        assert_eq!(request.calls_made() + response.calls_made(), 0);
+    }
+
+    #[test]
+    fn a_rule_that_does_not_match_costs_its_reads_only() {
+        let (request, response) = calls_per_request(
+            json!({ "rules": [{
+                "match": { "methods": ["POST"] },
+                "request": [{ "op": "set", "name": "x-a", "value": "1" }],
+                "response": [{ "op": "set", "name": "x-b", "value": "1" }],
+            }]}),
+            FakeHost::new(),
+        );
+        assert_eq!(request.host_calls(), [("header", 1)].into());
+        assert_eq!(response.calls_made(), 0);
+    }
 }

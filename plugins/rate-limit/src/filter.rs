@@ -501,6 +501,7 @@ fn decimal(n: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::PROBES;
     use serde_json::{json, Value};
     use wasmgate_glue::{FakeHost, HostError, LocalReply};
 
@@ -822,5 +823,61 @@ mod tests {
                 .starts_with("rules[0].match.path.regex: invalid regex"),
             "{err}"
         );
+    }
+
+    /// The host calls of one request through a started plugin, by phase.
+    fn calls_per_request(f: &mut Fixture, request: FakeHost) -> (FakeHost, FakeHost) {
+        let mut host = request;
+        host.shared = std::mem::take(&mut f.host.shared);
+        host.now = f.host.now;
+        let mut filter = f.plugin.create_filter(3);
+        assert_eq!(filter.on_request_headers(&mut host, true), Action::Continue);
+        let request = host.clone();
+        host.reset_host_calls();
+        filter.on_response_headers(&mut host, true);
+        f.host.shared = std::mem::take(&mut host.shared);
+        (request, host)
+    }
+
+    #[test]
+    fn a_global_limit_costs_the_clock_one_read_and_one_write() {
+        // bench/src/configs.rs: rate_limit_wasm(), a bucket never emptied.
+        let mut f = Fixture::new(json!({ "rules": [{ "limit": {
+            "max_tokens": 1_000_000_000u64,
+            "tokens_per_fill": 1_000_000_000u64,
+            "fill_interval": "1s",
+        }}]}));
+        for _ in 0..2 {
+            let (request, response) = calls_per_request(&mut f, get("/"));
+            assert_eq!(
+                request.host_calls(),
+                [("now", 1), ("shared_data", 1), ("set_shared_data", 1)].into()
+            );
+            assert_eq!(response.calls_made(), 0);
+        }
+    }
+
+    #[test]
+    fn a_client_ip_key_adds_one_property_read() {
+        let mut f = Fixture::new(json!({ "rules": [{
+            "key": ["client_ip"],
+            "limit": { "requests_per_unit": 100, "unit": "second" },
+        }]}));
+        // A new key looks at every slot it may sit in before taking its home slot.
+        let (first, _) = calls_per_request(&mut f, get("/"));
+        assert_eq!(
+            first.host_calls(),
+            [
+                ("now", 1),
+                ("property", 1),
+                ("shared_data", PROBES),
+                ("set_shared_data", 1)
+            ]
+            .into()
+        );
+        // A known key is found in its home slot.
+        let (again, _) = calls_per_request(&mut f, get("/"));
+        assert_eq!(again.host_calls()["property"], 1);
+        assert_eq!(again.calls_made(), 4);
     }
 }
