@@ -55,15 +55,18 @@ fn configure_boxed<P: Plugin>(
 
 /// [`Plugin`] without its associated types, so a module can hold any of its plugins.
 trait DynPlugin {
-    fn create_filter(&self, context_id: u32) -> Box<dyn HttpFilter>;
+    /// The stream's context with the plugin's filter inside: one allocation per stream.
+    fn create_stream(&self, context_id: u32) -> Box<dyn HttpContext>;
     fn on_start(&mut self, host: &mut dyn Host);
     fn on_tick(&mut self, host: &mut dyn Host);
     fn on_http_call_response(&mut self, host: &mut dyn Host, token: u32, status: Option<u16>);
 }
 
 impl<P: Plugin> DynPlugin for P {
-    fn create_filter(&self, context_id: u32) -> Box<dyn HttpFilter> {
-        Box::new(Plugin::create_filter(self, context_id))
+    fn create_stream(&self, context_id: u32) -> Box<dyn HttpContext> {
+        Box::new(Stream {
+            filter: Plugin::create_filter(self, context_id),
+        })
     }
     fn on_start(&mut self, host: &mut dyn Host) {
         Plugin::on_start(self, host);
@@ -381,11 +384,12 @@ impl RootContext for Root {
     }
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
-        let filter = match &self.plugin {
-            Some(plugin) => plugin.create_filter(context_id),
-            None => Box::new(Unconfigured { name: self.name }),
-        };
-        Some(Box::new(Stream { filter }))
+        Some(match &self.plugin {
+            Some(plugin) => plugin.create_stream(context_id),
+            None => Box::new(Stream {
+                filter: Unconfigured { name: self.name },
+            }),
+        })
     }
 
     fn get_type(&self) -> Option<ContextType> {
@@ -410,11 +414,11 @@ impl HttpFilter for Unconfigured {
 }
 
 /// Envoy's HTTP context, forwarding to the plugin's filter.
-struct Stream {
-    filter: Box<dyn HttpFilter>,
+struct Stream<F> {
+    filter: F,
 }
 
-impl Context for Stream {
+impl<F: HttpFilter> Context for Stream<F> {
     fn on_http_call_response(&mut self, token: u32, num_headers: usize, _: usize, _: usize) {
         let status = call_status(num_headers);
         self.filter
@@ -422,7 +426,7 @@ impl Context for Stream {
     }
 }
 
-impl HttpContext for Stream {
+impl<F: HttpFilter> HttpContext for Stream<F> {
     fn on_http_request_headers(&mut self, _: usize, end_of_stream: bool) -> types::Action {
         action(self.filter.on_request_headers(&mut RealHost, end_of_stream))
     }
