@@ -93,6 +93,10 @@ fn bump(count: &Cell<u64>) {
     count.set(count.get() + 1);
 }
 
+fn unbump(count: &Cell<u64>) {
+    count.set(count.get().saturating_sub(1));
+}
+
 impl ActiveRule {
     /// Add the counts gathered since the last flush to Envoy's stats.
     fn flush(&self, host: &mut dyn Host) {
@@ -267,7 +271,8 @@ impl HttpFilter for RateLimitFilter {
         let shared = Rc::clone(&self.shared);
         let now = nanos(host.now());
         let mut request = Request::default();
-        // (rule, key, where) of every bucket this request took tokens from.
+        // (rule, key, where) of every bucket this request took tokens from that a later rule
+        // may still have to refund: none for the last rule, so one rule allocates nothing.
         let mut taken: Vec<(usize, Fingerprint, Place)> = Vec::new();
         let mut report: Option<Report> = None;
         let mut shadow = String::new();
@@ -315,7 +320,11 @@ impl HttpFilter for RateLimitFilter {
                         bump(&active.counts.overflowed);
                     }
                     if t.decision.allowed {
-                        taken.push((index, fingerprint, t.place));
+                        // Counted now, and taken back if a later rule refuses the request.
+                        bump(&active.counts.allowed);
+                        if index + 1 < shared.rules.len() {
+                            taken.push((index, fingerprint, t.place));
+                        }
                         if !rule.shadow {
                             report = Some(Report::new(rule, &t.decision).tighter(report));
                         }
@@ -341,6 +350,7 @@ impl HttpFilter for RateLimitFilter {
                 for (index, fingerprint, place) in taken {
                     let active = &shared.rules[index];
                     let rule = &active.rule;
+                    unbump(&active.counts.allowed);
                     active
                         .table
                         .refund(host, &rule.limit, fingerprint, place, rule.cost, now);
@@ -351,9 +361,6 @@ impl HttpFilter for RateLimitFilter {
                 Action::Pause
             }
             None => {
-                for (index, _, _) in taken {
-                    bump(&shared.rules[index].counts.allowed);
-                }
                 let report = report
                     .filter(|_| shared.response.rate_limit_headers == RateLimitHeaders::Always);
                 if report.is_some() || !shadow.is_empty() {

@@ -44,6 +44,13 @@ pub struct Taken {
     pub place: Place,
 }
 
+/// A slot as read: its shared-data key, its contents (`None`: no entry) and CAS token.
+struct Entry {
+    key: String,
+    slot: Option<Slot>,
+    cas: Option<u32>,
+}
+
 /// Why the store could not decide.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreError {
@@ -104,9 +111,15 @@ impl Table {
         Ok(())
     }
 
-    fn read(&self, host: &dyn Host, place: Place) -> (Option<Slot>, Option<u32>) {
-        let (value, cas) = host.shared_data(&self.key(place));
-        (value.map(|v| Slot::decode(&v)), cas)
+    /// A slot's entry, with its key so that writing it back builds no second key.
+    fn read(&self, host: &dyn Host, place: Place) -> Entry {
+        let key = self.key(place);
+        let (value, cas) = host.shared_data(&key);
+        Entry {
+            key,
+            slot: value.map(|v| Slot::decode(&v)),
+            cas,
+        }
     }
 
     /// Take `cost` tokens from the bucket of `fingerprint` at `now`, if it has them.
@@ -119,7 +132,7 @@ impl Table {
         now: u64,
     ) -> Result<Taken, StoreError> {
         for _ in 0..MAX_ATTEMPTS {
-            let (place, bucket, cas) = self.find(host, limit, fingerprint, now);
+            let (place, bucket, Entry { key, cas, .. }) = self.find(host, limit, fingerprint, now);
             let decision = limit.take(bucket.unwrap_or_else(|| limit.fresh(now)), now, cost);
             if !decision.allowed {
                 // A refusal changes nothing: the read was the bucket's state at that moment.
@@ -129,7 +142,7 @@ impl Table {
                 fingerprint,
                 bucket: decision.bucket,
             };
-            match host.set_shared_data(&self.key(place), &slot.encode(), cas) {
+            match host.set_shared_data(&key, &slot.encode(), cas) {
                 Ok(()) => return Ok(Taken { decision, place }),
                 Err(HostError::CasMismatch) => continue,
                 Err(err) => return Err(StoreError::Host(err)),
@@ -139,38 +152,40 @@ impl Table {
     }
 
     /// Where the key's bucket is: its slot, a slot it may take, or the overflow bucket;
-    /// with the bucket (`None` for a new one) and the CAS token to write it back with.
+    /// with the bucket (`None` for a new one) and the entry (key and CAS token) to write it
+    /// back to.
     fn find(
         &self,
         host: &dyn Host,
         limit: &Limit,
         fingerprint: Fingerprint,
         now: u64,
-    ) -> (Place, Option<crate::bucket::Bucket>, Option<u32>) {
+    ) -> (Place, Option<crate::bucket::Bucket>, Entry) {
         let home = (fingerprint as u64 % u64::from(self.slots)) as u32;
-        let mut free: Option<(Place, Option<u32>)> = None;
+        let mut free: Option<(Place, Entry)> = None;
         for probe in 0..PROBES.min(self.slots) {
             let place = Place::Slot((home + probe) % self.slots);
-            let (slot, cas) = self.read(host, place);
-            match slot {
+            let entry = self.read(host, place);
+            match entry.slot {
                 Some(Slot::Taken {
                     fingerprint: held,
                     bucket,
-                }) if held == fingerprint => return (place, Some(bucket), cas),
+                }) if held == fingerprint => return (place, Some(bucket), entry),
                 Some(Slot::Taken { bucket, .. }) if !limit.is_idle(bucket, now) => {}
                 // Free, idle, or (never, since entries are created first) missing. The key
                 // may still sit further on, so keep looking before taking this one.
                 _ => {
-                    free.get_or_insert((place, cas));
+                    free.get_or_insert((place, entry));
                 }
             }
         }
-        if let Some((place, cas)) = free {
-            return (place, None, cas);
+        if let Some((place, entry)) = free {
+            return (place, None, entry);
         }
-        match self.read(host, Place::Overflow) {
-            (Some(Slot::Taken { bucket, .. }), cas) => (Place::Overflow, Some(bucket), cas),
-            (_, cas) => (Place::Overflow, None, cas),
+        let entry = self.read(host, Place::Overflow);
+        match entry.slot {
+            Some(Slot::Taken { bucket, .. }) => (Place::Overflow, Some(bucket), entry),
+            _ => (Place::Overflow, None, entry),
         }
     }
 
@@ -186,7 +201,7 @@ impl Table {
         now: u64,
     ) {
         for _ in 0..MAX_ATTEMPTS {
-            let (slot, cas) = self.read(host, place);
+            let Entry { key, slot, cas } = self.read(host, place);
             let Some(Slot::Taken {
                 fingerprint: held,
                 bucket,
@@ -201,7 +216,7 @@ impl Table {
                 fingerprint: held,
                 bucket: limit.refund(bucket, now, cost),
             };
-            match host.set_shared_data(&self.key(place), &slot.encode(), cas) {
+            match host.set_shared_data(&key, &slot.encode(), cas) {
                 Err(HostError::CasMismatch) => continue,
                 _ => return,
             }
@@ -219,15 +234,13 @@ impl Table {
         let mut live = 0;
         for index in range {
             let place = Place::Slot(index);
-            let (slot, cas) = self.read(host, place);
+            let Entry { key, slot, cas } = self.read(host, place);
             let Some(Slot::Taken { bucket, .. }) = slot else {
                 continue;
             };
             // Losing the CAS means a request just used the key: it stays.
-            let freed = limit.is_idle(bucket, now)
-                && host
-                    .set_shared_data(&self.key(place), EMPTY_SLOT, cas)
-                    .is_ok();
+            let freed =
+                limit.is_idle(bucket, now) && host.set_shared_data(&key, EMPTY_SLOT, cas).is_ok();
             if !freed {
                 live += 1;
             }
