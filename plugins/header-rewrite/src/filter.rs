@@ -160,18 +160,19 @@ struct Matched {
     reads: Vec<Option<String>>,
 }
 
-/// One header map being rewritten, with the values read or written so far.
-struct View<'a> {
+/// One header map being rewritten, with the values read or written so far. Names borrow
+/// from the compiled rules (`'n`), so remembering a header allocates no name.
+struct View<'a, 'n> {
     host: &'a mut dyn Host,
     map: Headers,
     /// Lowercased name → first value (`None`: absent), as Envoy's single-value read gives.
-    cache: Vec<(String, Option<String>)>,
+    cache: Vec<(Cow<'n, str>, Option<String>)>,
     changed: bool,
     /// A pseudo-header (path, query, host, method) changed.
     routing_changed: bool,
 }
 
-impl<'a> View<'a> {
+impl<'a, 'n> View<'a, 'n> {
     fn new(host: &'a mut dyn Host, map: Headers) -> Self {
         View {
             host,
@@ -182,26 +183,26 @@ impl<'a> View<'a> {
         }
     }
 
-    fn get(&mut self, name: &str) -> Option<String> {
+    fn get(&mut self, name: &'n str) -> Option<String> {
         if let Some((_, value)) = self.cache.iter().find(|(n, _)| n == name) {
             return value.clone();
         }
         let value = self.host.header(self.map, name);
-        self.cache.push((name.to_owned(), value.clone()));
+        self.cache.push((Cow::Borrowed(name), value.clone()));
         value
     }
 
-    fn remember(&mut self, name: &str, value: Option<String>) {
-        match self.cache.iter_mut().find(|(n, _)| n == name) {
+    fn remember(&mut self, name: Cow<'n, str>, value: Option<String>) {
+        match self.cache.iter_mut().find(|(n, _)| *n == name) {
             Some(entry) => entry.1 = value,
-            None => self.cache.push((name.to_owned(), value)),
+            None => self.cache.push((name, value)),
         }
     }
 
-    fn set(&mut self, name: &str, value: &str) {
-        self.host.set_header(self.map, name, value);
-        self.remember(name, Some(value.to_owned()));
+    fn set(&mut self, name: &'n str, value: String) {
+        self.host.set_header(self.map, name, &value);
         self.changed(name);
+        self.remember(Cow::Borrowed(name), Some(value));
     }
 
     fn changed(&mut self, name: &str) {
@@ -209,7 +210,7 @@ impl<'a> View<'a> {
         self.routing_changed |= name.starts_with(':');
     }
 
-    fn append(&mut self, name: &str, value: &str) {
+    fn append(&mut self, name: &'n str, value: &str) {
         self.host.add_header(self.map, name, value);
         // The first value stays first; an absent header now has this one.
         if let Some(entry) = self.cache.iter_mut().find(|(n, _)| n == name) {
@@ -218,10 +219,10 @@ impl<'a> View<'a> {
         self.changed(name);
     }
 
-    fn remove(&mut self, name: &str) {
-        self.host.remove_header(self.map, name);
+    fn remove(&mut self, name: Cow<'n, str>) {
+        self.host.remove_header(self.map, &name);
+        self.changed(&name);
         self.remember(name, None);
-        self.changed(name);
     }
 
     /// Every value of `name`, in order (a whole-map read).
@@ -246,15 +247,15 @@ enum Outcome {
     Refused(String),
 }
 
-type Lookup<'l> = dyn FnMut(&mut View<'_>, &Var) -> Option<String> + 'l;
+type Lookup<'l, 'n> = dyn FnMut(&mut View<'_, 'n>, &'n Var) -> Option<String> + 'l;
 
 /// A request value for a template: from the (possibly already rewritten) request headers,
 /// the client address, or the rule's captures.
-fn request_var(
-    view: &mut View<'_>,
+fn request_var<'n>(
+    view: &mut View<'_, 'n>,
     client_ip: &mut Option<Option<String>>,
     captures: &[Option<String>],
-    var: &Var,
+    var: &'n Var,
 ) -> Option<String> {
     match var {
         // Envoy keeps the request's host as `:authority`.
@@ -280,7 +281,10 @@ fn request_var(
 }
 
 /// Whether the rule's conditions hold; its path regex captures (`${0}`, `${1}`…) when so.
-fn rule_matches(rule: &CompiledRule, view: &mut View<'_>) -> Option<Vec<Option<String>>> {
+fn rule_matches<'n>(
+    rule: &'n CompiledRule,
+    view: &mut View<'_, 'n>,
+) -> Option<Vec<Option<String>>> {
     if !rule.methods.is_empty() {
         let method = view.get(":method")?;
         if !rule.methods.iter().any(|m| m.eq_ignore_ascii_case(&method)) {
@@ -310,7 +314,12 @@ fn rule_matches(rule: &CompiledRule, view: &mut View<'_>) -> Option<Vec<Option<S
     Some(captures)
 }
 
-fn apply(op: &Op, view: &mut View<'_>, missing: OnMissing, lookup: &mut Lookup<'_>) -> Outcome {
+fn apply<'n>(
+    op: &'n Op,
+    view: &mut View<'_, 'n>,
+    missing: OnMissing,
+    lookup: &mut Lookup<'_, 'n>,
+) -> Outcome {
     match op {
         Op::Write { how, name, value } => {
             let present = match how {
@@ -328,12 +337,12 @@ fn apply(op: &Op, view: &mut View<'_>, missing: OnMissing, lookup: &mut Lookup<'
             let rendered = neutralise(rendered);
             match how {
                 Write::Append => view.append(name, &rendered),
-                _ => view.set(name, &rendered),
+                _ => view.set(name, rendered),
             }
             Outcome::Applied
         }
         Op::Remove(name) => {
-            view.remove(name);
+            view.remove(Cow::Borrowed(name));
             Outcome::Applied
         }
         Op::RemoveMatching {
@@ -354,8 +363,8 @@ fn apply(op: &Op, view: &mut View<'_>, missing: OnMissing, lookup: &mut Lookup<'
             if names.is_empty() {
                 return Outcome::Idle;
             }
-            for name in &names {
-                view.remove(name);
+            for name in names {
+                view.remove(Cow::Owned(name));
             }
             Outcome::Applied
         }
@@ -363,19 +372,19 @@ fn apply(op: &Op, view: &mut View<'_>, missing: OnMissing, lookup: &mut Lookup<'
             if view.get(from).is_none() {
                 return Outcome::Idle;
             }
-            let values = view.values(from);
-            let Some((first, rest)) = values.split_first() else {
+            let mut values = view.values(from).into_iter();
+            let Some(first) = values.next() else {
                 return Outcome::Idle;
             };
             view.set(to, first);
             // A pseudo-header holds one value.
             if !to.starts_with(':') {
-                for value in rest {
-                    view.append(to, value);
+                for value in values {
+                    view.append(to, &value);
                 }
             }
             if matches!(op, Op::Rename { .. }) {
-                view.remove(from);
+                view.remove(Cow::Borrowed(from));
             }
             Outcome::Applied
         }
@@ -413,7 +422,7 @@ fn apply(op: &Op, view: &mut View<'_>, missing: OnMissing, lookup: &mut Lookup<'
             if rewritten == path {
                 return Outcome::Idle;
             }
-            view.set(":path", &url::join(&rewritten, query));
+            view.set(":path", url::join(&rewritten, query));
             Outcome::Applied
         }
         Op::SetQueryParam { name, value } | Op::AddQueryParam { name, value } => {
@@ -431,14 +440,14 @@ fn apply(op: &Op, view: &mut View<'_>, missing: OnMissing, lookup: &mut Lookup<'
     }
 }
 
-fn edit_query(view: &mut View<'_>, edit: QueryEdit<'_>) -> Outcome {
+fn edit_query(view: &mut View<'_, '_>, edit: QueryEdit<'_>) -> Outcome {
     let Some(target) = view.get(":path") else {
         return Outcome::Idle;
     };
     let (path, query) = split(&target);
     match url::edit_query(query.unwrap_or(""), edit) {
         Some(query) => {
-            view.set(":path", &url::join(path, Some(&query)));
+            view.set(":path", url::join(path, Some(&query)));
             Outcome::Applied
         }
         None => Outcome::Idle,
@@ -456,7 +465,7 @@ impl Tally {
     fn count(
         &mut self,
         outcome: Outcome,
-        view: &mut View<'_>,
+        view: &mut View<'_, '_>,
         context_id: u32,
         rule: (&CompiledRule, usize),
     ) {
@@ -505,8 +514,8 @@ impl HttpFilter for HeaderRewriteFilter {
             if let Some(counter) = shared.metrics.per_rule.get(index) {
                 counter.add(1);
             }
-            let mut lookup =
-                |view: &mut View<'_>, var: &Var| request_var(view, &mut client_ip, &captures, var);
+            let lookup: &mut Lookup<'_, '_> =
+                &mut |view, var| request_var(view, &mut client_ip, &captures, var);
             // Response operations see the request as the rule matched it.
             if !rule.response.is_empty() {
                 let reads = rule
@@ -517,7 +526,7 @@ impl HttpFilter for HeaderRewriteFilter {
                 self.matched.push(Matched { rule: index, reads });
             }
             for op in &rule.request {
-                let outcome = apply(op, &mut view, rule.missing, &mut lookup);
+                let outcome = apply(op, &mut view, rule.missing, lookup);
                 tally.count(outcome, &mut view, self.context_id, (rule, index));
             }
         }
@@ -545,7 +554,7 @@ impl HttpFilter for HeaderRewriteFilter {
             let Some(rule) = shared.rules.rules.get(matched.rule) else {
                 continue;
             };
-            let mut lookup = |view: &mut View<'_>, var: &Var| match var {
+            let lookup: &mut Lookup<'_, '_> = &mut |view, var| match var {
                 Var::Header(name) => view.get(name),
                 other => rule
                     .response_reads
@@ -554,7 +563,7 @@ impl HttpFilter for HeaderRewriteFilter {
                     .and_then(|at| matched.reads.get(at).cloned().flatten()),
             };
             for op in &rule.response {
-                let outcome = apply(op, &mut view, rule.missing, &mut lookup);
+                let outcome = apply(op, &mut view, rule.missing, lookup);
                 tally.count(outcome, &mut view, self.context_id, (rule, matched.rule));
             }
         }

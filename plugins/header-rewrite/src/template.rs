@@ -107,10 +107,10 @@ impl Template {
 
     /// Render with `lookup` giving each variable's value. `None` when a variable has no
     /// value and `missing` says to skip the operation.
-    pub fn render(
-        &self,
+    pub fn render<'t>(
+        &'t self,
         missing: OnMissing,
-        mut lookup: impl FnMut(&Var) -> Option<String>,
+        mut lookup: impl FnMut(&'t Var) -> Option<String>,
     ) -> Option<String> {
         let mut out = String::new();
         for part in &self.parts {
