@@ -166,7 +166,8 @@ struct View<'a, 'n> {
     host: &'a mut dyn Host,
     map: Headers,
     /// Lowercased name → first value (`None`: absent), as Envoy's single-value read gives.
-    cache: Vec<(Cow<'n, str>, Option<String>)>,
+    /// Literal values written by the rules are borrowed too.
+    cache: Vec<(Cow<'n, str>, Option<Cow<'n, str>>)>,
     changed: bool,
     /// A pseudo-header (path, query, host, method) changed.
     routing_changed: bool,
@@ -185,21 +186,22 @@ impl<'a, 'n> View<'a, 'n> {
 
     fn get(&mut self, name: &'n str) -> Option<String> {
         if let Some((_, value)) = self.cache.iter().find(|(n, _)| n == name) {
-            return value.clone();
+            return value.as_deref().map(str::to_owned);
         }
         let value = self.host.header(self.map, name);
-        self.cache.push((Cow::Borrowed(name), value.clone()));
+        self.cache
+            .push((Cow::Borrowed(name), value.clone().map(Cow::Owned)));
         value
     }
 
-    fn remember(&mut self, name: Cow<'n, str>, value: Option<String>) {
+    fn remember(&mut self, name: Cow<'n, str>, value: Option<Cow<'n, str>>) {
         match self.cache.iter_mut().find(|(n, _)| *n == name) {
             Some(entry) => entry.1 = value,
             None => self.cache.push((name, value)),
         }
     }
 
-    fn set(&mut self, name: &'n str, value: String) {
+    fn set(&mut self, name: &'n str, value: Cow<'n, str>) {
         self.host.set_header(self.map, name, &value);
         self.changed(name);
         self.remember(Cow::Borrowed(name), Some(value));
@@ -214,7 +216,7 @@ impl<'a, 'n> View<'a, 'n> {
         self.host.add_header(self.map, name, value);
         // The first value stays first; an absent header now has this one.
         if let Some(entry) = self.cache.iter_mut().find(|(n, _)| n == name) {
-            entry.1.get_or_insert_with(|| value.to_owned());
+            entry.1.get_or_insert_with(|| Cow::Owned(value.to_owned()));
         }
         self.changed(name);
     }
@@ -331,8 +333,12 @@ fn apply<'n>(
             {
                 return Outcome::Idle;
             }
-            let Some(rendered) = value.render(missing, |var| lookup(view, var)) else {
-                return Outcome::Skipped;
+            let rendered = match value.literal() {
+                Some(text) => Cow::Borrowed(text),
+                None => match value.render(missing, |var| lookup(view, var)) {
+                    Some(rendered) => Cow::Owned(rendered),
+                    None => return Outcome::Skipped,
+                },
             };
             let rendered = neutralise(rendered);
             match how {
@@ -376,7 +382,7 @@ fn apply<'n>(
             let Some(first) = values.next() else {
                 return Outcome::Idle;
             };
-            view.set(to, first);
+            view.set(to, Cow::Owned(first));
             // A pseudo-header holds one value.
             if !to.starts_with(':') {
                 for value in values {
@@ -422,7 +428,7 @@ fn apply<'n>(
             if rewritten == path {
                 return Outcome::Idle;
             }
-            view.set(":path", url::join(&rewritten, query));
+            view.set(":path", Cow::Owned(url::join(&rewritten, query)));
             Outcome::Applied
         }
         Op::SetQueryParam { name, value } | Op::AddQueryParam { name, value } => {
@@ -447,7 +453,7 @@ fn edit_query(view: &mut View<'_, '_>, edit: QueryEdit<'_>) -> Outcome {
     let (path, query) = split(&target);
     match url::edit_query(query.unwrap_or(""), edit) {
         Some(query) => {
-            view.set(":path", url::join(path, Some(&query)));
+            view.set(":path", Cow::Owned(url::join(path, Some(&query))));
             Outcome::Applied
         }
         None => Outcome::Idle,

@@ -1,5 +1,6 @@
 //! Value templates: `x-${header.x-user}-${1}`, parsed once at configuration time.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use crate::config::OnMissing;
@@ -89,6 +90,15 @@ impl Template {
         Ok(Template { parts })
     }
 
+    /// The whole text of a template without variables, which needs no rendering.
+    pub fn literal(&self) -> Option<&str> {
+        match self.parts.as_slice() {
+            [] => Some(""),
+            [Part::Text(text)] => Some(text),
+            _ => None,
+        }
+    }
+
     /// The variables the template reads, in order.
     pub fn vars(&self) -> impl Iterator<Item = &Var> {
         self.parts.iter().filter_map(|part| match part {
@@ -168,12 +178,14 @@ pub fn is_header_name_char(c: char) -> bool {
 /// Replace characters that would end or split a header line (CR, LF, NUL and the other
 /// control characters except tab) with a space, so a value from the request cannot inject
 /// headers.
-pub fn neutralise(value: String) -> String {
+pub fn neutralise(value: Cow<'_, str>) -> Cow<'_, str> {
     if value.chars().any(is_control) {
-        value
-            .chars()
-            .map(|c| if is_control(c) { ' ' } else { c })
-            .collect()
+        Cow::Owned(
+            value
+                .chars()
+                .map(|c| if is_control(c) { ' ' } else { c })
+                .collect(),
+        )
     } else {
         value
     }
@@ -264,6 +276,13 @@ mod tests {
         assert!(Template::parse("${query.}").is_err());
         assert!(Template::parse("${}").is_err());
         assert!(Template::parse("${99999999999999999999999}").is_err());
+    }
+
+    #[test]
+    fn only_templates_without_variables_are_literal() {
+        assert_eq!(Template::parse("a$$b").unwrap().literal(), Some("a$b"));
+        assert_eq!(Template::parse("").unwrap().literal(), Some(""));
+        assert_eq!(Template::parse("a${path}").unwrap().literal(), None);
     }
 
     #[test]
