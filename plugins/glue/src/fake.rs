@@ -44,6 +44,8 @@ pub struct FakeHost {
     /// When set, every shared-data write fails with this error.
     pub fail_shared_writes: Option<HostError>,
     pub now: SystemTime,
+    /// When set, every clock read fails with this error.
+    pub fail_clock: Option<HostError>,
     pub local_reply: Option<LocalReply>,
     pub resumed: u32,
     pub route_cache_cleared: u32,
@@ -81,6 +83,7 @@ impl FakeHost {
             shared: HashMap::new(),
             fail_shared_writes: None,
             now: SystemTime::UNIX_EPOCH + Duration::from_secs(1_767_225_600),
+            fail_clock: None,
             local_reply: None,
             resumed: 0,
             route_cache_cleared: 0,
@@ -131,6 +134,13 @@ impl FakeHost {
     #[must_use]
     pub fn with_now(mut self, now: SystemTime) -> Self {
         self.now = now;
+        self
+    }
+
+    /// Make every clock read fail, as a host whose time call fails would.
+    #[must_use]
+    pub fn with_failing_clock(mut self) -> Self {
+        self.fail_clock = Some(HostError::Failed("clock unavailable".into()));
         self
     }
 
@@ -300,9 +310,12 @@ impl Host for FakeHost {
         Ok(())
     }
 
-    fn now(&self) -> SystemTime {
+    fn now(&self) -> Result<SystemTime, HostError> {
         self.count("now");
-        self.now
+        match &self.fail_clock {
+            Some(err) => Err(err.clone()),
+            None => Ok(self.now),
+        }
     }
 
     fn send_local_reply(&mut self, status: u32, headers: &[(&str, &str)], body: &[u8]) {
@@ -433,6 +446,13 @@ mod tests {
         assert_eq!(host.calls_made(), 4);
         host.reset_host_calls();
         assert_eq!(host.calls_made(), 0);
+    }
+
+    #[test]
+    fn a_failing_clock_is_an_error() {
+        let host = FakeHost::new().with_failing_clock();
+        assert!(host.now().is_err());
+        assert_eq!(FakeHost::new().now(), Ok(FakeHost::new().now));
     }
 
     #[test]

@@ -106,8 +106,9 @@ pub trait Host {
         cas: Option<u32>,
     ) -> Result<(), HostError>;
 
-    /// The host's wall clock.
-    fn now(&self) -> SystemTime;
+    /// The host's wall clock. A failure is an error, never a default time: a plugin that
+    /// cannot tell the time must refuse what depends on it (fail closed).
+    fn now(&self) -> Result<SystemTime, HostError>;
 
     /// Answer the downstream directly and stop the filter chain for this stream.
     fn send_local_reply(&mut self, status: u32, headers: &[(&str, &str)], body: &[u8]);

@@ -173,8 +173,8 @@ impl Host for RealHost {
         hostcalls::set_shared_data(key, Some(value), cas).map_err(host_error)
     }
 
-    fn now(&self) -> SystemTime {
-        hostcalls::get_current_time().unwrap_or(SystemTime::UNIX_EPOCH)
+    fn now(&self) -> Result<SystemTime, HostError> {
+        hostcalls::get_current_time().map_err(host_error)
     }
 
     fn send_local_reply(&mut self, status: u32, headers: &[(&str, &str)], body: &[u8]) {

@@ -1215,7 +1215,7 @@ mod tests {
         ) -> Result<(), wasmgate_glue::HostError> {
             self.inner.set_shared_data(key, value, cas)
         }
-        fn now(&self) -> std::time::SystemTime {
+        fn now(&self) -> Result<std::time::SystemTime, wasmgate_glue::HostError> {
             self.inner.now()
         }
         fn send_local_reply(&mut self, status: u32, headers: &[(&str, &str)], body: &[u8]) {

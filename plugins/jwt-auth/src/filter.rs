@@ -7,8 +7,8 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::{Map, Value};
 use wasmgate_glue::{
-    parse_json, Action, ConfigError, Headers, Host, HttpFilter, LogLevel, MetricId, MetricKind,
-    Plugin,
+    parse_json, Action, ConfigError, Headers, Host, HostError, HttpFilter, LogLevel, MetricId,
+    MetricKind, Plugin,
 };
 use wasmgate_http::{cookie_values, cookies, is_param, query_values, split};
 
@@ -32,6 +32,8 @@ pub(crate) struct Metrics {
     cache_miss: Option<MetricId>,
     fetch_ok: Option<MetricId>,
     fetch_failed: Option<MetricId>,
+    /// Requests refused with 503 because the host could not tell the time.
+    clock_failed: Option<MetricId>,
 }
 
 impl Metrics {
@@ -49,6 +51,7 @@ impl Metrics {
             cache_miss: counter("jwt_auth.cache_miss"),
             fetch_ok: counter("jwt_auth.jwks_fetch_ok"),
             fetch_failed: counter("jwt_auth.jwks_fetch_failed"),
+            clock_failed: counter("jwt_auth.clock_failed"),
             denied,
         }
     }
@@ -88,11 +91,14 @@ struct Shared {
     state: RefCell<State>,
 }
 
-fn now_ms(host: &dyn Host) -> u64 {
-    host.now()
+/// The host's time in Unix ms. A failed clock is an error for the caller to fail closed on:
+/// with a stand-in time, `exp` and `nbf` would say nothing.
+fn now_ms(host: &dyn Host) -> Result<u64, HostError> {
+    Ok(host
+        .now()?
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
+        .unwrap_or(0))
 }
 
 impl Shared {
@@ -192,8 +198,10 @@ impl Shared {
                 );
             }
             Err(why) => {
-                let now = now_ms(host);
-                remote::record_failure(host, remote, now);
+                // Without the time the back-off cannot be dated; the next fetch is not held back.
+                if let Ok(now) = now_ms(host) {
+                    remote::record_failure(host, remote, now);
+                }
                 bump(host, self.metrics.fetch_failed);
                 host.log(
                     LogLevel::Warn,
@@ -269,7 +277,17 @@ impl Plugin for JwtAuth {
     }
 
     fn on_tick(&mut self, host: &mut dyn Host) {
-        let now = now_ms(host);
+        let now = match now_ms(host) {
+            Ok(now) => now,
+            Err(err) => {
+                // Leases and fetch times need the time: refresh on a later tick.
+                host.log(
+                    LogLevel::Warn,
+                    &format!("jwt-auth: cannot read the clock, JWKS refresh skipped: {err}"),
+                );
+                return;
+            }
+        };
         for (i, provider) in self.shared.config.providers.iter().enumerate() {
             let Keys::Remote(remote) = &provider.keys else {
                 continue;
@@ -324,6 +342,8 @@ enum Outcome {
     Verified(Rc<Verified>),
     /// The provider's remote keys must be fetched before a decision.
     NeedKeys(usize),
+    /// The host could not tell the time: no decision at all.
+    NoClock(HostError),
 }
 
 /// A verified token.
@@ -342,6 +362,7 @@ enum Decision {
     Allow(Vec<Rc<Verified>>),
     Deny(Reason),
     NeedKeys(usize),
+    NoClock(HostError),
 }
 
 /// A found token, or why there is none.
@@ -438,7 +459,10 @@ impl<'a> Eval<'a> {
         if token.len() > shared.config.max_token_bytes {
             return Outcome::Failed(Reason::TooLarge);
         }
-        let now_ms = now_ms(host);
+        let now_ms = match now_ms(host) {
+            Ok(now_ms) => now_ms,
+            Err(err) => return Outcome::NoClock(err),
+        };
         let now = i64::try_from(now_ms / 1000).unwrap_or(i64::MAX);
         let key = cache::key(&token, provider);
         let caching = shared.config.token_cache_size > 0;
@@ -528,6 +552,7 @@ impl<'a> Eval<'a> {
                 Outcome::Missing => Decision::Deny(Reason::Missing),
                 Outcome::Failed(reason) => Decision::Deny(reason),
                 Outcome::NeedKeys(i) => Decision::NeedKeys(i),
+                Outcome::NoClock(err) => Decision::NoClock(err),
             },
             Req::All(list) => {
                 let mut verified = Vec::new();
@@ -550,6 +575,8 @@ impl<'a> Eval<'a> {
                     match self.requirement(host, r) {
                         Decision::Allow(v) => return Decision::Allow(v),
                         Decision::NeedKeys(i) => return Decision::NeedKeys(i),
+                        // Not a failed token that allow_missing_or_failed may excuse.
+                        Decision::NoClock(err) => return Decision::NoClock(err),
                         Decision::Deny(Reason::Missing) => {}
                         Decision::Deny(reason) => {
                             all_missing = false;
@@ -669,6 +696,7 @@ impl JwtAuthFilter {
             Decision::Allow(verified) => verified,
             Decision::Deny(reason) => return self.deny(host, reason, &[]),
             Decision::NeedKeys(provider) => return self.fetch(host, provider),
+            Decision::NoClock(err) => return self.no_clock(host, &err),
         };
         if let Some(rule) = rule {
             if !rule.required_scopes.is_empty() || !rule.required_claims.is_empty() {
@@ -746,9 +774,14 @@ impl JwtAuthFilter {
                         self.context_id, self.shared.config.providers[provider].name
                     ),
                 );
-                self.call = Some((token, provider, now_ms(host)));
-                self.paused = true;
-                Action::Pause
+                match now_ms(host) {
+                    Ok(sent) => {
+                        self.call = Some((token, provider, sent));
+                        self.paused = true;
+                        Action::Pause
+                    }
+                    Err(err) => self.no_clock(host, &err),
+                }
             }
             Err(e) => {
                 host.log(
@@ -761,6 +794,31 @@ impl JwtAuthFilter {
                 self.decide(host)
             }
         }
+    }
+
+    /// The host could not tell the time, so `exp` and `nbf` cannot be checked: 503, since the
+    /// fault is the proxy's and a client retrying the same token may well succeed.
+    fn no_clock(&mut self, host: &mut dyn Host, err: &HostError) -> Action {
+        bump(host, self.shared.metrics.clock_failed);
+        host.log(
+            LogLevel::Error,
+            &format!(
+                "#{} jwt-auth: cannot read the clock: {err}; refused with 503",
+                self.context_id
+            ),
+        );
+        let body = serde_json::json!({
+            "error": "temporarily_unavailable",
+            "error_description": "the proxy cannot tell the time to check the token",
+        })
+        .to_string();
+        host.send_local_reply(
+            503,
+            &[("content-type", "application/json")],
+            body.as_bytes(),
+        );
+        self.paused = false;
+        Action::Pause
     }
 
     fn allow(&mut self, host: &mut dyn Host) -> Action {

@@ -125,6 +125,37 @@ fn an_invalid_token_gets_rfc6750_invalid_token() {
 }
 
 #[test]
+fn a_failing_clock_refuses_expired_and_valid_tokens_with_503() {
+    let expired = mint::token(
+        "ES256",
+        "k1",
+        &es(),
+        &json!({ "iss": "https://issuer", "aud": "api", "exp": 1 }),
+    );
+    let excused = two_providers(json!({ "allow_missing_or_failed": {} }));
+    for (plugin, token) in [
+        (simple(), expired.clone()),
+        (simple(), good()),
+        (excused, expired),
+    ] {
+        let mut host = new_host()
+            .with_failing_clock()
+            .with_header("authorization", &format!("Bearer {token}"));
+        assert_eq!(run(&plugin, &mut host), Action::Pause);
+        assert_eq!(status(&host), 503, "no time, no decision");
+        assert!(host.logged(
+            wasmgate_glue::LogLevel::Error,
+            "#7 jwt-auth: cannot read the clock"
+        ));
+        assert_eq!(host.metric("jwt_auth.clock_failed"), Some(1));
+    }
+    // Requests that need no token check need no clock.
+    let mut host = new_host().with_failing_clock();
+    run(&two_providers(json!({ "allow_missing": {} })), &mut host);
+    assert_eq!(status(&host), 0);
+}
+
+#[test]
 fn duplicate_or_empty_credentials_are_refused() {
     let plugin = simple();
     let cases = [

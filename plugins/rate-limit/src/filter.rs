@@ -36,6 +36,8 @@ struct Shared {
     xff_hop: u32,
     response: CompiledResponse,
     cleanup_interval_ns: u64,
+    /// `rate_limit.clock_errors`: requests refused because the host could not tell the time.
+    clock_errors: MetricId,
 }
 
 /// A rule with its table of buckets and its stats.
@@ -130,6 +132,14 @@ impl Plugin for RateLimit {
 
     fn configure(config: &[u8], host: &mut dyn Host) -> Result<Self, ConfigError> {
         let compiled = parse_json::<Config>(config)?.compile()?;
+        let clock_errors = host
+            .define_metric(MetricKind::Counter, "rate_limit.clock_errors")
+            .map_err(|err| {
+                ConfigError::new(
+                    "",
+                    format!("cannot define stat rate_limit.clock_errors: {err}"),
+                )
+            })?;
         let mut rules = Vec::with_capacity(compiled.rules.len());
         for rule in compiled.rules {
             rules.push(ActiveRule {
@@ -145,6 +155,7 @@ impl Plugin for RateLimit {
                 xff_hop: compiled.xff_hop,
                 response: compiled.response,
                 cleanup_interval_ns: compiled.cleanup_interval_ns,
+                clock_errors,
             }),
             sweep: Sweep::default(),
         })
@@ -179,7 +190,17 @@ impl Plugin for RateLimit {
         for active in rules {
             active.flush(host);
         }
-        let now = nanos(host.now());
+        let now = match host.now() {
+            Ok(now) => nanos(now),
+            Err(err) => {
+                // Without the time, idle keys cannot be told apart: sweep on a later tick.
+                host.log(
+                    LogLevel::Warn,
+                    &format!("rate-limit: cannot read the clock, idle keys not collected: {err}"),
+                );
+                return;
+            }
+        };
         let sweep = &mut self.sweep;
         let mut budget = SWEEP_BUDGET;
         while budget > 0 {
@@ -269,7 +290,28 @@ struct Refusal {
 impl HttpFilter for RateLimitFilter {
     fn on_request_headers(&mut self, host: &mut dyn Host, _: bool) -> Action {
         let shared = Rc::clone(&self.shared);
-        let now = nanos(host.now());
+        let now = match host.now() {
+            Ok(now) => nanos(now),
+            Err(err) => {
+                // No time, no decision: refill cannot be computed, and the epoch as a stand-in
+                // would hand out or withhold tokens at random. Refused whatever the rules'
+                // failure_mode, which is about the shared store.
+                host.increment_metric(shared.clock_errors, 1);
+                host.log(
+                    LogLevel::Error,
+                    &format!(
+                        "#{} rate-limit: cannot read the clock: {err}; refused with 503",
+                        self.context_id
+                    ),
+                );
+                host.send_local_reply(
+                    503,
+                    &[("content-type", "text/plain")],
+                    b"rate-limit: clock unavailable\n",
+                );
+                return Action::Pause;
+            }
+        };
         let mut request = Request::default();
         // (rule, key, where) of every bucket this request took tokens from that a later rule
         // may still have to refund: none for the last rule, so one rule allocates nothing.
@@ -534,6 +576,7 @@ mod tests {
             host.shared = std::mem::take(&mut self.host.shared);
             host.metrics = std::mem::take(&mut self.host.metrics);
             host.now = self.host.now;
+            host.fail_clock = self.host.fail_clock.clone();
             host.fail_shared_writes = self.host.fail_shared_writes.clone();
             let mut filter = self.plugin.create_filter(7);
             let action = filter.on_request_headers(&mut host, true);
@@ -605,6 +648,30 @@ mod tests {
         );
         f.host.advance(Duration::from_secs(40));
         assert_eq!(f.allowed(get("/"), 10), 3, "refilled after the minute");
+    }
+
+    #[test]
+    fn a_failing_clock_refuses_every_request_even_with_failure_mode_allow() {
+        let mut f = Fixture::new(json!({"rules": [{
+            "name": "per_ip", "key": ["client_ip"], "failure_mode": "allow",
+            "limit": {"requests_per_unit": 3, "unit": "minute"},
+        }]}));
+        f.host.fail_clock = Some(HostError::Failed("clock".into()));
+        for _ in 0..2 {
+            let reply = f.send(get("/")).unwrap_err();
+            assert_eq!(reply.status, 503);
+            assert_eq!(reply.body, b"rate-limit: clock unavailable\n");
+        }
+        assert_eq!(f.host.metric("rate_limit.clock_errors"), Some(2));
+        assert!(f
+            .host
+            .logged(LogLevel::Error, "#7 rate-limit: cannot read the clock"));
+        assert_eq!(f.stat("per_ip", "allowed"), 0);
+        // The tick skips the sweep instead of collecting keys as of 1970.
+        f.plugin.on_tick(&mut f.host);
+        assert!(f.host.logged(LogLevel::Warn, "idle keys not collected"));
+        f.host.fail_clock = None;
+        assert_eq!(f.allowed(get("/"), 5), 3, "no tokens were taken meanwhile");
     }
 
     #[test]

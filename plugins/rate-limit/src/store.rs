@@ -430,7 +430,7 @@ mod tests {
             fn property(&self, p: &[&str]) -> Option<Vec<u8>> {
                 self.inner.property(p)
             }
-            fn now(&self) -> std::time::SystemTime {
+            fn now(&self) -> Result<std::time::SystemTime, HostError> {
                 self.inner.now()
             }
             fn send_local_reply(&mut self, s: u32, h: &[(&str, &str)], b: &[u8]) {
