@@ -98,11 +98,16 @@ pub fn load(path: &Path) -> Result<Value> {
     parse(&bytes).map_err(|e| e.context(&path.display().to_string()))
 }
 
-/// Parse YAML or JSON text into a JSON value; an empty document is `{}`.
+/// Parse YAML or JSON text into a JSON value; an empty document is `{}`. An object that
+/// repeats a key is refused, naming where: the parser would keep the last value silently,
+/// and a second `rules: []` would drop every rule.
 pub fn parse(bytes: &[u8]) -> Result<Value> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(Value::Object(serde_json::Map::new()));
     }
+    // The same check the plugins run on their JSON, here on the YAML before it is merged.
+    wasmgate_glue::check_duplicate_keys_with(serde_norway::Deserializer::from_slice(bytes))
+        .map_err(|e| Error::failed(format!("invalid YAML or JSON: {e}")))?;
     serde_norway::from_slice::<Value>(bytes)
         .map_err(|e| Error::failed(format!("not valid YAML or JSON: {e}")))
 }
@@ -130,6 +135,23 @@ mod tests {
             parse(br#"{"rules":[{"request":[{"op":"set","name":"x-a","value":"1"}]}]}"#).unwrap();
         assert_eq!(yaml, json);
         assert_eq!(parse(b"  \n").unwrap(), serde_json::json!({}));
+    }
+
+    #[test]
+    fn duplicate_keys_are_refused_in_yaml_and_json() {
+        let yaml = parse(
+            b"rules:\n- request:\n  - {op: set, name: x-a, value: '1', name: x-b}\nrules: []\n",
+        );
+        assert_eq!(
+            yaml.unwrap_err().to_string(),
+            r#"invalid YAML or JSON: rules[0].request[0]: duplicate key "name""#
+        );
+        let json = parse(br#"{"rules":[{"request":[]}],"rules":[]}"#);
+        assert_eq!(
+            json.unwrap_err().to_string(),
+            r#"invalid YAML or JSON: duplicate key "rules""#
+        );
+        assert!(parse(b"a: {k: 1}\nb: {k: 1}\n").is_ok());
     }
 
     #[test]

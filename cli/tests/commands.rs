@@ -88,6 +88,32 @@ fn bad_plugin_config_names_the_file_and_field() {
 }
 
 #[test]
+fn a_duplicate_key_in_a_plugin_config_names_the_file_and_key() {
+    let dir = workdir();
+    std::fs::write(
+        dir.path().join("dup.yaml"),
+        "rules:\n- request:\n  - {op: set, name: x-a, value: '1'}\nrules: []\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("dup.json"),
+        r#"{"rules":[{"request":[{"op":"set","name":"x-a","value":"1","name":"x-b"}]}]}"#,
+    )
+    .unwrap();
+    for (file, key) in [
+        ("dup.yaml", r#"duplicate key "rules""#),
+        ("dup.json", r#"rules[0].request[0]: duplicate key "name""#),
+    ] {
+        let plugin = format!("header-rewrite={file}");
+        let out = wasmgate(&["render", "envoy", "--plugin", &plugin], dir.path());
+        assert_eq!(out.status.code(), Some(1));
+        let err = stderr(&out);
+        assert!(err.contains(file) && err.contains(key), "{err}");
+        assert!(stdout(&out).is_empty(), "nothing is written on error");
+    }
+}
+
+#[test]
 fn unreachable_registry_is_reported() {
     let dir = workdir();
     // A port that was free a moment ago: nothing listens there.

@@ -17,4 +17,7 @@ pub mod proxy;
 
 pub use fake::{FakeHost, LocalReply, RecordedCall};
 pub use host::{Headers, Host, HostError, HttpCall, LogLevel, MetricId, MetricKind};
-pub use plugin::{parse_json, Action, ConfigError, HttpFilter, Plugin};
+pub use plugin::{
+    check_duplicate_keys, check_duplicate_keys_with, parse_json, Action, ConfigError, HttpFilter,
+    Plugin,
+};

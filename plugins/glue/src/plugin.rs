@@ -1,9 +1,11 @@
 //! What a plugin implements: a root object built once from the configuration, and one
 //! [`HttpFilter`] per HTTP stream.
 
+use std::cell::RefCell;
+use std::collections::HashSet;
 use std::fmt;
 
-use serde::de::DeserializeOwned;
+use serde::de::{self, DeserializeOwned, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 
 use crate::host::Host;
 
@@ -60,13 +62,15 @@ impl std::error::Error for ConfigError {}
 /// Parse a JSON configuration into `T`, naming the field when it fails.
 ///
 /// An empty document is read as `{}`, so a plugin whose fields all have defaults runs with
-/// no configuration at all.
+/// no configuration at all. An object that repeats a key is refused (see
+/// [`check_duplicate_keys`]).
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ConfigError> {
     let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
         b"{}"
     } else {
         bytes
     };
+    check_duplicate_keys(bytes)?;
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value: T = serde_path_to_error::deserialize(&mut de).map_err(|err| {
         let field = err.path().to_string();
@@ -76,6 +80,117 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ConfigError> {
     de.end()
         .map_err(|err| ConfigError::new("", strip_position(&err.to_string())))?;
     Ok(value)
+}
+
+/// Refuse a JSON document in which an object repeats a key, naming the object and the key:
+/// `rules[0].request[1]: duplicate key "name"`.
+///
+/// Derived structs refuse a repeated field, but maps, `serde_json::Value`s, flattened and
+/// internally tagged types keep the last value, so a second `"rules": []` would silently
+/// drop every rule. A document that is not JSON passes: the typed parse says what is wrong.
+pub fn check_duplicate_keys(bytes: &[u8]) -> Result<(), ConfigError> {
+    check_duplicate_keys_with(&mut serde_json::Deserializer::from_slice(bytes))
+}
+
+/// [`check_duplicate_keys`] for a document of any self-describing format (the CLI reads YAML
+/// with it: a YAML parser may keep the last of two equal keys as well).
+pub fn check_duplicate_keys_with<'de, D: de::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<(), ConfigError> {
+    let found = RefCell::new(None);
+    let walked = Walk {
+        path: String::new(),
+        found: &found,
+    }
+    .deserialize(deserializer);
+    match (walked, found.into_inner()) {
+        (Err(_), Some(duplicate)) => Err(duplicate),
+        _ => Ok(()),
+    }
+}
+
+/// Walks a JSON document without building it, stopping at the first repeated key.
+/// serde_json's recursion limit bounds the depth.
+struct Walk<'a> {
+    /// Where the value being walked sits, in `parse_json`'s field notation.
+    path: String,
+    found: &'a RefCell<Option<ConfigError>>,
+}
+
+impl<'de> DeserializeSeed<'de> for Walk<'_> {
+    type Value = ();
+
+    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Walk<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_none<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let mut index = 0usize;
+        while seq
+            .next_element_seed(Walk {
+                path: format!("{}[{index}]", self.path),
+                found: self.found,
+            })?
+            .is_some()
+        {
+            index += 1;
+        }
+        Ok(())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut seen = HashSet::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if seen.contains(&key) {
+                *self.found.borrow_mut() = Some(ConfigError::new(
+                    &self.path,
+                    format!("duplicate key {key:?}"),
+                ));
+                return Err(de::Error::custom("duplicate key"));
+            }
+            let path = if self.path.is_empty() {
+                key.clone()
+            } else {
+                format!("{}.{key}", self.path)
+            };
+            seen.insert(key);
+            map.next_value_seed(Walk {
+                path,
+                found: self.found,
+            })?;
+        }
+        Ok(())
+    }
 }
 
 /// serde_json appends " at line 1 column 42" to its messages; the field path says more.
@@ -162,6 +277,28 @@ mod tests {
     #[test]
     fn trailing_garbage_is_refused() {
         assert!(parse_json::<Config>(b"{} x").is_err());
+    }
+
+    #[test]
+    fn duplicate_keys_are_refused_naming_where() {
+        let err = parse_json::<Config>(br#"{"rules":[{"name":"a"}],"rules":[]}"#).unwrap_err();
+        assert_eq!(err.to_string(), r#"duplicate key "rules""#);
+        let err = check_duplicate_keys(
+            br#"{"rules":[{"request":[{}, {"name":"a","x":{"name":1},"name":"b"}]}]}"#,
+        )
+        .unwrap_err();
+        assert_eq!(err.field, "rules[0].request[1]");
+        assert_eq!(err.reason, r#"duplicate key "name""#);
+        // A map type keeps the last value on its own: the check runs before it.
+        let err = parse_json::<std::collections::HashMap<String, u8>>(br#"{"a.b":1,"a.b":2}"#)
+            .unwrap_err();
+        assert_eq!(err.to_string(), r#"duplicate key "a.b""#);
+        // Same key in different objects, and malformed documents, are not its business.
+        assert!(
+            check_duplicate_keys(br#"{"a":{"k":1},"b":{"k":1},"k":[{"k":1},{"k":2}]}"#).is_ok()
+        );
+        assert!(check_duplicate_keys(br#"{"a":1,"b""#).is_ok());
+        assert!(parse_json::<Config>(br#"{"a":1,"b""#).is_err());
     }
 
     #[test]

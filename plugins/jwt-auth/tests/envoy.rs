@@ -208,6 +208,27 @@ fn a_bad_config_is_refused_naming_the_field() {
     );
 }
 
+#[test]
+fn a_duplicate_key_is_refused_naming_it() {
+    // `providers` is a map: without the check the second "main" silently replaced the first.
+    let jwks = |seed| mint::jwks(&[("k", &mint::p256(seed))]).to_string();
+    let config = format!(
+        r#"{{"providers":{{"main":{{"local_jwks":{}}},"main":{{"local_jwks":{}}}}},"default":{{"provider_name":"main"}}}}"#,
+        jwks(1),
+        jwks(2)
+    );
+    let err = Envoy::builder()
+        .wasm(WasmFilter::plugin("jwt_auth").raw_config(&config))
+        .try_start()
+        .expect_err("Envoy must refuse the configuration");
+    assert!(
+        err.log.contains(
+            r#"jwt-auth: invalid plugin configuration: providers: duplicate key "main""#
+        ),
+        "{err}"
+    );
+}
+
 fn remote_filter(timeout: &str, cache_duration: &str) -> WasmFilter {
     WasmFilter::plugin("jwt_auth").config(json!({
         "providers": { "main": {
