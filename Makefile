@@ -12,7 +12,7 @@ WASM_DIR     := target/$(WASM_TARGET)/release
 # Plugins built as modules of their own; wasmgate-all hosts them all in one module.
 PLUGINS      := header-rewrite jwt-auth rate-limit
 # Debian packages the tests and tools use, installed when missing.
-APT_PACKAGES := skopeo docker-registry binaryen
+APT_PACKAGES := skopeo docker-registry binaryen redis-server
 # Debian packages only `make bench` uses (load generator; the web server it compares with), installed
 # when their command is missing.
 BENCH_APT_PACKAGES := wrk nginx
