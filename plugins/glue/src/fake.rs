@@ -46,6 +46,11 @@ pub struct FakeHost {
     pub now: SystemTime,
     /// When set, every clock read fails with this error.
     pub fail_clock: Option<HostError>,
+    /// When set, every request for random bytes fails with this error.
+    pub fail_random: Option<HostError>,
+    /// Bytes handed out by [`Host::random`] so far: the fake's randomness is a counter, so
+    /// runs repeat and two draws differ.
+    pub random_drawn: u64,
     pub local_reply: Option<LocalReply>,
     pub resumed: u32,
     pub route_cache_cleared: u32,
@@ -84,6 +89,8 @@ impl FakeHost {
             fail_shared_writes: None,
             now: SystemTime::UNIX_EPOCH + Duration::from_secs(1_767_225_600),
             fail_clock: None,
+            fail_random: None,
+            random_drawn: 0,
             local_reply: None,
             resumed: 0,
             route_cache_cleared: 0,
@@ -316,6 +323,18 @@ impl Host for FakeHost {
             Some(err) => Err(err.clone()),
             None => Ok(self.now),
         }
+    }
+
+    fn random(&mut self, buf: &mut [u8]) -> Result<(), HostError> {
+        self.count("random");
+        if let Some(err) = &self.fail_random {
+            return Err(err.clone());
+        }
+        for byte in buf {
+            self.random_drawn += 1;
+            *byte = (self.random_drawn.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 56) as u8;
+        }
+        Ok(())
     }
 
     fn send_local_reply(&mut self, status: u32, headers: &[(&str, &str)], body: &[u8]) {

@@ -110,6 +110,10 @@ pub trait Host {
     /// cannot tell the time must refuse what depends on it (fail closed).
     fn now(&self) -> Result<SystemTime, HostError>;
 
+    /// Fill `buf` with cryptographically secure random bytes (WASI `random_get` in Envoy).
+    /// A failure is an error, never predictable bytes.
+    fn random(&mut self, buf: &mut [u8]) -> Result<(), HostError>;
+
     /// Answer the downstream directly and stop the filter chain for this stream.
     fn send_local_reply(&mut self, status: u32, headers: &[(&str, &str)], body: &[u8]);
     /// Let a request that a filter paused go on through the filter chain.

@@ -177,6 +177,10 @@ impl Host for RealHost {
         hostcalls::get_current_time().map_err(host_error)
     }
 
+    fn random(&mut self, buf: &mut [u8]) -> Result<(), HostError> {
+        getrandom::getrandom(buf).map_err(|err| HostError::Failed(format!("random_get: {err}")))
+    }
+
     fn send_local_reply(&mut self, status: u32, headers: &[(&str, &str)], body: &[u8]) {
         report(
             "send_http_response",

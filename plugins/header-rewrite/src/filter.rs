@@ -1218,6 +1218,9 @@ mod tests {
         fn now(&self) -> Result<std::time::SystemTime, wasmgate_glue::HostError> {
             self.inner.now()
         }
+        fn random(&mut self, buf: &mut [u8]) -> Result<(), wasmgate_glue::HostError> {
+            self.inner.random(buf)
+        }
         fn send_local_reply(&mut self, status: u32, headers: &[(&str, &str)], body: &[u8]) {
             self.inner.send_local_reply(status, headers, body);
         }

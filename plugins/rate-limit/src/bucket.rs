@@ -5,6 +5,10 @@
 //! the filter, any value in tests). Refill is computed from the time elapsed since the
 //! bucket's last fill, never from timers, so a bucket is right whenever it is read.
 
+use std::hash::Hasher;
+
+use siphasher::sip128::{Hasher128, SipHasher13};
+
 /// How a bucket fills: at most `max_tokens`, `tokens_per_fill` more every `fill_interval`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limit {
@@ -186,56 +190,37 @@ impl Slot {
     }
 }
 
-/// Builds a key's [`Fingerprint`] from its parts without allocating: two 64-bit
-/// multiply-xor streams (FNV-1a and one with another seed and multiplier), each finished with
-/// splitmix64's mixer so that the low bits, which pick the slot, depend on every byte.
+/// The secret that keys [`KeyHasher`]: 128 random bits, one per Envoy, shared by its workers.
+pub type Seed = [u8; 16];
+
+/// Builds a key's [`Fingerprint`] from its parts without allocating: SipHash-1-3 with a
+/// 128-bit output, keyed with the Envoy's [`Seed`]. The home slot is taken from the
+/// fingerprint, so with an unkeyed hash whoever controls a key part (a header, a cookie)
+/// could compute keys that land on a victim's slots and push its key into the overflow
+/// bucket; without the seed, where a key lands cannot be predicted.
 #[derive(Debug, Clone)]
 pub struct KeyHasher {
-    a: u64,
-    b: u64,
-}
-
-impl Default for KeyHasher {
-    fn default() -> Self {
-        Self::new()
-    }
+    sip: SipHasher13,
 }
 
 impl KeyHasher {
-    pub fn new() -> Self {
+    pub fn new(seed: &Seed) -> Self {
         KeyHasher {
-            a: 0xcbf2_9ce4_8422_2325,
-            b: 0x6c62_272e_07bb_0142,
+            sip: SipHasher13::new_with_key(seed),
         }
-    }
-
-    fn byte(&mut self, byte: u8) {
-        self.a = (self.a ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3);
-        self.b = (self.b ^ u64::from(byte)).wrapping_mul(0x9e37_79b9_7f4a_7c15 | 1);
     }
 
     /// Add one part: a tag saying what it is, its length and its bytes, so that no two
     /// different lists of parts hash the same stream.
     pub fn part(&mut self, tag: u8, value: &[u8]) {
-        self.byte(tag);
-        for byte in (value.len() as u32).to_le_bytes() {
-            self.byte(byte);
-        }
-        for byte in value {
-            self.byte(*byte);
-        }
+        self.sip.write(&[tag]);
+        self.sip.write(&(value.len() as u64).to_le_bytes());
+        self.sip.write(value);
     }
 
     pub fn finish(&self) -> Fingerprint {
-        (u128::from(mix(self.a)) << 64) | u128::from(mix(self.b ^ 0x5851_f42d_4c95_7f2d))
+        self.sip.finish128().as_u128()
     }
-}
-
-/// splitmix64's finaliser: every input bit affects every output bit.
-fn mix(mut x: u64) -> u64 {
-    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    x ^ (x >> 31)
 }
 
 #[cfg(test)]
@@ -412,7 +397,7 @@ mod tests {
     #[test]
     fn fingerprints_separate_parts() {
         let fp = |parts: &[(u8, &str)]| {
-            let mut h = KeyHasher::new();
+            let mut h = KeyHasher::new(&[7; 16]);
             for (tag, value) in parts {
                 h.part(*tag, value.as_bytes());
             }
@@ -426,5 +411,31 @@ mod tests {
             .map(|i| fp(&[(1, &i.to_string())]) as u64 % 1024)
             .collect();
         assert_eq!(distinct.len(), 1024, "low bits spread over every slot");
+    }
+
+    #[test]
+    fn the_seed_decides_where_a_key_lands() {
+        let fp = |seed: &Seed, key: &str| {
+            let mut h = KeyHasher::new(seed);
+            h.part(1, key.as_bytes());
+            h.finish()
+        };
+        assert_eq!(fp(&[1; 16], "victim"), fp(&[1; 16], "victim"));
+        // Keys that share a home slot under one seed are spread out under another, so
+        // collisions found offline (or under another Envoy's seed) do not carry over.
+        let home = |seed: &Seed, key: &str| fp(seed, key) as u64 % 1024;
+        let target = home(&[1; 16], "victim");
+        let aimed: Vec<String> = (0..200_000)
+            .map(|i| format!("attacker-{i}"))
+            .filter(|k| home(&[1; 16], k) == target)
+            .collect();
+        assert!(aimed.len() > 100, "{}", aimed.len());
+        let target = home(&[2; 16], "victim");
+        let still = aimed.iter().filter(|k| home(&[2; 16], k) == target).count();
+        assert!(
+            still < 10,
+            "{still} of {} aimed keys still collide",
+            aimed.len()
+        );
     }
 }

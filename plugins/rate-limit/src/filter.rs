@@ -6,12 +6,12 @@ use std::rc::Rc;
 use std::time::{Duration, SystemTime};
 
 use wasmgate_glue::{
-    parse_json, Action, ConfigError, Headers, Host, HttpFilter, LogLevel, MetricId, MetricKind,
-    Plugin,
+    parse_json, Action, ConfigError, Headers, Host, HostError, HttpFilter, LogLevel, MetricId,
+    MetricKind, Plugin,
 };
 use wasmgate_http::{cookie, query_param_bytes};
 
-use crate::bucket::{ceil_secs, Decision, Fingerprint, KeyHasher};
+use crate::bucket::{ceil_secs, Decision, Fingerprint, KeyHasher, Seed};
 use crate::config::{
     CompiledResponse, CompiledRule, Config, FailureMode, HeaderTest, KeyPart, MissingKey,
     RateLimitHeaders,
@@ -38,6 +38,40 @@ struct Shared {
     cleanup_interval_ns: u64,
     /// `rate_limit.clock_errors`: requests refused because the host could not tell the time.
     clock_errors: MetricId,
+    /// Keys the slot hash; the same in every worker, or workers would count a key apart.
+    seed: Seed,
+}
+
+/// Shared-data key of the key-hash [`Seed`]: one per Envoy, for every rule and domain.
+const SEED_KEY: &str = "rate_limit/seed";
+
+/// The Envoy's key-hash seed: the one in shared data, or a new random one stored there.
+///
+/// Like the slots, the seed is created before any request is served (Envoy configures the
+/// plugin on its main thread before the workers), and a worker that finds one uses it. The
+/// value is read back after writing so that, should two writers race anyway, both use
+/// what was stored last. No randomness, no seed: a fixed one would bring back the attack.
+fn shared_seed(host: &mut dyn Host) -> Result<Seed, String> {
+    let (stored, cas) = host.shared_data(SEED_KEY);
+    if let Some(seed) = stored.as_deref().and_then(|v| Seed::try_from(v).ok()) {
+        return Ok(seed);
+    }
+    let mut fresh = Seed::default();
+    host.random(&mut fresh)
+        .map_err(|err| format!("cannot get random bytes for the key-hash seed: {err}"))?;
+    match host.set_shared_data(SEED_KEY, &fresh, cas) {
+        Ok(()) | Err(HostError::CasMismatch) => {}
+        Err(err) => {
+            return Err(format!(
+                "cannot store the key-hash seed in shared data: {err}"
+            ))
+        }
+    }
+    host.shared_data(SEED_KEY)
+        .0
+        .as_deref()
+        .and_then(|v| Seed::try_from(v).ok())
+        .ok_or_else(|| format!("the key-hash seed in shared data ({SEED_KEY}) is unreadable"))
 }
 
 /// A rule with its table of buckets and its stats.
@@ -140,6 +174,7 @@ impl Plugin for RateLimit {
                     format!("cannot define stat rate_limit.clock_errors: {err}"),
                 )
             })?;
+        let seed = shared_seed(host).map_err(|why| ConfigError::new("", why))?;
         let mut rules = Vec::with_capacity(compiled.rules.len());
         for rule in compiled.rules {
             rules.push(ActiveRule {
@@ -156,6 +191,7 @@ impl Plugin for RateLimit {
                 response: compiled.response,
                 cleanup_interval_ns: compiled.cleanup_interval_ns,
                 clock_errors,
+                seed,
             }),
             sweep: Sweep::default(),
         })
@@ -324,9 +360,9 @@ impl HttpFilter for RateLimitFilter {
             if !matches(rule, host, &mut request) {
                 continue;
             }
-            let fingerprint = match fingerprint(&rule.key, host, &mut request, shared.xff_hop) {
+            let fingerprint = match fingerprint(&shared, &rule.key, host, &mut request) {
                 Some(fingerprint) => fingerprint,
-                None if rule.missing_key == MissingKey::Shared => missing_fingerprint(),
+                None if rule.missing_key == MissingKey::Shared => missing_fingerprint(&shared.seed),
                 None => continue,
             };
             match active
@@ -500,12 +536,13 @@ const TAG_COOKIE: u8 = 7;
 
 /// The fingerprint of the request's key, or `None` when a part is missing.
 fn fingerprint(
+    shared: &Shared,
     key: &[KeyPart],
     host: &dyn Host,
     request: &mut Request,
-    xff_hop: u32,
 ) -> Option<Fingerprint> {
-    let mut hasher = KeyHasher::new();
+    let xff_hop = shared.xff_hop;
+    let mut hasher = KeyHasher::new(&shared.seed);
     for part in key {
         match part {
             KeyPart::ClientIp => {
@@ -530,8 +567,8 @@ fn fingerprint(
 }
 
 /// The one key of every request that lacks its rule's key (`missing_key: shared`).
-fn missing_fingerprint() -> Fingerprint {
-    let mut hasher = KeyHasher::new();
+fn missing_fingerprint(seed: &Seed) -> Fingerprint {
+    let mut hasher = KeyHasher::new(seed);
     hasher.part(TAG_MISSING, b"");
     hasher.finish()
 }
@@ -672,6 +709,65 @@ mod tests {
         assert!(f.host.logged(LogLevel::Warn, "idle keys not collected"));
         f.host.fail_clock = None;
         assert_eq!(f.allowed(get("/"), 5), 3, "no tokens were taken meanwhile");
+    }
+
+    /// The shared-data slot that holds the bucket of `x-api-key: victim` after one request.
+    fn slot_of_victim(mut host: FakeHost) -> String {
+        let config = json!({"rules": [{"name": "k", "key": [{"header": "x-api-key"}],
+            "limit": {"requests_per_unit": 5, "unit": "minute"}}]});
+        let mut plugin = RateLimit::configure(config.to_string().as_bytes(), &mut host).unwrap();
+        plugin.on_start(&mut host);
+        let mut request = get("/").with_header("x-api-key", "victim");
+        request.shared = std::mem::take(&mut host.shared);
+        plugin
+            .create_filter(1)
+            .on_request_headers(&mut request, true);
+        let mut taken: Vec<_> = request
+            .shared
+            .iter()
+            .filter(|(_, (value, _))| value.len() > 1)
+            .map(|(key, _)| key.clone())
+            .collect();
+        taken.retain(|k| k != SEED_KEY);
+        assert_eq!(taken.len(), 1, "{taken:?}");
+        taken.remove(0)
+    }
+
+    #[test]
+    fn the_slot_hash_is_keyed_by_a_random_seed_shared_through_shared_data() {
+        // Two Envoys draw different seeds: where a key lands cannot be computed in advance.
+        let slots: std::collections::HashSet<_> = (0..4)
+            .map(|i| {
+                let mut host = FakeHost::new();
+                host.random_drawn = i * 1_000;
+                slot_of_victim(host)
+            })
+            .collect();
+        assert!(slots.len() > 1, "the seed must move the key: {slots:?}");
+        // Workers of one Envoy share the seed the first one stored, whatever they draw.
+        let mut first = FakeHost::new();
+        RateLimit::configure(b"{}", &mut first).unwrap();
+        let stored = first.shared[SEED_KEY].0.clone();
+        assert_eq!(stored.len(), 16);
+        let mut worker = FakeHost::new();
+        worker.shared = first.shared.clone();
+        worker.random_drawn = 5_000;
+        RateLimit::configure(b"{}", &mut worker).unwrap();
+        assert_eq!(worker.shared[SEED_KEY].0, stored);
+        assert_eq!(slot_of_victim(worker), slot_of_victim(first));
+    }
+
+    #[test]
+    fn no_randomness_refuses_the_configuration() {
+        let mut host = FakeHost::new();
+        host.fail_random = Some(HostError::Failed("random_get".into()));
+        let err = RateLimit::configure(b"{}", &mut host).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("cannot get random bytes for the key-hash seed"),
+            "{err}"
+        );
+        assert!(!host.shared.contains_key(SEED_KEY), "no fixed seed stored");
     }
 
     #[test]
@@ -839,7 +935,11 @@ mod tests {
             "limit": {"requests_per_unit": 1000, "unit": "minute"}}]}));
         assert_eq!(f.host.tick_period, Some(Duration::from_millis(100)));
         let entries = f.host.shared.len();
-        assert_eq!(entries, 17);
+        assert_eq!(
+            entries,
+            16 + 1 + 1,
+            "slots, the overflow bucket, the key-hash seed"
+        );
         let allowed = (0..20_000)
             .filter(|i| {
                 f.send(get("/").with_header("x-api-key", &i.to_string()))
@@ -863,7 +963,7 @@ mod tests {
             .host
             .shared
             .iter()
-            .filter(|(key, _)| !key.ends_with("/overflow"))
+            .filter(|(key, _)| !key.ends_with("/overflow") && *key != SEED_KEY)
             .all(|(_, (value, _))| value == crate::bucket::EMPTY_SLOT));
     }
 

@@ -433,6 +433,9 @@ mod tests {
             fn now(&self) -> Result<std::time::SystemTime, HostError> {
                 self.inner.now()
             }
+            fn random(&mut self, buf: &mut [u8]) -> Result<(), HostError> {
+                self.inner.random(buf)
+            }
             fn send_local_reply(&mut self, s: u32, h: &[(&str, &str)], b: &[u8]) {
                 self.inner.send_local_reply(s, h, b)
             }
