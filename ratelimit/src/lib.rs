@@ -18,4 +18,4 @@ pub mod store;
 
 pub use config::{ConfigError, Limits};
 pub use limiter::Limiter;
-pub use server::{run, Error, Options, Server};
+pub use server::{run, Error, Options, Server, ABOUT};

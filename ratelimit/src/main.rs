@@ -8,7 +8,12 @@ use tracing_subscriber::EnvFilter;
 
 /// Wasmgate's rate-limit service for Envoy's `envoy.filters.http.ratelimit` filter.
 #[derive(Debug, Parser)]
-#[command(name = "wasmgate-ratelimit", version)]
+#[command(
+    name = "wasmgate-ratelimit",
+    version,
+    about = "Wasmgate's rate-limit service for Envoy's native rate-limit filter (RLS over gRPC).",
+    long_about = wasmgate_ratelimit::ABOUT
+)]
 struct Cli {
     #[command(flatten)]
     options: wasmgate_ratelimit::Options,

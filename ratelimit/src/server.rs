@@ -19,14 +19,19 @@ use crate::grpc::RateLimitService;
 use crate::limiter::Limiter;
 use crate::store::{MemoryStore, RedisStore, Store, StoreError};
 
-/// Runs Envoy's rate-limit service (`envoy.service.ratelimit.v3.RateLimitService`, gRPC over
-/// HTTP/2) with limits from YAML or JSON files, counting in Redis (shared by every replica)
-/// or in memory (one process, for demos).
-///
-/// Point Envoy's `envoy.filters.http.ratelimit` filter at the gRPC address through a cluster
-/// with HTTP/2. When the backend fails, calls are answered UNAVAILABLE quickly and the
-/// filter's `failure_mode_deny` decides. Health: GET /healthz (process) and /ready (backend);
-/// Prometheus metrics: GET /metrics on the HTTP address.
+/// What `--help` says about the service, for the `wasmgate-ratelimit` binary and for
+/// `wasmgate ratelimit`.
+pub const ABOUT: &str = "\
+Runs Envoy's rate-limit service (envoy.service.ratelimit.v3.RateLimitService, gRPC over HTTP/2) \
+with limits from YAML or JSON files, counting in Redis (shared by every replica) or in memory \
+(one process, for demos).
+
+Point Envoy's envoy.filters.http.ratelimit filter at the gRPC address through a cluster with \
+HTTP/2. When the backend fails, calls are answered UNAVAILABLE quickly and the filter's \
+failure_mode_deny decides. On the HTTP address: GET /healthz (the process), /ready (the \
+backend answers), /metrics (Prometheus). SIGTERM or Ctrl-C drains calls in flight and exits.";
+
+/// The service's flags (flattened into the binary's and the CLI's command line).
 #[derive(Debug, Clone, clap::Args)]
 pub struct Options {
     /// A limits file (YAML or JSON: domain, descriptors, rate_limit {unit, requests_per_unit});

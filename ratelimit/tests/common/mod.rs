@@ -27,10 +27,15 @@ pub struct Redis {
 
 impl Redis {
     pub fn start() -> Redis {
+        Self::start_on(free_port())
+    }
+
+    /// A new, empty server on `port` (e.g. the port of one that was stopped).
+    pub fn start_on(port: u16) -> Redis {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut redis = Redis {
             child: None,
-            port: free_port(),
+            port,
             dir,
         };
         redis.spawn();
