@@ -19,7 +19,7 @@ BENCH_APT_PACKAGES := wrk nginx
 # The bench tools are native programs: fat LTO (there for the wasm modules) would only slow their build.
 BENCH_CARGO  := CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 $(CARGO)
 
-.PHONY: help test setup toolchain envoy apt wasm lint unit demo bench bench-apt clean
+.PHONY: help test setup toolchain envoy apt wasm lint unit fuzz demo bench bench-apt clean
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -62,6 +62,12 @@ lint: toolchain ## rustfmt, clippy with -D warnings on the host and on wasm32-wa
 
 unit: ## Plugin logic tests on the host only: no Envoy, no wasm build.
 	$(CARGO) test --workspace --lib
+
+# Property tests are named `prop_*` (functions or modules) in every crate, so one filter picks
+# them all up; `make test` runs them with proptest's default 256 cases, this with many more.
+FUZZ_CASES ?= 20000
+fuzz: ## Every property test of the workspace (`prop_*`) with FUZZ_CASES cases each (~minutes).
+	PROPTEST_CASES=$(FUZZ_CASES) $(CARGO) test --workspace prop_
 
 demo: setup wasm ## Registry + the three plugins fetched by Envoy with sha256; prints curl commands. Ctrl-C stops.
 	$(CARGO) run --quiet -p wasmgate -- demo
