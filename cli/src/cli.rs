@@ -54,6 +54,10 @@ pub enum Command {
     /// Run the demo: registry, the three plugins published and fetched by Envoy with sha256,
     /// and curl commands to try them. Ctrl-C stops everything.
     Demo(DemoArgs),
+    /// Run the rate-limit service for Envoy's native rate-limit filter (RLS over gRPC), with
+    /// counters in Redis or in memory; `--check` only checks the limits files.
+    #[command(long_about = wasmgate_ratelimit::ABOUT)]
+    Ratelimit(RatelimitArgs),
 }
 
 /// `wasmgate build`.
@@ -101,6 +105,13 @@ pub struct InspectArgs {
 pub struct SchemaArgs {
     /// The plugin: jwt-auth, rate-limit or header-rewrite.
     pub plugin: String,
+}
+
+/// `wasmgate ratelimit`: the service's own flags, shared with the `wasmgate-ratelimit` binary.
+#[derive(Debug, Args)]
+pub struct RatelimitArgs {
+    #[command(flatten)]
+    pub options: wasmgate_ratelimit::Options,
 }
 
 /// `wasmgate serve`.

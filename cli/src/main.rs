@@ -18,9 +18,10 @@ use crate::cli::{Cli, Command, CommonRenderArgs, Output, RenderTarget};
 
 fn main() {
     let cli = Cli::parse();
-    // The registry logs through `tracing`: its requests under `serve`, only trouble otherwise.
+    // The registry and the rate-limit service log through `tracing`: their requests and
+    // lifecycle under `serve` and `ratelimit`, only trouble otherwise.
     let default_filter = match cli.command {
-        Command::Serve(_) => "info",
+        Command::Serve(_) | Command::Ratelimit(_) => "info",
         _ => "warn",
     };
     tracing_subscriber::fmt()
@@ -42,6 +43,7 @@ fn main() {
         Command::Render(args) => cmd_render(&args.target, output),
         Command::Examples(args) => cmd_examples(&args, output),
         Command::Demo(args) => cmd_demo(&args),
+        Command::Ratelimit(args) => cmd_ratelimit(&args),
     };
     if let Err(err) = result {
         match output {
@@ -194,6 +196,10 @@ fn cmd_serve(args: &cli::ServeArgs) -> Result<()> {
     runtime
         .block_on(wasmgate_registry::serve(config))
         .map_err(|e| Error::failed(format!("registry: {e}")))
+}
+
+fn cmd_ratelimit(args: &cli::RatelimitArgs) -> Result<()> {
+    wasmgate_ratelimit::run(&args.options).map_err(|e| Error::failed(format!("ratelimit: {e}")))
 }
 
 fn cmd_push(args: &cli::PushArgs, output: Output) -> Result<()> {
