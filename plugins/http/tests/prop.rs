@@ -4,8 +4,8 @@
 
 use proptest::prelude::*;
 use wasmgate_http::{
-    cookie, cookie_values, cookies, decode, decode_bytes, is_param, query_param,
-    query_param_bytes, query_values, split,
+    cookie, cookie_values, cookies, decode, decode_bytes, is_param, query_param, query_param_bytes,
+    query_values, split,
 };
 
 /// Text rich in the characters the parsers split on, plus anything else.

@@ -58,8 +58,8 @@ fn segment(bytes: &[u8], style: u8) -> String {
 fn alg_value() -> impl Strategy<Value = Value> {
     prop_oneof![
         prop::sample::select(vec![
-            "ES256", "ES384", "ES512", "RS256", "PS256", "HS256", "EdDSA", "none", "None",
-            "NONE", "", "es256",
+            "ES256", "ES384", "ES512", "RS256", "PS256", "HS256", "EdDSA", "none", "None", "NONE",
+            "", "es256",
         ])
         .prop_map(Value::from),
         json_value(),
