@@ -400,3 +400,85 @@ descriptors:
         assert_ne!(a, counter_key("d", &d(&[("a_b", "c")]), Unit::Minute, 60));
     }
 }
+
+// Property tests (`prop_*`, picked up by `make fuzz`): the request is untrusted input.
+#[cfg(test)]
+mod prop_limiter {
+    use proptest::prelude::*;
+    use prost::Message as _;
+
+    use super::*;
+    use crate::config::parse;
+    use crate::proto::{Entry, RateLimitDescriptor};
+    use crate::store::MemoryStore;
+
+    fn descriptor(pairs: Vec<(String, String)>) -> RateLimitDescriptor {
+        RateLimitDescriptor {
+            entries: pairs
+                .into_iter()
+                .map(|(key, value)| Entry { key, value })
+                .collect(),
+            limit: None,
+        }
+    }
+
+    fn pairs() -> impl Strategy<Value = Vec<(String, String)>> {
+        prop::collection::vec(("[a-c_:\\\\\"]{0,3}", "[a-c_:\\\\\"]{0,3}"), 0..3)
+    }
+
+    proptest! {
+        #[test]
+        fn prop_counter_keys_differ_when_descriptors_differ(
+            domain_a in "[a_:]{0,3}", a in pairs(), domain_b in "[a_:]{0,3}", b in pairs()
+        ) {
+            let same = domain_a == domain_b && a == b;
+            let key_a = counter_key(&domain_a, &descriptor(a), Unit::Hour, 0);
+            let key_b = counter_key(&domain_b, &descriptor(b), Unit::Hour, 0);
+            prop_assert_eq!(key_a == key_b, same);
+        }
+
+        #[test]
+        fn prop_any_request_bytes_get_a_decision_or_a_clear_error(
+            bytes in prop::collection::vec(any::<u8>(), 0..64),
+            hits in any::<u32>(),
+        ) {
+            let limits = Limits::from_files(vec![parse(
+                "domain: api\ndescriptors:\n  - key: k\n    rate_limit: {unit: second, requests_per_unit: 2}\n",
+            ).expect("parses")]).expect("compiles");
+            let limiter = Limiter::new(limits, Store::Memory(MemoryStore::default()));
+            let Ok(mut request) = RateLimitRequest::decode(&bytes[..]) else {
+                return Ok(());
+            };
+            request.hits_addend = hits;
+            let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+            match runtime.block_on(limiter.decide(&request, Duration::from_secs(1))) {
+                Ok(response) => prop_assert_eq!(response.statuses.len(), request.descriptors.len()),
+                Err(err) => prop_assert!(matches!(err, LimitError::Invalid(_)), "{}", err),
+            }
+        }
+
+        #[test]
+        fn prop_a_limit_admits_exactly_its_hits(limit in 0u32..8, hits in prop::collection::vec(0u32..4, 1..12)) {
+            let yaml = format!("domain: api\ndescriptors:\n  - key: k\n    rate_limit: {{unit: day, requests_per_unit: {limit}}}\n");
+            let limits = Limits::from_files(vec![parse(&yaml).expect("parses")]).expect("compiles");
+            let limiter = Limiter::new(limits, Store::Memory(MemoryStore::default()));
+            let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+            let mut used = 0u64;
+            for hit in hits {
+                let request = RateLimitRequest {
+                    domain: "api".into(),
+                    descriptors: vec![descriptor(vec![("k".into(), "v".into())])],
+                    hits_addend: hit,
+                };
+                let response = runtime.block_on(limiter.decide(&request, Duration::from_secs(5))).expect("decides");
+                used += u64::from(hit.max(1));
+                let ok = response.overall_code == Code::Ok as i32;
+                prop_assert_eq!(ok, used <= u64::from(limit));
+                prop_assert_eq!(
+                    u64::from(response.statuses[0].limit_remaining),
+                    u64::from(limit).saturating_sub(used)
+                );
+            }
+        }
+    }
+}
