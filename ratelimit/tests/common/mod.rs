@@ -65,6 +65,10 @@ impl Redis {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
+            // Exited: the port was taken meanwhile; a PING would reach someone else's server.
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
+                panic!("redis-server on port {} exited: {status}", self.port);
+            }
             if self.ping() {
                 return;
             }
