@@ -10,7 +10,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
-use crate::host::{Headers, Host, HostError, HttpCall, LogLevel, MetricId, MetricKind};
+use crate::host::{GrpcCall, Headers, Host, HostError, HttpCall, LogLevel, MetricId, MetricKind};
 
 /// A callout the filter sent, as the fake recorded it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,6 +19,17 @@ pub struct RecordedCall {
     pub cluster: String,
     pub headers: Vec<(String, String)>,
     pub body: Option<Vec<u8>>,
+    pub timeout: Duration,
+}
+
+/// A gRPC call the filter sent, as the fake recorded it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedGrpcCall {
+    pub token: u32,
+    pub cluster: String,
+    pub service: String,
+    pub method: String,
+    pub message: Vec<u8>,
     pub timeout: Duration,
 }
 
@@ -55,7 +66,8 @@ pub struct FakeHost {
     pub resumed: u32,
     pub route_cache_cleared: u32,
     pub calls: Vec<RecordedCall>,
-    /// When set, every callout fails with this error.
+    pub grpc_calls: Vec<RecordedGrpcCall>,
+    /// When set, every callout (HTTP or gRPC) fails with this error.
     pub fail_calls: Option<HostError>,
     pub tick_period: Option<Duration>,
     pub metrics: Vec<(MetricKind, String, i64)>,
@@ -95,6 +107,7 @@ impl FakeHost {
             resumed: 0,
             route_cache_cleared: 0,
             calls: Vec::new(),
+            grpc_calls: Vec::new(),
             fail_calls: None,
             tick_period: None,
             metrics: Vec::new(),
@@ -380,6 +393,24 @@ impl Host for FakeHost {
         Ok(token)
     }
 
+    fn grpc_call(&mut self, call: &GrpcCall<'_>) -> Result<u32, HostError> {
+        self.count("grpc_call");
+        if let Some(err) = &self.fail_calls {
+            return Err(err.clone());
+        }
+        let token = self.next_token;
+        self.next_token += 1;
+        self.grpc_calls.push(RecordedGrpcCall {
+            token,
+            cluster: call.cluster.to_owned(),
+            service: call.service.to_owned(),
+            method: call.method.to_owned(),
+            message: call.message.to_vec(),
+            timeout: call.timeout,
+        });
+        Ok(token)
+    }
+
     fn call_response_body(&self, max: usize) -> Option<Vec<u8>> {
         self.count("call_response_body");
         self.call_response_body
@@ -472,6 +503,25 @@ mod tests {
         let host = FakeHost::new().with_failing_clock();
         assert!(host.now().is_err());
         assert_eq!(FakeHost::new().now(), Ok(FakeHost::new().now));
+    }
+
+    #[test]
+    fn grpc_calls_are_recorded_with_their_own_tokens_or_fail() {
+        let mut host = FakeHost::new();
+        let call = GrpcCall {
+            cluster: "rls",
+            service: "s.S",
+            method: "M",
+            message: b"\x0a\x01a",
+            timeout: Duration::from_millis(50),
+        };
+        let first = host.grpc_call(&call).unwrap();
+        assert_ne!(host.grpc_call(&call).unwrap(), first);
+        assert_eq!(host.grpc_calls[0].message, b"\x0a\x01a");
+        assert_eq!(host.grpc_calls[0].timeout, Duration::from_millis(50));
+        host.fail_calls = Some(HostError::BadArgument);
+        assert_eq!(host.grpc_call(&call), Err(HostError::BadArgument));
+        assert_eq!(host.grpc_calls.len(), 2);
     }
 
     #[test]

@@ -78,6 +78,20 @@ pub struct HttpCall<'a> {
     pub timeout: Duration,
 }
 
+/// A unary gRPC call to an Envoy cluster (which must speak HTTP/2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrpcCall<'a> {
+    /// Name of the Envoy cluster to send to.
+    pub cluster: &'a str,
+    /// Fully qualified service, e.g. `envoy.service.ratelimit.v3.RateLimitService`.
+    pub service: &'a str,
+    /// Method of the service, e.g. `ShouldRateLimit`.
+    pub method: &'a str,
+    /// The request message, already serialized.
+    pub message: &'a [u8],
+    pub timeout: Duration,
+}
+
 /// What a plugin may ask of the proxy. One value of it stands for one context (the root
 /// context or one HTTP stream); it is only ever used from the thread that owns that context.
 pub trait Host {
@@ -125,6 +139,9 @@ pub trait Host {
     fn http_call(&mut self, call: &HttpCall<'_>) -> Result<u32, HostError>;
     /// The body of the callout response being delivered, at most `max` bytes.
     fn call_response_body(&self, max: usize) -> Option<Vec<u8>>;
+
+    /// Send a unary gRPC call; its answer arrives in `on_grpc_call_response` with the token.
+    fn grpc_call(&mut self, call: &GrpcCall<'_>) -> Result<u32, HostError>;
 
     /// Ask for `on_tick` every `period` (root context only).
     fn set_tick_period(&mut self, period: Duration);

@@ -15,8 +15,8 @@ mod host;
 mod plugin;
 pub mod proxy;
 
-pub use fake::{FakeHost, LocalReply, RecordedCall};
-pub use host::{Headers, Host, HostError, HttpCall, LogLevel, MetricId, MetricKind};
+pub use fake::{FakeHost, LocalReply, RecordedCall, RecordedGrpcCall};
+pub use host::{GrpcCall, Headers, Host, HostError, HttpCall, LogLevel, MetricId, MetricKind};
 pub use plugin::{
     check_duplicate_keys, check_duplicate_keys_with, parse_json, Action, ConfigError, HttpFilter,
     Plugin,

@@ -226,6 +226,16 @@ pub trait Plugin: Sized + 'static {
 
     /// A callout sent from the root context has been answered (or failed: `status` is `None`).
     fn on_http_call_response(&mut self, _host: &mut dyn Host, _token: u32, _status: Option<u16>) {}
+
+    /// A gRPC call sent from the root context has been answered: the response message, or
+    /// the gRPC status code it failed with (14 unavailable, 4 deadline exceeded, ...).
+    fn on_grpc_call_response(
+        &mut self,
+        _host: &mut dyn Host,
+        _token: u32,
+        _response: Result<&[u8], u32>,
+    ) {
+    }
 }
 
 /// One HTTP stream's filter. Every callback has a default that lets the stream through.
@@ -241,6 +251,16 @@ pub trait HttpFilter: 'static {
     /// A callout sent by this stream has been answered (or failed: `status` is `None`).
     /// A paused request must be resumed or answered here.
     fn on_http_call_response(&mut self, _host: &mut dyn Host, _token: u32, _status: Option<u16>) {}
+
+    /// A gRPC call sent by this stream has been answered: the response message, or the gRPC
+    /// status code it failed with. A paused request must be resumed or answered here.
+    fn on_grpc_call_response(
+        &mut self,
+        _host: &mut dyn Host,
+        _token: u32,
+        _response: Result<&[u8], u32>,
+    ) {
+    }
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{self, BufferType, ContextType, MapType, MetricType, Status};
 
-use crate::host::{Headers, Host, HostError, HttpCall, LogLevel, MetricId, MetricKind};
+use crate::host::{GrpcCall, Headers, Host, HostError, HttpCall, LogLevel, MetricId, MetricKind};
 use crate::plugin::{Action, ConfigError, HttpFilter, Plugin};
 
 /// The version of the Wasmgate workspace, logged at VM start.
@@ -60,6 +60,12 @@ trait DynPlugin {
     fn on_start(&mut self, host: &mut dyn Host);
     fn on_tick(&mut self, host: &mut dyn Host);
     fn on_http_call_response(&mut self, host: &mut dyn Host, token: u32, status: Option<u16>);
+    fn on_grpc_call_response(
+        &mut self,
+        host: &mut dyn Host,
+        token: u32,
+        response: Result<&[u8], u32>,
+    );
 }
 
 impl<P: Plugin> DynPlugin for P {
@@ -76,6 +82,14 @@ impl<P: Plugin> DynPlugin for P {
     }
     fn on_http_call_response(&mut self, host: &mut dyn Host, token: u32, status: Option<u16>) {
         Plugin::on_http_call_response(self, host, token, status);
+    }
+    fn on_grpc_call_response(
+        &mut self,
+        host: &mut dyn Host,
+        token: u32,
+        response: Result<&[u8], u32>,
+    ) {
+        Plugin::on_grpc_call_response(self, host, token, response);
     }
 }
 
@@ -210,6 +224,20 @@ impl Host for RealHost {
         .map_err(host_error)
     }
 
+    fn grpc_call(&mut self, call: &GrpcCall<'_>) -> Result<u32, HostError> {
+        // A plain cluster name: Envoy reads the argument as a serialized GrpcService first and,
+        // when that fails, as a cluster name (an unknown one is an error here, not later).
+        hostcalls::dispatch_grpc_call(
+            call.cluster,
+            call.service,
+            call.method,
+            Vec::new(),
+            Some(call.message),
+            call.timeout,
+        )
+        .map_err(host_error)
+    }
+
     fn call_response_body(&self, max: usize) -> Option<Vec<u8>> {
         hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, max)
             .ok()
@@ -270,6 +298,20 @@ fn call_status(num_headers: usize) -> Option<u16> {
         .and_then(|s| s.parse().ok())
 }
 
+/// The outcome of a gRPC call being delivered: the response message (status 0, read from
+/// the receive buffer), or the gRPC status code it failed with. A message that cannot be
+/// read is reported as INTERNAL (13), never as an empty message.
+fn grpc_response(status_code: u32, size: usize) -> Result<Vec<u8>, u32> {
+    const GRPC_INTERNAL: u32 = 13;
+    if status_code != 0 {
+        return Err(status_code);
+    }
+    match hostcalls::get_buffer(BufferType::GrpcReceiveBuffer, 0, size) {
+        Ok(body) => Ok(body.unwrap_or_default()),
+        Err(_) => Err(GRPC_INTERNAL),
+    }
+}
+
 fn hosted_names(entries: &[Entry]) -> String {
     entries
         .iter()
@@ -324,6 +366,17 @@ impl Context for Root {
         let status = call_status(num_headers);
         if let Some(plugin) = self.plugin.as_mut() {
             plugin.on_http_call_response(&mut RealHost, token, status);
+        }
+    }
+
+    fn on_grpc_call_response(&mut self, token: u32, status_code: u32, size: usize) {
+        let response = grpc_response(status_code, size);
+        if let Some(plugin) = self.plugin.as_mut() {
+            plugin.on_grpc_call_response(
+                &mut RealHost,
+                token,
+                response.as_deref().map_err(|&code| code),
+            );
         }
     }
 }
@@ -427,6 +480,15 @@ impl<F: HttpFilter> Context for Stream<F> {
         let status = call_status(num_headers);
         self.filter
             .on_http_call_response(&mut RealHost, token, status);
+    }
+
+    fn on_grpc_call_response(&mut self, token: u32, status_code: u32, size: usize) {
+        let response = grpc_response(status_code, size);
+        self.filter.on_grpc_call_response(
+            &mut RealHost,
+            token,
+            response.as_deref().map_err(|&code| code),
+        );
     }
 }
 

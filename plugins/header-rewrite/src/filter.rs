@@ -1236,6 +1236,12 @@ mod tests {
         ) -> Result<u32, wasmgate_glue::HostError> {
             self.inner.http_call(call)
         }
+        fn grpc_call(
+            &mut self,
+            call: &wasmgate_glue::GrpcCall<'_>,
+        ) -> Result<u32, wasmgate_glue::HostError> {
+            self.inner.grpc_call(call)
+        }
         fn call_response_body(&self, max: usize) -> Option<Vec<u8>> {
             self.inner.call_response_body(max)
         }

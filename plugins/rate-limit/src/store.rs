@@ -448,6 +448,9 @@ mod tests {
             fn http_call(&mut self, c: &wasmgate_glue::HttpCall<'_>) -> Result<u32, HostError> {
                 self.inner.http_call(c)
             }
+            fn grpc_call(&mut self, c: &wasmgate_glue::GrpcCall<'_>) -> Result<u32, HostError> {
+                self.inner.grpc_call(c)
+            }
             fn call_response_body(&self, m: usize) -> Option<Vec<u8>> {
                 self.inner.call_response_body(m)
             }
