@@ -8,6 +8,7 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::rc::Rc;
 use std::time::{Duration, SystemTime};
 
 use crate::host::{GrpcCall, Headers, Host, HostError, HttpCall, LogLevel, MetricId, MetricKind};
@@ -41,6 +42,19 @@ pub struct LocalReply {
     pub body: Vec<u8>,
 }
 
+/// What a foreign function does with its serialized arguments.
+type ForeignFn = dyn Fn(&[u8]) -> Result<Vec<u8>, HostError>;
+
+/// A foreign function registered with [`FakeHost::with_foreign_function`].
+#[derive(Clone)]
+pub struct ForeignFunction(Rc<ForeignFn>);
+
+impl std::fmt::Debug for ForeignFunction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ForeignFunction")
+    }
+}
+
 /// The fake proxy. Build it with the `with_*` methods, run a filter against it, then read
 /// what the filter did from its public fields.
 #[derive(Debug, Clone)]
@@ -72,6 +86,8 @@ pub struct FakeHost {
     pub tick_period: Option<Duration>,
     pub metrics: Vec<(MetricKind, String, i64)>,
     pub logs: Vec<(LogLevel, String)>,
+    /// Foreign functions by name; any other name is [`HostError::NotFound`], as in Envoy.
+    pub foreign_functions: HashMap<String, ForeignFunction>,
     next_token: u32,
     /// Host calls made through the [`Host`] trait, by method name (the builders count none).
     host_calls: RefCell<HashMap<&'static str, u32>>,
@@ -112,6 +128,7 @@ impl FakeHost {
             tick_period: None,
             metrics: Vec::new(),
             logs: Vec::new(),
+            foreign_functions: HashMap::new(),
             next_token: 1,
             host_calls: RefCell::new(HashMap::new()),
         }
@@ -161,6 +178,18 @@ impl FakeHost {
     #[must_use]
     pub fn with_failing_clock(mut self) -> Self {
         self.fail_clock = Some(HostError::Failed("clock unavailable".into()));
+        self
+    }
+
+    /// Offer a foreign function (as Envoy offers `verify_signature`), implemented by `f`.
+    #[must_use]
+    pub fn with_foreign_function(
+        mut self,
+        name: &str,
+        f: impl Fn(&[u8]) -> Result<Vec<u8>, HostError> + 'static,
+    ) -> Self {
+        self.foreign_functions
+            .insert(name.to_owned(), ForeignFunction(Rc::new(f)));
         self
     }
 
@@ -450,6 +479,18 @@ impl Host for FakeHost {
         self.count("log");
         self.logs.push((level, message.to_owned()));
     }
+
+    fn call_foreign_function(
+        &mut self,
+        name: &str,
+        arguments: &[u8],
+    ) -> Result<Vec<u8>, HostError> {
+        self.count("call_foreign_function");
+        match self.foreign_functions.get(name) {
+            Some(ForeignFunction(f)) => f(arguments),
+            None => Err(HostError::NotFound),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -522,6 +563,20 @@ mod tests {
         host.fail_calls = Some(HostError::BadArgument);
         assert_eq!(host.grpc_call(&call), Err(HostError::BadArgument));
         assert_eq!(host.grpc_calls.len(), 2);
+    }
+
+    #[test]
+    fn foreign_functions_answer_by_name_and_others_are_not_found() {
+        let mut host = FakeHost::new().with_foreign_function("echo", |args| Ok(args.to_vec()));
+        assert_eq!(
+            host.call_foreign_function("echo", b"hi"),
+            Ok(b"hi".to_vec())
+        );
+        assert_eq!(
+            host.call_foreign_function("verify_signature", b""),
+            Err(HostError::NotFound)
+        );
+        assert_eq!(host.host_calls()["call_foreign_function"], 2);
     }
 
     #[test]

@@ -153,4 +153,17 @@ pub trait Host {
 
     /// Write a line to Envoy's log.
     fn log(&mut self, level: LogLevel, message: &str);
+
+    /// Call a function the host registered by name (proxy-wasm `call_foreign_function`,
+    /// e.g. Envoy's `verify_signature`) with serialized arguments; returns its serialized
+    /// result (empty when it returned none). A host without the function answers
+    /// [`HostError::NotFound`], which is also what a host that never implements this does.
+    fn call_foreign_function(
+        &mut self,
+        name: &str,
+        arguments: &[u8],
+    ) -> Result<Vec<u8>, HostError> {
+        let _ = (name, arguments);
+        Err(HostError::NotFound)
+    }
 }

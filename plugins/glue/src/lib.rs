@@ -15,7 +15,7 @@ mod host;
 mod plugin;
 pub mod proxy;
 
-pub use fake::{FakeHost, LocalReply, RecordedCall, RecordedGrpcCall};
+pub use fake::{FakeHost, ForeignFunction, LocalReply, RecordedCall, RecordedGrpcCall};
 pub use host::{GrpcCall, Headers, Host, HostError, HttpCall, LogLevel, MetricId, MetricKind};
 pub use plugin::{
     check_duplicate_keys, check_duplicate_keys_with, parse_json, Action, ConfigError, HttpFilter,

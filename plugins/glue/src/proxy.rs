@@ -278,6 +278,18 @@ impl Host for RealHost {
         };
         let _ = hostcalls::log(level, message);
     }
+
+    fn call_foreign_function(
+        &mut self,
+        name: &str,
+        arguments: &[u8],
+    ) -> Result<Vec<u8>, HostError> {
+        // Envoy's foreign functions answer Ok, NotFound, BadArgument, SerializationFailure or
+        // InternalFailure, which the SDK maps; only bad guest memory could make it panic.
+        hostcalls::call_foreign_function(name, Some(arguments))
+            .map(Option::unwrap_or_default)
+            .map_err(host_error)
+    }
 }
 
 fn action(action: Action) -> types::Action {
