@@ -18,13 +18,18 @@ const NANOS_PER_SEC: u64 = 1_000_000_000;
 #[serde(deny_unknown_fields)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Config {
-    /// Where buckets live. Only `local` (this Envoy's shared data) exists today.
+    /// Where the rules' limits are kept unless a rule says otherwise: `local` (default, this
+    /// Envoy's shared data) or `global` (a rate limit service shared by every Envoy).
     #[serde(default)]
     pub mode: Mode,
     /// Namespace of this filter's buckets and stats, so that two filters in one VM keep
-    /// their own buckets. `[A-Za-z0-9_-]`, `default` unless set.
+    /// their own buckets; the rate limit service's domain for global rules (required then).
+    /// `[A-Za-z0-9_-]`, `default` unless set.
     #[serde(default)]
     pub domain: Option<String>,
+    /// The rate limit service that global rules ask (Envoy's RLS gRPC API).
+    #[serde(default)]
+    pub rate_limit_service: Option<RateLimitService>,
     /// The limits. A request must be allowed by every rule that matches it.
     #[serde(default)]
     pub rules: Vec<Rule>,
@@ -39,7 +44,7 @@ pub struct Config {
     pub cleanup_interval: Option<String>,
 }
 
-/// Where the buckets live.
+/// Where a rule's limit is kept.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
@@ -47,6 +52,22 @@ pub enum Mode {
     /// In this Envoy's proxy-wasm shared data: one limit for all of its workers.
     #[default]
     Local,
+    /// In a rate limit service (`envoy.service.ratelimit.v3.RateLimitService`), asked over
+    /// gRPC: one limit for every Envoy that asks it.
+    Global,
+}
+
+/// The rate limit service global rules ask.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct RateLimitService {
+    /// The Envoy cluster of the service; it must speak HTTP/2 (gRPC).
+    pub cluster: String,
+    /// How long one call may take, `"100ms"` unless set; a call that takes longer has
+    /// failed, and the rule's `failure_mode` decides.
+    #[serde(default)]
+    pub timeout: Option<String>,
 }
 
 /// How the client's IP address is found.
@@ -144,15 +165,21 @@ pub struct Rule {
     /// it in one `shared` bucket with every other such request.
     #[serde(default)]
     pub missing_key: MissingKey,
-    /// How many requests the rule allows.
-    pub limit: LimitConfig,
+    /// `local` or `global`; the top-level `mode` unless set.
+    #[serde(default)]
+    pub mode: Option<Mode>,
+    /// How many requests the rule allows. Required for a local rule; on a global rule
+    /// (whose limit is the service's), an optional local bucket asked before the service.
+    #[serde(default)]
+    pub limit: Option<LimitConfig>,
     /// Tokens one request takes, 1 unless set; at most the bucket's capacity.
     #[serde(default = "default_cost")]
     pub cost: u32,
     /// Count and report refusals, but let the request through.
     #[serde(default)]
     pub shadow: bool,
-    /// When the shared data cannot be read or updated: `allow` (default) or `deny`.
+    /// When the shared data cannot be read or updated, or the rate limit service cannot
+    /// answer: `allow` (default) or `deny`.
     #[serde(default)]
     pub failure_mode: FailureMode,
     /// Most keys with a bucket of their own at once, 10000 unless set; see the README for
@@ -301,11 +328,24 @@ impl Unit {
 #[derive(Debug)]
 pub struct Compiled {
     pub domain: String,
+    /// Set when a rule is global.
+    pub service: Option<CompiledService>,
     pub rules: Vec<CompiledRule>,
     pub xff_hop: u32,
     pub response: CompiledResponse,
     pub cleanup_interval_ns: u64,
 }
+
+/// The rate limit service, checked.
+#[derive(Debug)]
+pub struct CompiledService {
+    pub cluster: String,
+    pub timeout_ms: u64,
+}
+
+/// Longest call timeout: a request waits that long at most before `failure_mode` decides.
+const MAX_TIMEOUT_MS: u64 = 60_000;
+const DEFAULT_TIMEOUT_MS: u64 = 100;
 
 /// The refusal, checked.
 #[derive(Debug)]
@@ -330,7 +370,10 @@ pub struct CompiledRule {
     /// Lowercased header names.
     pub key: Vec<KeyPart>,
     pub missing_key: MissingKey,
-    pub limit: Limit,
+    /// The local bucket: always there for a local rule, optional for a global one.
+    pub limit: Option<Limit>,
+    /// Asks the rate limit service.
+    pub global: bool,
     pub cost: u32,
     pub shadow: bool,
     pub failure_mode: FailureMode,
@@ -361,10 +404,32 @@ impl Config {
             Some(domain) => identifier(domain).map_err(|e| e.at("domain"))?,
             None => "default".to_owned(),
         };
+        let service = self
+            .rate_limit_service
+            .as_ref()
+            .map(|s| s.compile().map_err(|e| e.at("rate_limit_service")))
+            .transpose()?;
         let mut rules: Vec<CompiledRule> = Vec::with_capacity(self.rules.len());
         for (i, rule) in self.rules.iter().enumerate() {
             let at = format!("rules[{i}]");
-            let compiled = rule.compile(i).map_err(|e| e.at(&at))?;
+            let compiled = rule.compile(i, self.mode).map_err(|e| e.at(&at))?;
+            if compiled.global {
+                let why = format!("required: {at} is global");
+                if service.is_none() {
+                    return Err(ConfigError::new(
+                        "rate_limit_service",
+                        format!(
+                            "{why} (set `cluster`, the Envoy cluster of the rate limit service)"
+                        ),
+                    ));
+                }
+                if self.domain.is_none() {
+                    return Err(ConfigError::new(
+                        "domain",
+                        format!("{why} (the rate limit service's domain, as in its limits file)"),
+                    ));
+                }
+            }
             if rules.iter().any(|r| r.name == compiled.name) {
                 return Err(ConfigError::new(
                     "name",
@@ -380,10 +445,45 @@ impl Config {
         };
         Ok(Compiled {
             domain,
+            service,
             rules,
             xff_hop: self.client_ip.xff_hop,
             response: self.response.compile().map_err(|e| e.at("response"))?,
             cleanup_interval_ns,
+        })
+    }
+}
+
+impl RateLimitService {
+    fn compile(&self) -> Result<CompiledService, ConfigError> {
+        let cluster = &self.cluster;
+        if cluster.is_empty()
+            || cluster.len() > 255
+            || cluster.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(ConfigError::new(
+                "cluster",
+                format!(
+                    "{cluster:?} is not an Envoy cluster name (1 to 255 characters, no spaces)"
+                ),
+            ));
+        }
+        let timeout_ms = match &self.timeout {
+            Some(text) => {
+                let ms = duration(text).map_err(|e| e.at("timeout"))? / 1_000_000;
+                if !(1..=MAX_TIMEOUT_MS).contains(&ms) {
+                    return Err(ConfigError::new(
+                        "timeout",
+                        format!("{text:?} is not from 1ms to 60s"),
+                    ));
+                }
+                ms
+            }
+            None => DEFAULT_TIMEOUT_MS,
+        };
+        Ok(CompiledService {
+            cluster: cluster.clone(),
+            timeout_ms,
         })
     }
 }
@@ -418,18 +518,29 @@ impl Response {
 }
 
 impl Rule {
-    fn compile(&self, index: usize) -> Result<CompiledRule, ConfigError> {
+    fn compile(&self, index: usize, mode: Mode) -> Result<CompiledRule, ConfigError> {
         let name = match &self.name {
             Some(name) => identifier(name).map_err(|e| e.at("name"))?,
             None => format!("rule_{index}"),
         };
-        let limit = self.limit.compile().map_err(|e| e.at("limit"))?;
-        if self.cost == 0 || self.cost > limit.max_tokens {
+        let global = self.mode.unwrap_or(mode) == Mode::Global;
+        let limit = match &self.limit {
+            Some(limit) => Some(limit.compile().map_err(|e| e.at("limit"))?),
+            None if global => None,
+            None => {
+                return Err(ConfigError::new(
+                    "limit",
+                    "missing: a local rule needs a limit",
+                ))
+            }
+        };
+        let capacity = limit.map_or(u32::MAX, |l| l.max_tokens);
+        if self.cost == 0 || self.cost > capacity {
             return Err(ConfigError::new(
                 "cost",
                 format!(
-                    "{} is not from 1 to the bucket's capacity ({})",
-                    self.cost, limit.max_tokens
+                    "{} is not from 1 to the bucket's capacity ({capacity})",
+                    self.cost
                 ),
             ));
         }
@@ -498,6 +609,7 @@ impl Rule {
             key,
             missing_key: self.missing_key,
             limit,
+            global,
             cost: self.cost,
             shadow: self.shadow,
             failure_mode: self.failure_mode,
@@ -687,7 +799,7 @@ mod tests {
         .unwrap();
         assert_eq!(c.rules[0].name, "rule_0");
         assert_eq!(
-            c.rules[0].limit,
+            c.rules[0].limit.unwrap(),
             Limit {
                 max_tokens: 100,
                 tokens_per_fill: 100,
@@ -695,9 +807,9 @@ mod tests {
             }
         );
         assert_eq!(c.rules[0].slots, 10_000);
-        assert_eq!(c.rules[1].limit.fill_interval_ns, 250_000_000);
+        assert_eq!(c.rules[1].limit.unwrap().fill_interval_ns, 250_000_000);
         assert_eq!(c.rules[1].slots, 1, "a global key needs one slot");
-        assert_eq!(c.rules[2].limit.tokens_per_fill, 3);
+        assert_eq!(c.rules[2].limit.unwrap().tokens_per_fill, 3);
     }
 
     #[test]
@@ -710,7 +822,10 @@ mod tests {
         ] {
             let c = compile(json!({"rules": [{"limit": {"requests_per_unit": 1, "unit": unit}}]}))
                 .unwrap();
-            assert_eq!(c.rules[0].limit.fill_interval_ns, secs * NANOS_PER_SEC);
+            assert_eq!(
+                c.rules[0].limit.unwrap().fill_interval_ns,
+                secs * NANOS_PER_SEC
+            );
         }
     }
 
@@ -861,12 +976,88 @@ mod tests {
     }
 
     #[test]
+    fn global_rules_need_the_service_and_a_domain_and_may_have_a_local_bucket() {
+        let c = compile(json!({
+        "mode": "global", "domain": "api",
+        "rate_limit_service": {"cluster": "outbound|8081||rls.default.svc.cluster.local"},
+        "rules": [
+            {"name": "g", "key": ["client_ip"], "cost": 3},
+            {"name": "g_bucket", "limit": {"requests_per_unit": 50, "unit": "second"}},
+            {"name": "l", "mode": "local", "limit": {"requests_per_unit": 5, "unit": "second"}},
+        ]}))
+        .unwrap();
+        let service = c.service.unwrap();
+        assert_eq!(
+            service.cluster,
+            "outbound|8081||rls.default.svc.cluster.local"
+        );
+        assert_eq!(service.timeout_ms, 100);
+        let kinds: Vec<_> = c
+            .rules
+            .iter()
+            .map(|r| (r.global, r.limit.is_some()))
+            .collect();
+        assert_eq!(kinds, [(true, false), (true, true), (false, true)]);
+
+        let global = json!({"name": "g", "mode": "global"});
+        let service = json!({"cluster": "rls"});
+        let cases = [
+            (
+                json!({"domain": "api", "rules": [global]}),
+                "rate_limit_service",
+                "required: rules[0] is global",
+            ),
+            (
+                json!({"rate_limit_service": service, "rules": [global]}),
+                "domain",
+                "required: rules[0] is global",
+            ),
+            (
+                json!({"domain": "api", "rate_limit_service": {"cluster": "rate limit"}, "rules": [global]}),
+                "rate_limit_service.cluster",
+                "not an Envoy cluster name",
+            ),
+            (
+                json!({"domain": "api", "rate_limit_service": {"cluster": ""}}),
+                "rate_limit_service.cluster",
+                "not an Envoy cluster name",
+            ),
+            (
+                json!({"domain": "api", "rate_limit_service": {"cluster": "rls", "timeout": "2m"}}),
+                "rate_limit_service.timeout",
+                "not from 1ms to 60s",
+            ),
+            (
+                json!({"domain": "api", "rate_limit_service": {"clustre": "rls"}}),
+                "rate_limit_service.clustre",
+                "unknown field",
+            ),
+            (
+                json!({"domain": "api", "rate_limit_service": service,
+                       "rules": [{"mode": "global", "failure_mode": "closed"}]}),
+                "rules[0].failure_mode",
+                "unknown variant `closed`",
+            ),
+            (
+                json!({"rules": [{"name": "l"}]}),
+                "rules[0].limit",
+                "a local rule needs a limit",
+            ),
+        ];
+        for (config, field, reason) in cases {
+            let err = refused(config);
+            assert_eq!(err.field, field, "{err}");
+            assert!(err.reason.contains(reason), "{err}");
+        }
+    }
+
+    #[test]
     fn bad_top_level_fields_name_the_field() {
         let cases = [
             (
-                json!({"mode": "global"}),
+                json!({"mode": "remote"}),
                 "mode",
-                "unknown variant `global`, expected `local`",
+                "unknown variant `remote`, expected `local` or `global`",
             ),
             (json!({"domain": "a b"}), "domain", "must be"),
             (

@@ -1,6 +1,7 @@
 //! The plugin: rules compiled once, buckets created at start, idle keys collected on a
 //! timer, and one filter per stream that asks every matching rule for tokens.
 
+use std::borrow::Cow;
 use std::cell::Cell;
 use std::rc::Rc;
 use std::time::{Duration, SystemTime};
@@ -11,11 +12,12 @@ use wasmgate_glue::{
 };
 use wasmgate_http::{cookie, query_param_bytes};
 
-use crate::bucket::{ceil_secs, Decision, Fingerprint, KeyHasher, Seed};
+use crate::bucket::{ceil_secs, Decision, Fingerprint, KeyHasher, Limit, Seed};
 use crate::config::{
-    CompiledResponse, CompiledRule, Config, FailureMode, HeaderTest, KeyPart, MissingKey,
-    RateLimitHeaders,
+    CompiledResponse, CompiledRule, CompiledService, Config, FailureMode, HeaderTest, KeyPart,
+    MissingKey, RateLimitHeaders,
 };
+use crate::global::{self, Memory, Verdict};
 use crate::request::Request;
 use crate::store::{push_decimal, Place, Table};
 
@@ -33,6 +35,10 @@ pub struct RateLimit {
 #[derive(Debug)]
 struct Shared {
     rules: Vec<ActiveRule>,
+    /// The rate limit service's domain: the configured `domain`.
+    domain: String,
+    /// Set when a rule is global.
+    service: Option<CompiledService>,
     xff_hop: u32,
     response: CompiledResponse,
     cleanup_interval_ns: u64,
@@ -74,11 +80,13 @@ fn shared_seed(host: &mut dyn Host) -> Result<Seed, String> {
         .ok_or_else(|| format!("the key-hash seed in shared data ({SEED_KEY}) is unreadable"))
 }
 
-/// A rule with its table of buckets and its stats.
+/// A rule with its local buckets, its remembered verdicts when global, and its stats.
 #[derive(Debug)]
 struct ActiveRule {
     rule: CompiledRule,
-    table: Table,
+    /// The local bucket table and its limit: every local rule, a global rule when asked.
+    table: Option<(Table, Limit)>,
+    memory: Option<Memory>,
     stats: Stats,
     counts: Counts,
 }
@@ -95,6 +103,8 @@ struct Stats {
     store_errors: MetricId,
     overflowed: MetricId,
     live_keys: MetricId,
+    service_errors: MetricId,
+    remembered: MetricId,
 }
 
 impl Stats {
@@ -111,6 +121,8 @@ impl Stats {
             store_errors: define(MetricKind::Counter, "store_errors")?,
             overflowed: define(MetricKind::Counter, "overflowed")?,
             live_keys: define(MetricKind::Gauge, "live_keys")?,
+            service_errors: define(MetricKind::Counter, "service_errors")?,
+            remembered: define(MetricKind::Counter, "remembered")?,
         })
     }
 }
@@ -123,6 +135,8 @@ struct Counts {
     shadow_limited: Cell<u64>,
     store_errors: Cell<u64>,
     overflowed: Cell<u64>,
+    service_errors: Cell<u64>,
+    remembered: Cell<u64>,
 }
 
 fn bump(count: &Cell<u64>) {
@@ -143,6 +157,8 @@ impl ActiveRule {
             (&counts.shadow_limited, stats.shadow_limited),
             (&counts.store_errors, stats.store_errors),
             (&counts.overflowed, stats.overflowed),
+            (&counts.service_errors, stats.service_errors),
+            (&counts.remembered, stats.remembered),
         ] {
             let delta = count.replace(0);
             if delta > 0 {
@@ -178,7 +194,12 @@ impl Plugin for RateLimit {
         let mut rules = Vec::with_capacity(compiled.rules.len());
         for rule in compiled.rules {
             rules.push(ActiveRule {
-                table: Table::new(&compiled.domain, &rule.name, rule.slots),
+                table: rule
+                    .limit
+                    .map(|limit| (Table::new(&compiled.domain, &rule.name, rule.slots), limit)),
+                memory: rule
+                    .global
+                    .then(|| Memory::new(&compiled.domain, &rule.name, rule.slots)),
                 stats: Stats::define(host, &compiled.domain, &rule.name)?,
                 counts: Counts::default(),
                 rule,
@@ -187,6 +208,8 @@ impl Plugin for RateLimit {
         Ok(RateLimit {
             shared: Rc::new(Shared {
                 rules,
+                domain: compiled.domain,
+                service: compiled.service,
                 xff_hop: compiled.xff_hop,
                 response: compiled.response,
                 cleanup_interval_ns: compiled.cleanup_interval_ns,
@@ -202,12 +225,16 @@ impl Plugin for RateLimit {
             context_id,
             shared: Rc::clone(&self.shared),
             answer: None,
+            pending: None,
         }
     }
 
     fn on_start(&mut self, host: &mut dyn Host) {
         for active in &self.shared.rules {
-            if let Err(err) = active.table.create(host) {
+            let Some((table, _)) = &active.table else {
+                continue;
+            };
+            if let Err(err) = table.create(host) {
                 // Requests still get decisions: a missing slot is created when first used.
                 host.log(
                     LogLevel::Error,
@@ -243,14 +270,21 @@ impl Plugin for RateLimit {
             let Some(active) = rules.get(sweep.rule) else {
                 return;
             };
-            let end = active.table.slots().min(sweep.next.saturating_add(budget));
-            sweep.live += active
-                .table
-                .sweep(host, &active.rule.limit, sweep.next..end, now);
+            // A global rule without a local bucket has nothing to collect.
+            let (end, done) = match &active.table {
+                Some((table, limit)) => {
+                    let end = table.slots().min(sweep.next.saturating_add(budget));
+                    sweep.live += table.sweep(host, limit, sweep.next..end, now);
+                    (end, end == table.slots())
+                }
+                None => (sweep.next, true),
+            };
             budget -= end - sweep.next;
             sweep.next = end;
-            if end == active.table.slots() {
-                host.record_metric(active.stats.live_keys, u64::from(sweep.live));
+            if done {
+                if active.table.is_some() {
+                    host.record_metric(active.stats.live_keys, u64::from(sweep.live));
+                }
                 sweep.live = 0;
                 sweep.next = 0;
                 sweep.rule = (sweep.rule + 1) % rules.len();
@@ -271,9 +305,9 @@ struct Report {
 }
 
 impl Report {
-    fn new(rule: &CompiledRule, decision: &Decision) -> Report {
+    fn new(limit: &Limit, decision: &Decision) -> Report {
         Report {
-            limit: rule.limit.max_tokens,
+            limit: limit.max_tokens,
             remaining: decision.remaining,
             reset_secs: ceil_secs(decision.reset_ns),
         }
@@ -307,6 +341,8 @@ struct Answer {
     report: Option<Report>,
     /// Names of the shadow rules that would have refused the request.
     shadow: String,
+    /// The rate limit service's `response_headers_to_add`.
+    add: Vec<(String, String)>,
 }
 
 /// One stream's filter.
@@ -315,12 +351,65 @@ pub struct RateLimitFilter {
     context_id: u32,
     shared: Rc<Shared>,
     answer: Option<Answer>,
+    /// The calls to the rate limit service a paused request waits for.
+    pending: Option<Pending>,
 }
 
-/// The refusal of a request: the refusing rule, and its decision unless the store failed.
+/// The refusal of a request: the refusing rule, what to say of its limit (nothing when the
+/// store or the service failed) and the seconds to wait.
+#[derive(Debug)]
 struct Refusal {
     rule: usize,
-    decision: Option<Decision>,
+    report: Option<Report>,
+    retry_after: u64,
+}
+
+/// A request's decision so far; kept across the calls to the rate limit service.
+#[derive(Debug, Default)]
+struct Evaluation {
+    /// (rule, key, where) of every local bucket this request took tokens from that a later
+    /// rule may still have to refund: none for the last rule, so one rule allocates nothing.
+    taken: Vec<(usize, Fingerprint, Place)>,
+    /// Global rules the service allowed the request, counted as allowed until a refusal.
+    allowed: Vec<usize>,
+    report: Option<Report>,
+    shadow: String,
+    refusal: Option<Refusal>,
+    add: Vec<(String, String)>,
+}
+
+impl Evaluation {
+    /// The first rule in configuration order refuses, whichever answer came first.
+    fn refuse(&mut self, refusal: Refusal) {
+        if self.refusal.as_ref().is_none_or(|r| r.rule > refusal.rule) {
+            self.refusal = Some(refusal);
+        }
+    }
+
+    fn shadow_limited(&mut self, active: &ActiveRule) {
+        bump(&active.counts.shadow_limited);
+        if !self.shadow.is_empty() {
+            self.shadow.push(',');
+        }
+        self.shadow.push_str(&active.rule.name);
+    }
+}
+
+/// A global rule the service is asked about for this request.
+#[derive(Debug)]
+struct Ask {
+    rule: usize,
+    fingerprint: Fingerprint,
+    /// The key parts' values, in the rule's order; empty for a missing key counted as shared.
+    values: Vec<String>,
+}
+
+#[derive(Debug)]
+struct Pending {
+    /// Calls not answered yet: their token and the rules they ask about.
+    calls: Vec<(u32, Vec<Ask>)>,
+    evaluation: Evaluation,
+    now: u64,
 }
 
 impl HttpFilter for RateLimitFilter {
@@ -349,12 +438,8 @@ impl HttpFilter for RateLimitFilter {
             }
         };
         let mut request = Request::default();
-        // (rule, key, where) of every bucket this request took tokens from that a later rule
-        // may still have to refund: none for the last rule, so one rule allocates nothing.
-        let mut taken: Vec<(usize, Fingerprint, Place)> = Vec::new();
-        let mut report: Option<Report> = None;
-        let mut shadow = String::new();
-        let mut refusal = None;
+        let mut eval = Evaluation::default();
+        let mut asks: Vec<Ask> = Vec::new();
         for (index, active) in shared.rules.iter().enumerate() {
             let rule = &active.rule;
             if !matches(rule, host, &mut request) {
@@ -365,86 +450,106 @@ impl HttpFilter for RateLimitFilter {
                 None if rule.missing_key == MissingKey::Shared => missing_fingerprint(&shared.seed),
                 None => continue,
             };
-            match active
-                .table
-                .take(host, &rule.limit, fingerprint, rule.cost, now)
-            {
-                Err(err) => {
-                    bump(&active.counts.store_errors);
-                    let deny = rule.failure_mode == FailureMode::Deny && !rule.shadow;
-                    host.log(
-                        LogLevel::Warn,
-                        &format!(
-                            "#{} rate-limit: rule {}: {err}; failure_mode {}",
-                            self.context_id,
-                            rule.name,
-                            if deny {
-                                "deny: refused"
-                            } else {
-                                "allow: let through"
-                            }
-                        ),
-                    );
-                    if deny {
-                        refusal = Some(Refusal {
-                            rule: index,
-                            decision: None,
-                        });
-                        break;
-                    }
+            if let Some((table, limit)) = &active.table {
+                self.take_local(
+                    host,
+                    &shared,
+                    index,
+                    table,
+                    limit,
+                    fingerprint,
+                    now,
+                    &mut eval,
+                );
+                if eval.refusal.is_some() {
+                    break;
                 }
-                Ok(t) => {
-                    if t.place == Place::Overflow {
-                        bump(&active.counts.overflowed);
-                    }
-                    if t.decision.allowed {
-                        // Counted now, and taken back if a later rule refuses the request.
-                        bump(&active.counts.allowed);
-                        if index + 1 < shared.rules.len() {
-                            taken.push((index, fingerprint, t.place));
-                        }
-                        if !rule.shadow {
-                            report = Some(Report::new(rule, &t.decision).tighter(report));
-                        }
-                    } else if rule.shadow {
-                        bump(&active.counts.shadow_limited);
-                        if !shadow.is_empty() {
-                            shadow.push(',');
-                        }
-                        shadow.push_str(&rule.name);
-                    } else {
-                        refusal = Some(Refusal {
-                            rule: index,
-                            decision: Some(t.decision),
-                        });
-                        break;
-                    }
+            }
+            let Some(memory) = &active.memory else {
+                continue;
+            };
+            // A remembered OVER_LIMIT answers without asking the service again.
+            if let Some(verdict) = memory.recall(host, fingerprint, now) {
+                bump(&active.counts.remembered);
+                let reset = verdict.until_ns.saturating_sub(now);
+                let report = verdict.limit.map(|limit| Report {
+                    limit,
+                    remaining: 0,
+                    reset_secs: ceil_secs(reset),
+                });
+                if rule.shadow {
+                    eval.shadow_limited(active);
+                    continue;
+                }
+                eval.refuse(Refusal {
+                    rule: index,
+                    report,
+                    retry_after: ceil_secs(reset).max(1),
+                });
+                break;
+            }
+            asks.push(Ask {
+                rule: index,
+                fingerprint,
+                values: key_values(&shared, &rule.key, host, &mut request),
+            });
+        }
+        if eval.refusal.is_none() && !asks.is_empty() {
+            let calls = self.ask(host, &shared, asks, &mut eval);
+            if !calls.is_empty() {
+                self.pending = Some(Pending {
+                    calls,
+                    evaluation: eval,
+                    now,
+                });
+                return Action::Pause;
+            }
+        }
+        self.decide(host, &shared, eval, now)
+    }
+
+    fn on_grpc_call_response(
+        &mut self,
+        host: &mut dyn Host,
+        token: u32,
+        response: Result<&[u8], u32>,
+    ) {
+        let shared = Rc::clone(&self.shared);
+        let Some(pending) = self.pending.as_mut() else {
+            return;
+        };
+        let Some(at) = pending.calls.iter().position(|(t, _)| *t == token) else {
+            return;
+        };
+        let (_, asks) = pending.calls.swap_remove(at);
+        let eval = &mut pending.evaluation;
+        let decoded = response
+            .map_err(|code| format!("gRPC status {code} ({})", grpc_status_name(code)))
+            .and_then(|bytes| {
+                global::decode_response(bytes, asks.len())
+                    .map_err(|why| format!("unreadable answer: {why}"))
+            });
+        match decoded {
+            Ok(answer) => {
+                for (ask, status) in asks.iter().zip(&answer.statuses) {
+                    judge(&shared, ask, status, pending.now, eval, host);
+                }
+                for (name, value) in &answer.request_headers {
+                    host.set_header(Headers::Request, name, value);
+                }
+                eval.add.extend(answer.response_headers);
+            }
+            Err(why) => {
+                for ask in &asks {
+                    fail(self.context_id, host, &shared, ask.rule, &why, eval);
                 }
             }
         }
-        match refusal {
-            Some(refusal) => {
-                // The request does not happen, so it should not count against other rules.
-                for (index, fingerprint, place) in taken {
-                    let active = &shared.rules[index];
-                    let rule = &active.rule;
-                    unbump(&active.counts.allowed);
-                    active
-                        .table
-                        .refund(host, &rule.limit, fingerprint, place, rule.cost, now);
+        if pending.calls.is_empty() {
+            if let Some(pending) = self.pending.take() {
+                if self.decide(host, &shared, pending.evaluation, pending.now) == Action::Continue {
+                    host.resume_request();
                 }
-                let active = &shared.rules[refusal.rule];
-                bump(&active.counts.limited);
-                refuse(host, &shared.response, &active.rule, refusal.decision);
-                Action::Pause
-            }
-            None => {
-                let report = report
-                    .filter(|_| shared.response.rate_limit_headers == RateLimitHeaders::Always);
-                if report.is_some() || !shadow.is_empty() {
-                    self.answer = Some(Answer { report, shadow });
-                }
-                Action::Continue
             }
         }
     }
@@ -461,26 +566,284 @@ impl HttpFilter for RateLimitFilter {
                     host.set_header(Headers::Response, name, &answer.shadow);
                 }
             }
+            for (name, value) in &answer.add {
+                host.add_header(Headers::Response, name, value);
+            }
         }
         Action::Continue
     }
 }
 
-/// Answer a refused request with the configured response.
+impl RateLimitFilter {
+    /// Take the request's tokens from a rule's local bucket.
+    #[allow(clippy::too_many_arguments)]
+    fn take_local(
+        &self,
+        host: &mut dyn Host,
+        shared: &Shared,
+        index: usize,
+        table: &Table,
+        limit: &Limit,
+        fingerprint: Fingerprint,
+        now: u64,
+        eval: &mut Evaluation,
+    ) {
+        let active = &shared.rules[index];
+        let rule = &active.rule;
+        match table.take(host, limit, fingerprint, rule.cost, now) {
+            Err(err) => {
+                bump(&active.counts.store_errors);
+                failed(self.context_id, host, rule, index, &err.to_string(), eval);
+            }
+            Ok(t) => {
+                if t.place == Place::Overflow {
+                    bump(&active.counts.overflowed);
+                }
+                if t.decision.allowed {
+                    // Counted now, and taken back if a later rule refuses the request.
+                    bump(&active.counts.allowed);
+                    if index + 1 < shared.rules.len() || rule.global {
+                        eval.taken.push((index, fingerprint, t.place));
+                    }
+                    if !rule.shadow {
+                        eval.report = Some(Report::new(limit, &t.decision).tighter(eval.report));
+                    }
+                } else if rule.shadow {
+                    eval.shadow_limited(active);
+                } else {
+                    eval.refuse(Refusal {
+                        rule: index,
+                        report: Some(Report::new(limit, &t.decision)),
+                        retry_after: ceil_secs(t.decision.retry_after_ns).max(1),
+                    });
+                }
+            }
+        }
+    }
+
+    /// Send one call per distinct cost (the protocol has one `hits_addend` per call) and
+    /// return the calls sent; rules whose call could not be sent are decided at once.
+    fn ask(
+        &self,
+        host: &mut dyn Host,
+        shared: &Shared,
+        mut asks: Vec<Ask>,
+        eval: &mut Evaluation,
+    ) -> Vec<(u32, Vec<Ask>)> {
+        let mut calls = Vec::new();
+        let Some(service) = &shared.service else {
+            // configure refuses a global rule without a service; never reached.
+            for ask in &asks {
+                fail(
+                    self.context_id,
+                    host,
+                    shared,
+                    ask.rule,
+                    "no rate_limit_service",
+                    eval,
+                );
+            }
+            return calls;
+        };
+        while let Some(cost) = asks.first().map(|a| shared.rules[a.rule].rule.cost) {
+            let (group, rest): (Vec<Ask>, Vec<Ask>) = asks
+                .into_iter()
+                .partition(|a| shared.rules[a.rule].rule.cost == cost);
+            asks = rest;
+            let entries: Vec<Vec<(&str, &str)>> = group
+                .iter()
+                .map(|ask| descriptor(&shared.rules[ask.rule].rule, &ask.values))
+                .collect();
+            let message =
+                global::encode_request(&shared.domain, entries.iter().map(Vec::as_slice), cost);
+            let call = wasmgate_glue::GrpcCall {
+                cluster: &service.cluster,
+                service: global::SERVICE,
+                method: global::METHOD,
+                message: &message,
+                timeout: Duration::from_millis(service.timeout_ms),
+            };
+            match host.grpc_call(&call) {
+                Ok(token) => calls.push((token, group)),
+                Err(err) => {
+                    let why = format!("cannot call cluster {:?}: {err}", service.cluster);
+                    for ask in &group {
+                        fail(self.context_id, host, shared, ask.rule, &why, eval);
+                    }
+                }
+            }
+        }
+        calls
+    }
+
+    /// Refuse the request, or let it go on with what its response should carry.
+    fn decide(
+        &mut self,
+        host: &mut dyn Host,
+        shared: &Shared,
+        eval: Evaluation,
+        now: u64,
+    ) -> Action {
+        let Some(refusal) = eval.refusal else {
+            let report = eval
+                .report
+                .filter(|_| shared.response.rate_limit_headers == RateLimitHeaders::Always);
+            if report.is_some() || !eval.shadow.is_empty() || !eval.add.is_empty() {
+                self.answer = Some(Answer {
+                    report,
+                    shadow: eval.shadow,
+                    add: eval.add,
+                });
+            }
+            return Action::Continue;
+        };
+        // The request does not happen, so it should not count against other rules.
+        for (index, fingerprint, place) in eval.taken {
+            let active = &shared.rules[index];
+            let rule = &active.rule;
+            unbump(&active.counts.allowed);
+            if let Some((table, limit)) = &active.table {
+                table.refund(host, limit, fingerprint, place, rule.cost, now);
+            }
+        }
+        // The service has counted it; only our stat can be taken back.
+        for index in eval.allowed {
+            unbump(&shared.rules[index].counts.allowed);
+        }
+        let active = &shared.rules[refusal.rule];
+        bump(&active.counts.limited);
+        refuse(host, &shared.response, &refusal, &eval.add);
+        Action::Pause
+    }
+}
+
+/// The service could not answer about a global rule.
+fn fail(
+    context_id: u32,
+    host: &mut dyn Host,
+    shared: &Shared,
+    index: usize,
+    why: &str,
+    eval: &mut Evaluation,
+) {
+    let active = &shared.rules[index];
+    bump(&active.counts.service_errors);
+    failed(
+        context_id,
+        host,
+        &active.rule,
+        index,
+        &format!("rate limit service: {why}"),
+        eval,
+    );
+}
+
+/// The store or the service failed for a rule: its `failure_mode` decides.
+fn failed(
+    context_id: u32,
+    host: &mut dyn Host,
+    rule: &CompiledRule,
+    index: usize,
+    why: &str,
+    eval: &mut Evaluation,
+) {
+    let deny = rule.failure_mode == FailureMode::Deny && !rule.shadow;
+    host.log(
+        LogLevel::Warn,
+        &format!(
+            "#{} rate-limit: rule {}: {why}; failure_mode {}",
+            context_id,
+            rule.name,
+            if deny {
+                "deny: refused"
+            } else {
+                "allow: let through"
+            }
+        ),
+    );
+    if deny {
+        // No bucket to describe: retry soon.
+        eval.refuse(Refusal {
+            rule: index,
+            report: None,
+            retry_after: 1,
+        });
+    }
+}
+
+/// Apply the service's answer about one global rule.
+fn judge(
+    shared: &Shared,
+    ask: &Ask,
+    status: &global::Status,
+    now: u64,
+    eval: &mut Evaluation,
+    host: &mut dyn Host,
+) {
+    let active = &shared.rules[ask.rule];
+    let reset_secs = status.reset_ns.map_or(0, ceil_secs);
+    let report = status.limit.map(|limit| Report {
+        limit,
+        remaining: status.remaining,
+        reset_secs,
+    });
+    if !status.over_limit {
+        bump(&active.counts.allowed);
+        eval.allowed.push(ask.rule);
+        if let Some(report) = report.filter(|_| !active.rule.shadow) {
+            eval.report = Some(report.tighter(eval.report));
+        }
+        return;
+    }
+    if let (Some(memory), Some(reset_ns)) = (&active.memory, status.reset_ns) {
+        let verdict = Verdict {
+            limit: status.limit,
+            until_ns: now.saturating_add(reset_ns),
+        };
+        memory.remember(host, ask.fingerprint, verdict);
+    }
+    if active.rule.shadow {
+        eval.shadow_limited(active);
+    } else {
+        eval.refuse(Refusal {
+            rule: ask.rule,
+            report,
+            retry_after: reset_secs.max(1),
+        });
+    }
+}
+
+/// Names of the gRPC status codes a failed call is most likely to end with.
+fn grpc_status_name(code: u32) -> &'static str {
+    match code {
+        1 => "cancelled",
+        2 => "unknown",
+        3 => "invalid argument",
+        4 => "deadline exceeded",
+        5 => "not found",
+        12 => "unimplemented",
+        13 => "internal",
+        14 => "unavailable",
+        _ => "error",
+    }
+}
+
+/// Answer a refused request with the configured response and the service's headers.
 fn refuse(
     host: &mut dyn Host,
     response: &CompiledResponse,
-    rule: &CompiledRule,
-    decision: Option<Decision>,
+    refusal: &Refusal,
+    add: &[(String, String)],
 ) {
-    // Without a decision (the store failed) there is no bucket to describe: retry soon.
-    let retry_after = decimal(decision.map_or(1, |d| ceil_secs(d.retry_after_ns).max(1)));
-    let report = decision
+    let retry_after = decimal(refusal.retry_after);
+    let report = refusal
+        .report
         .filter(|_| response.rate_limit_headers != RateLimitHeaders::Never)
-        .map(|d| Report::new(rule, &d).headers());
+        .map(|r| r.headers());
     let mut headers: Vec<(&str, &str)> = response
         .headers
         .iter()
+        .chain(add)
         .map(|(n, v)| (n.as_str(), v.as_str()))
         .collect();
     headers.push(("retry-after", &retry_after));
@@ -534,6 +897,29 @@ const TAG_HEADER: u8 = 5;
 const TAG_QUERY: u8 = 6;
 const TAG_COOKIE: u8 = 7;
 
+/// One key part's value in the request (`None` when the request lacks it), with the tag
+/// that sets it apart in the fingerprint.
+fn part_value<'r>(
+    part: &'r KeyPart,
+    xff_hop: u32,
+    host: &dyn Host,
+    request: &'r mut Request,
+) -> Option<(u8, Cow<'r, [u8]>)> {
+    let text = |s: &'r str| Cow::Borrowed(s.as_bytes());
+    Some(match part {
+        KeyPart::ClientIp => (TAG_CLIENT_IP, text(request.client_ip(host, xff_hop)?)),
+        KeyPart::Path => (TAG_PATH, text(request.path(host)?)),
+        KeyPart::Method => (TAG_METHOD, text(request.method(host)?)),
+        KeyPart::Host => (TAG_HOST, text(request.host(host)?)),
+        KeyPart::Header(name) => (TAG_HEADER, text(request.header(host, name)?)),
+        KeyPart::Query(name) => (TAG_QUERY, query_param_bytes(request.query(host)?, name)?),
+        KeyPart::Cookie(name) => (
+            TAG_COOKIE,
+            text(cookie(request.header(host, "cookie")?, name)?),
+        ),
+    })
+}
+
 /// The fingerprint of the request's key, or `None` when a part is missing.
 fn fingerprint(
     shared: &Shared,
@@ -541,29 +927,55 @@ fn fingerprint(
     host: &dyn Host,
     request: &mut Request,
 ) -> Option<Fingerprint> {
-    let xff_hop = shared.xff_hop;
     let mut hasher = KeyHasher::new(&shared.seed);
     for part in key {
-        match part {
-            KeyPart::ClientIp => {
-                hasher.part(TAG_CLIENT_IP, request.client_ip(host, xff_hop)?.as_bytes());
-            }
-            KeyPart::Path => hasher.part(TAG_PATH, request.path(host)?.as_bytes()),
-            KeyPart::Method => hasher.part(TAG_METHOD, request.method(host)?.as_bytes()),
-            KeyPart::Host => hasher.part(TAG_HOST, request.host(host)?.as_bytes()),
-            KeyPart::Header(name) => {
-                hasher.part(TAG_HEADER, request.header(host, name)?.as_bytes());
-            }
-            KeyPart::Query(name) => {
-                hasher.part(TAG_QUERY, &query_param_bytes(request.query(host)?, name)?);
-            }
-            KeyPart::Cookie(name) => {
-                let value = cookie(request.header(host, "cookie")?, name)?;
-                hasher.part(TAG_COOKIE, value.as_bytes());
-            }
-        }
+        let (tag, value) = part_value(part, shared.xff_hop, host, request)?;
+        hasher.part(tag, &value);
     }
     Some(hasher.finish())
+}
+
+/// The values of a global rule's key parts for its descriptor; empty when a part is missing
+/// (the rule counts it as shared, or the request would not be asked about).
+fn key_values(
+    shared: &Shared,
+    key: &[KeyPart],
+    host: &dyn Host,
+    request: &mut Request,
+) -> Vec<String> {
+    let mut values = Vec::with_capacity(key.len());
+    for part in key {
+        match part_value(part, shared.xff_hop, host, request) {
+            Some((_, value)) => values.push(String::from_utf8_lossy(&value).into_owned()),
+            None => return Vec::new(),
+        }
+    }
+    values
+}
+
+/// The entry key of a key part in a rate limit descriptor. `client_ip` is Envoy's own
+/// `remote_address`, so a limits file written for Envoy's native filter applies as well.
+fn entry_key(part: &KeyPart) -> &str {
+    match part {
+        KeyPart::ClientIp => "remote_address",
+        KeyPart::Path => "path",
+        KeyPart::Method => "method",
+        KeyPart::Host => "host",
+        KeyPart::Header(name) | KeyPart::Query(name) | KeyPart::Cookie(name) => name,
+    }
+}
+
+/// A global rule's descriptor: `generic_key` = the rule's name, so that each rule has its
+/// own limits in the service, then one entry per key part (none for a missing key).
+fn descriptor<'a>(rule: &'a CompiledRule, values: &'a [String]) -> Vec<(&'a str, &'a str)> {
+    std::iter::once(("generic_key", rule.name.as_str()))
+        .chain(
+            rule.key
+                .iter()
+                .map(entry_key)
+                .zip(values.iter().map(String::as_str)),
+        )
+        .collect()
 }
 
 /// The one key of every request that lacks its rule's key (`missing_key: shared`).
@@ -1055,3 +1467,7 @@ mod tests {
         assert_eq!(again.calls_made(), 4);
     }
 }
+
+#[cfg(test)]
+#[path = "global_flow_tests.rs"]
+mod global_flow_tests;
