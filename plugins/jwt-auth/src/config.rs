@@ -38,6 +38,24 @@ pub struct Config {
     /// How many verified tokens each worker remembers; 0 turns the cache off.
     #[serde(default = "default_cache_size")]
     pub token_cache_size: usize,
+    /// Where RS256/384/512 and ES256/384/512 signatures are verified.
+    #[serde(default)]
+    pub crypto: CryptoMode,
+}
+
+/// Where RS* and ES* signatures are verified (PS*, EdDSA and HS* always in the module).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub enum CryptoMode {
+    /// By the host when it offers Envoy's `verify_signature` (checked at configure), else
+    /// in the module.
+    #[default]
+    Auto,
+    /// By the host; a configuration is refused where the host cannot.
+    Host,
+    /// In the module (pure Rust), even where the host could.
+    Module,
 }
 
 fn default_max_token_bytes() -> usize {
@@ -360,6 +378,8 @@ pub struct Compiled {
     pub token_cache_size: usize,
     /// Headers this plugin writes upstream: removed from every request first.
     pub output_headers: Vec<String>,
+    /// Where RS* and ES* signatures are verified.
+    pub crypto: CryptoMode,
 }
 
 /// Parse `"250ms"`, `"5s"`, `"10m"`, `"1h"`.
@@ -717,6 +737,7 @@ impl Config {
             realm: self.realm.clone(),
             token_cache_size: self.token_cache_size,
             output_headers,
+            crypto: self.crypto,
         })
     }
 }

@@ -14,7 +14,8 @@ use wasmgate_http::{cookie_values, cookies, is_param, query_values, split};
 
 use crate::cache::{self, TokenCache};
 use crate::claims::{header_value, lookup, scopes};
-use crate::config::{Compiled, Config, Keys, Remote, Req, Source};
+use crate::config::{Compiled, Config, CryptoMode, Keys, Remote, Req, Source};
+use crate::hostcrypto::{self, Crypto, HostCrypto};
 use crate::jwk::KeySet;
 use crate::remote;
 use crate::token::{Reason, Token};
@@ -34,6 +35,10 @@ pub(crate) struct Metrics {
     fetch_failed: Option<MetricId>,
     /// Requests refused with 503 because the host could not tell the time.
     clock_failed: Option<MetricId>,
+    /// Signatures the host was asked to verify (`verify_signature`).
+    host_verify: Option<MetricId>,
+    /// Host verifications that gave no verdict (an error or a malformed answer): refused.
+    host_verify_failed: Option<MetricId>,
 }
 
 impl Metrics {
@@ -52,6 +57,8 @@ impl Metrics {
             fetch_ok: counter("jwt_auth.jwks_fetch_ok"),
             fetch_failed: counter("jwt_auth.jwks_fetch_failed"),
             clock_failed: counter("jwt_auth.clock_failed"),
+            host_verify: counter("jwt_auth.host_verify"),
+            host_verify_failed: counter("jwt_auth.host_verify_failed"),
             denied,
         }
     }
@@ -88,6 +95,8 @@ struct State {
 struct Shared {
     config: Compiled,
     metrics: Metrics,
+    /// RS* and ES* signatures go to the host's `verify_signature`.
+    host_crypto: bool,
     state: RefCell<State>,
 }
 
@@ -212,6 +221,34 @@ impl Shared {
     }
 }
 
+/// Whether RS* and ES* signatures go to the host, as `mode` asks and the host allows
+/// (probed once per configuration); the choice is logged.
+fn choose_crypto(mode: CryptoMode, host: &mut dyn Host) -> Result<bool, ConfigError> {
+    let probed = match mode {
+        CryptoMode::Module => None,
+        CryptoMode::Auto | CryptoMode::Host => Some(hostcrypto::probe(host)),
+    };
+    let (use_host, message) = match probed {
+        None => (false, "every signature verified in the module (crypto: module)".to_owned()),
+        Some(Ok(())) => (
+            true,
+            format!("RS256/384/512 and ES256/384/512 verified by the host ({}), PS*, EdDSA and HS* in the module", hostcrypto::FUNCTION),
+        ),
+        Some(Err(why)) if mode == CryptoMode::Host => {
+            return Err(ConfigError::new(
+                "crypto",
+                format!("\"host\" needs the host to verify signatures, but {why}"),
+            ))
+        }
+        Some(Err(why)) => (
+            false,
+            format!("every signature verified in the module: {why}"),
+        ),
+    };
+    host.log(LogLevel::Info, &format!("jwt-auth: {message}"));
+    Ok(use_host)
+}
+
 /// The plugin's root: configuration compiled once, keys, the token cache.
 #[derive(Debug)]
 pub struct JwtAuth {
@@ -224,6 +261,7 @@ impl Plugin for JwtAuth {
 
     fn configure(config: &[u8], host: &mut dyn Host) -> Result<Self, ConfigError> {
         let config = parse_json::<Config>(config)?.compile()?;
+        let host_crypto = choose_crypto(config.crypto, host)?;
         let mut keys = Vec::with_capacity(config.providers.len());
         for provider in &config.providers {
             keys.push(match &provider.keys {
@@ -244,6 +282,7 @@ impl Plugin for JwtAuth {
         Ok(JwtAuth {
             shared: Rc::new(Shared {
                 metrics: Metrics::define(host),
+                host_crypto,
                 config,
                 state: RefCell::new(state),
             }),
@@ -332,6 +371,40 @@ impl Plugin for JwtAuth {
             self.shared.fetched(host, provider, sent, status, "");
         }
     }
+}
+
+/// Verify a token's signature where the configuration chose; a host that gives no verdict
+/// refuses the token, and is counted and logged.
+fn verify(
+    shared: &Shared,
+    host: &mut dyn Host,
+    token: &Token<'_>,
+    keys: &KeySet,
+) -> Result<(), Reason> {
+    if !shared.host_crypto {
+        return token.verify(keys, &mut Crypto::Module);
+    }
+    let mut crypto = Crypto::Host(HostCrypto::new(host));
+    let result = token.verify(keys, &mut crypto);
+    let Crypto::Host(done) = crypto else {
+        return result;
+    };
+    let (calls, failure) = (done.calls, done.failure);
+    if calls > 0 {
+        if let Some(id) = shared.metrics.host_verify {
+            host.increment_metric(id, i64::try_from(calls).unwrap_or(i64::MAX));
+        }
+    }
+    if let Some(failure) = failure {
+        bump(host, shared.metrics.host_verify_failed);
+        host.log(
+            LogLevel::Warn,
+            &format!(
+                "jwt-auth: host signature verification gave no verdict, token refused: {failure}"
+            ),
+        );
+    }
+    result
 }
 
 /// One provider's outcome for the current request.
@@ -518,7 +591,7 @@ impl<'a> Eval<'a> {
         let Some(set) = set else {
             return Outcome::Failed(Reason::KeysUnavailable);
         };
-        if let Err(reason) = parsed.verify(&set) {
+        if let Err(reason) = verify(shared, host, &parsed, &set) {
             return Outcome::Failed(reason);
         }
         let exp = match config.claims.check(&parsed.claims, now) {

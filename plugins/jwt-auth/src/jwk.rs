@@ -5,6 +5,7 @@ use base64::Engine;
 use rsa::BigUint;
 use serde::Deserialize;
 
+use crate::der::{self, Curve};
 use crate::token::Alg;
 
 /// The smallest RSA modulus accepted (RFC 7518 §3.3: 2048 bits or larger).
@@ -94,6 +95,9 @@ pub struct Key {
     /// The key's own `alg`, when it names one.
     pub alg: Option<Alg>,
     pub material: Material,
+    /// The public key as DER SubjectPublicKeyInfo, for the host's `verify_signature`:
+    /// built once when the key set is loaded (RSA and EC keys only).
+    pub spki: Option<Vec<u8>>,
 }
 
 impl Key {
@@ -197,16 +201,16 @@ fn parse_key(jwk: &Jwk) -> Result<Key, KeyError> {
                 .ok_or_else(|| err("alg", format!("unsupported algorithm \"{name}\"")))?,
         ),
     };
-    let material = match jwk.kty.as_str() {
-        "RSA" => rsa_key(jwk)?,
-        "EC" => ec_key(jwk)?,
-        "OKP" => okp_key(jwk)?,
+    let (material, spki) = match jwk.kty.as_str() {
+        "RSA" => rsa_key(jwk).map(|(m, spki)| (m, Some(spki)))?,
+        "EC" => ec_key(jwk).map(|(m, spki)| (m, Some(spki)))?,
+        "OKP" => (okp_key(jwk)?, None),
         "oct" => {
             let k = b64("k", jwk.k.as_ref())?;
             if k.len() < 32 {
                 return Err(err("k", "an HMAC key needs at least 32 bytes"));
             }
-            Material::Hmac(k)
+            (Material::Hmac(k), None)
         }
         other => return Err(err("kty", format!("unsupported key type \"{other}\""))),
     };
@@ -214,6 +218,7 @@ fn parse_key(jwk: &Jwk) -> Result<Key, KeyError> {
         kid: jwk.kid.clone(),
         alg,
         material,
+        spki,
     };
     if let Some(alg) = alg {
         if !key.fits(alg) {
@@ -226,7 +231,7 @@ fn parse_key(jwk: &Jwk) -> Result<Key, KeyError> {
     Ok(key)
 }
 
-fn rsa_key(jwk: &Jwk) -> Result<Material, KeyError> {
+fn rsa_key(jwk: &Jwk) -> Result<(Material, Vec<u8>), KeyError> {
     let n = BigUint::from_bytes_be(&b64("n", jwk.n.as_ref())?);
     let e = BigUint::from_bytes_be(&b64("e", jwk.e.as_ref())?);
     let bits = n.bits();
@@ -238,8 +243,10 @@ fn rsa_key(jwk: &Jwk) -> Result<Material, KeyError> {
             ),
         ));
     }
+    // From the checked numbers, so leading zeros in the JWK do not reach the DER.
+    let spki = der::rsa_spki(&n.to_bytes_be(), &e.to_bytes_be());
     rsa::RsaPublicKey::new_with_max_size(n, e, MAX_RSA_BITS)
-        .map(Material::Rsa)
+        .map(|key| (Material::Rsa(key), spki))
         .map_err(|e| err("", format!("invalid RSA key: {e}")))
 }
 
@@ -260,21 +267,29 @@ fn sec1_point(jwk: &Jwk, size: usize) -> Result<Vec<u8>, KeyError> {
     Ok(point)
 }
 
-fn ec_key(jwk: &Jwk) -> Result<Material, KeyError> {
+fn ec_key(jwk: &Jwk) -> Result<(Material, Vec<u8>), KeyError> {
     let not_on_curve = |_| err("", "the point is not on the curve");
-    match jwk.crv.as_deref() {
-        Some("P-256") => p256::ecdsa::VerifyingKey::from_sec1_bytes(&sec1_point(jwk, 32)?)
+    let curve = match jwk.crv.as_deref() {
+        Some("P-256") => Curve::P256,
+        Some("P-384") => Curve::P384,
+        Some("P-521") => Curve::P521,
+        Some(other) => return Err(err("crv", format!("unsupported curve \"{other}\""))),
+        None => return Err(err("crv", "missing")),
+    };
+    let point = sec1_point(jwk, curve.size())?;
+    // The point is checked on the curve here, so the host gets no key the module refuses.
+    let material = match curve {
+        Curve::P256 => p256::ecdsa::VerifyingKey::from_sec1_bytes(&point)
             .map(Material::P256)
-            .map_err(not_on_curve),
-        Some("P-384") => p384::ecdsa::VerifyingKey::from_sec1_bytes(&sec1_point(jwk, 48)?)
+            .map_err(not_on_curve)?,
+        Curve::P384 => p384::ecdsa::VerifyingKey::from_sec1_bytes(&point)
             .map(Material::P384)
-            .map_err(not_on_curve),
-        Some("P-521") => p521::ecdsa::VerifyingKey::from_sec1_bytes(&sec1_point(jwk, 66)?)
+            .map_err(not_on_curve)?,
+        Curve::P521 => p521::ecdsa::VerifyingKey::from_sec1_bytes(&point)
             .map(|k| Material::P521(Box::new(k)))
-            .map_err(not_on_curve),
-        Some(other) => Err(err("crv", format!("unsupported curve \"{other}\""))),
-        None => Err(err("crv", "missing")),
-    }
+            .map_err(not_on_curve)?,
+    };
+    Ok((material, der::ec_spki(curve, &point)))
 }
 
 fn okp_key(jwk: &Jwk) -> Result<Material, KeyError> {

@@ -1,7 +1,8 @@
 //! jwt-auth: JWT verification for Envoy, on par with `envoy.filters.http.jwt_authn`.
 //!
 //! - [`token`]: strict compact-JWS parsing (RFC 8725) and signature checks;
-//! - [`jwk`]: JWKS parsing into checked keys;
+//! - [`jwk`]: JWKS parsing into checked keys, with their DER form for the host ([`der`]);
+//! - [`hostcrypto`]: RS* and ES* verified by Envoy (`verify_signature`) when it offers it;
 //! - [`claims`]: `exp`/`nbf`/`iss`/`aud`/`sub` checks, required claims and scopes;
 //! - [`config`]: the configuration and its compiled form;
 //! - [`remote`]: remote JWKS shared by all workers through proxy-wasm shared data;
@@ -14,11 +15,15 @@
 pub mod cache;
 pub mod claims;
 pub mod config;
+pub mod der;
 mod filter;
+pub mod hostcrypto;
 pub mod jwk;
 pub mod remote;
 pub mod token;
 
+#[cfg(test)]
+mod fake_crypto;
 #[cfg(test)]
 mod flow_tests;
 #[cfg(test)]

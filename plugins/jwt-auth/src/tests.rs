@@ -7,6 +7,8 @@ use serde_json::{json, Value};
 use wasmgate_http::{Matcher, StringMatch};
 
 use crate::claims::ClaimRules;
+use crate::fake_crypto;
+use crate::hostcrypto::{Crypto, HostCrypto};
 use crate::jwk::{Jwks, KeySet};
 use crate::token::{Alg, Reason, Token};
 use mint::{b64, key_for, token, token_with_header};
@@ -30,10 +32,19 @@ fn claims() -> Value {
     json!({ "iss": "https://issuer", "sub": "user-1", "aud": "api", "iat": NOW - 10, "exp": NOW + 600 })
 }
 
-/// Parse, verify and check claims with default rules.
+/// Parse, verify and check claims with default rules, verifying the signature both in
+/// the module and through a host that verifies like Envoy: the two must agree.
 fn check(raw: &str, keys: &KeySet) -> Result<(), Reason> {
     let token = Token::parse(raw, MAX)?;
-    token.verify(keys)?;
+    let module = token.verify(keys, &mut Crypto::Module);
+    let mut host = fake_crypto::host();
+    let mut crypto = Crypto::Host(HostCrypto::new(&mut host));
+    let by_host = token.verify(keys, &mut crypto);
+    if let Crypto::Host(done) = crypto {
+        assert_eq!(done.failure, None, "the host gave no verdict");
+    }
+    assert_eq!(module, by_host, "module and host disagree on {raw}");
+    module?;
     ClaimRules::default().check(&token.claims, NOW).map(|_| ())
 }
 
@@ -445,4 +456,105 @@ fn fetched_jwks_skip_unusable_keys_but_need_one() {
     assert!(KeySet::lenient(br#"{"keys":[]}"#).is_err());
     assert!(KeySet::lenient(br#"{"keys":[{"kty":"XYZ"}]}"#).is_err());
     assert!(KeySet::lenient(b"<html>").is_err());
+}
+
+#[test]
+fn a_flipped_bit_in_the_signature_is_refused_for_every_algorithm() {
+    for alg in Alg::ALL {
+        let name = alg.name();
+        let key = key_for(name);
+        let keys = keyset(mint::jwks(&[("k1", &key)]));
+        let raw = token(name, "k1", &key, &claims());
+        let sig = mint::signature(&raw);
+        for at in [0, sig.len() / 2, sig.len() - 1] {
+            let mut flipped = sig.clone();
+            flipped[at] ^= 0x01;
+            let bad = mint::with_signature(&raw, &flipped);
+            assert_eq!(
+                check(&bad, &keys),
+                Err(Reason::Signature),
+                "{name} byte {at}"
+            );
+        }
+    }
+}
+
+/// JOSE takes either `s` of a signature, high or low; `check` also proves module and host
+/// agree on both.
+#[test]
+fn ecdsa_signatures_with_a_high_or_low_s_are_accepted() {
+    for name in ["ES256", "ES384", "ES512"] {
+        let key = key_for(name);
+        let keys = keyset(mint::jwks(&[("k1", &key)]));
+        let raw = token(name, "k1", &key, &claims());
+        let (other, other_is_high) = mint::negated_s(name, &mint::signature(&raw));
+        assert_eq!(check(&raw, &keys), Ok(()), "{name}");
+        let other = mint::with_signature(&raw, &other);
+        assert_eq!(
+            check(&other, &keys),
+            Ok(()),
+            "{name}, high s: {other_is_high}"
+        );
+    }
+}
+
+#[test]
+fn ecdsa_r_and_s_must_be_in_range_and_the_signature_exactly_sized() {
+    for (name, size) in [("ES256", 32), ("ES384", 48), ("ES512", 66)] {
+        let key = key_for(name);
+        let keys = keyset(mint::jwks(&[("k1", &key)]));
+        let raw = token(name, "k1", &key, &claims());
+        let sig = mint::signature(&raw);
+        let (r, s) = sig.split_at(size);
+        let zero = vec![0u8; size];
+        // All ones is above the group order of every NIST curve.
+        let big = vec![0xffu8; size];
+        let cases: [(&str, Vec<u8>); 6] = [
+            ("r = 0", [&zero[..], s].concat()),
+            ("s = 0", [r, &zero[..]].concat()),
+            ("r >= n", [&big[..], s].concat()),
+            ("s >= n", [r, &big[..]].concat()),
+            ("one byte more", [&sig[..], &[0]].concat()),
+            ("one byte less", sig[1..].to_vec()),
+        ];
+        for (what, bad) in cases {
+            let bad = mint::with_signature(&raw, &bad);
+            assert_eq!(check(&bad, &keys), Err(Reason::Signature), "{name}: {what}");
+            // Refused before the host is asked: a host that says yes to all is not asked.
+            let mut yes = wasmgate_glue::FakeHost::new()
+                .with_foreign_function(crate::hostcrypto::FUNCTION, |_| Ok(vec![8, 1]));
+            let mut crypto = Crypto::Host(HostCrypto::new(&mut yes));
+            let parsed = Token::parse(&bad, MAX).unwrap();
+            assert_eq!(parsed.verify(&keys, &mut crypto), Err(Reason::Signature));
+            let Crypto::Host(done) = crypto else {
+                unreachable!()
+            };
+            assert_eq!(done.calls, 0, "{name}: {what}");
+        }
+        // A DER signature, as a host would take it, is not a JOSE one.
+        let der = crate::der::ecdsa_signature(
+            match name {
+                "ES256" => crate::der::Curve::P256,
+                "ES384" => crate::der::Curve::P384,
+                _ => crate::der::Curve::P521,
+            },
+            &sig,
+        )
+        .unwrap();
+        let bad = mint::with_signature(&raw, &der);
+        assert_eq!(check(&bad, &keys), Err(Reason::Signature), "{name}: DER");
+    }
+}
+
+#[test]
+fn keys_carry_their_der_form_for_the_host_only_where_the_host_verifies() {
+    for name in ["RS256", "ES256", "ES384", "ES512", "EdDSA", "HS256"] {
+        let keys = keyset(mint::jwks(&[("k1", &key_for(name))]));
+        let has_der = keys.keys[0].spki.is_some();
+        assert_eq!(
+            has_der,
+            name.starts_with("RS") || name.starts_with("ES"),
+            "{name}"
+        );
+    }
 }

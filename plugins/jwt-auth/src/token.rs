@@ -6,6 +6,8 @@ use hmac::{Hmac, Mac};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256, Sha384, Sha512};
 
+use crate::der::{self, Curve};
+use crate::hostcrypto::Crypto;
 use crate::jwk::{Key, KeySet, Material};
 
 /// The signature algorithms this plugin verifies. `none` is not one of them.
@@ -269,17 +271,25 @@ impl<'a> Token<'a> {
         }
     }
 
-    /// Verify the signature against the fitting keys of `keys`.
-    pub fn verify(&self, keys: &KeySet) -> Result<(), Reason> {
+    /// Verify the signature against the fitting keys of `keys`, where `crypto` says.
+    pub fn verify(&self, keys: &KeySet, crypto: &mut Crypto<'_>) -> Result<(), Reason> {
         let mut tried = false;
         for key in self.candidates(keys) {
             tried = true;
-            if verify_with(
-                self.alg,
-                &key.material,
-                self.signing_input.as_bytes(),
-                &self.signature,
-            ) {
+            let input = self.signing_input.as_bytes();
+            let valid = match crypto {
+                Crypto::Host(host) => match host_form(self.alg, key, &self.signature) {
+                    HostForm::Call(hash, spki, signature) => {
+                        host.verify(hash, spki, &signature, input)
+                    }
+                    HostForm::Refused => false,
+                    HostForm::Module => {
+                        verify_with(self.alg, &key.material, input, &self.signature)
+                    }
+                },
+                Crypto::Module => verify_with(self.alg, &key.material, input, &self.signature),
+            };
+            if valid {
                 return Ok(());
             }
         }
@@ -288,6 +298,37 @@ impl<'a> Token<'a> {
         } else {
             Err(Reason::UnknownKey)
         }
+    }
+}
+
+/// How a signature is checked when the host verifies.
+enum HostForm<'k> {
+    /// By the host: hash name, DER key, signature as the host takes it.
+    Call(&'static str, &'k [u8], std::borrow::Cow<'k, [u8]>),
+    /// Refused before any call (an ECDSA signature that cannot be valid).
+    Refused,
+    /// In the module (PS*, EdDSA, HS*).
+    Module,
+}
+
+fn host_form<'k>(alg: Alg, key: &'k Key, sig: &'k [u8]) -> HostForm<'k> {
+    use std::borrow::Cow;
+    let Some(spki) = key.spki.as_deref() else {
+        return HostForm::Module;
+    };
+    let ecdsa = |hash, curve| match der::ecdsa_signature(curve, sig) {
+        Some(der) => HostForm::Call(hash, spki, Cow::Owned(der)),
+        None => HostForm::Refused,
+    };
+    // The key fits the algorithm (`candidates`); the pairs below say so once more.
+    match (alg, &key.material) {
+        (Alg::RS256, Material::Rsa(_)) => HostForm::Call("sha256", spki, Cow::Borrowed(sig)),
+        (Alg::RS384, Material::Rsa(_)) => HostForm::Call("sha384", spki, Cow::Borrowed(sig)),
+        (Alg::RS512, Material::Rsa(_)) => HostForm::Call("sha512", spki, Cow::Borrowed(sig)),
+        (Alg::ES256, Material::P256(_)) => ecdsa("sha256", Curve::P256),
+        (Alg::ES384, Material::P384(_)) => ecdsa("sha384", Curve::P384),
+        (Alg::ES512, Material::P521(_)) => ecdsa("sha512", Curve::P521),
+        _ => HostForm::Module,
     }
 }
 

@@ -157,6 +157,42 @@ impl Signer {
     }
 }
 
+/// The other form of an ECDSA signature (`r || s`, JOSE): `(r, n - s)` verifies just as
+/// `(r, s)` does, and exactly one of the two has a high `s` (above `n / 2`). JOSE takes both.
+/// Also says whether the returned one is the high one.
+pub fn negated_s(alg: &str, sig: &[u8]) -> (Vec<u8>, bool) {
+    macro_rules! negate {
+        ($curve:ident) => {{
+            use $curve::elliptic_curve::scalar::IsHigh;
+            let sig = $curve::ecdsa::Signature::from_slice(sig).unwrap();
+            let (r, s) = sig.split_scalars();
+            let s = -*s;
+            let high = bool::from(s.is_high());
+            let sig = $curve::ecdsa::Signature::from_scalars(r.to_bytes(), s.to_bytes()).unwrap();
+            (sig.to_bytes().to_vec(), high)
+        }};
+    }
+    match alg {
+        "ES256" => negate!(p256),
+        "ES384" => negate!(p384),
+        "ES512" => negate!(p521),
+        other => panic!("{other} is not ECDSA"),
+    }
+}
+
+/// Replace a token's signature.
+pub fn with_signature(token: &str, sig: &[u8]) -> String {
+    let input = &token[..token.rfind('.').unwrap()];
+    format!("{input}.{}", b64(sig))
+}
+
+/// A token's raw signature.
+pub fn signature(token: &str) -> Vec<u8> {
+    URL_SAFE_NO_PAD
+        .decode(&token[token.rfind('.').unwrap() + 1..])
+        .unwrap()
+}
+
 fn mac<M: Mac + hmac::digest::KeyInit>(key: &[u8], input: &[u8]) -> Vec<u8> {
     let mut mac = <M as Mac>::new_from_slice(key).unwrap();
     mac.update(input);

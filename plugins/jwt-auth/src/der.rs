@@ -1,0 +1,226 @@
+//! The DER a host's crypto library takes: public keys as SubjectPublicKeyInfo (RFC 5280,
+//! RFC 3279, RFC 5480) built once when a JWKS is loaded, and ECDSA signatures as
+//! `ECDSA-Sig-Value` converted from JOSE's fixed-size `r || s` (RFC 7518 §3.4) per token.
+
+/// `rsaEncryption` (1.2.840.113549.1.1.1) with its NULL parameters.
+const RSA_ALGORITHM: &[u8] = &[
+    0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01, 0x05, 0x00,
+];
+/// `id-ecPublicKey` (1.2.840.10045.2.1).
+const EC_PUBLIC_KEY: &[u8] = &[0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
+
+/// The NIST curves JOSE names, with what the DER and the range checks need.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Curve {
+    P256,
+    P384,
+    P521,
+}
+
+impl Curve {
+    /// Bytes of a coordinate, and of `r` and `s` in a JOSE signature.
+    pub fn size(self) -> usize {
+        match self {
+            Curve::P256 => 32,
+            Curve::P384 => 48,
+            Curve::P521 => 66,
+        }
+    }
+
+    /// The curve's OID, DER-encoded: prime256v1, secp384r1, secp521r1.
+    fn oid(self) -> &'static [u8] {
+        match self {
+            Curve::P256 => &[0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07],
+            Curve::P384 => &[0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22],
+            Curve::P521 => &[0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x23],
+        }
+    }
+
+    /// The order `n` of the base point, big-endian in `size()` bytes.
+    fn order(self) -> &'static [u8] {
+        match self {
+            Curve::P256 => &[
+                0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+                0xff, 0xff, 0xbc, 0xe6, 0xfa, 0xad, 0xa7, 0x17, 0x9e, 0x84, 0xf3, 0xb9, 0xca, 0xc2,
+                0xfc, 0x63, 0x25, 0x51,
+            ],
+            Curve::P384 => &[
+                0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+                0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xc7, 0x63, 0x4d, 0x81,
+                0xf4, 0x37, 0x2d, 0xdf, 0x58, 0x1a, 0x0d, 0xb2, 0x48, 0xb0, 0xa7, 0x7a, 0xec, 0xec,
+                0x19, 0x6a, 0xcc, 0xc5, 0x29, 0x73,
+            ],
+            Curve::P521 => &[
+                0x01, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+                0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+                0xff, 0xff, 0xff, 0xff, 0xff, 0xfa, 0x51, 0x86, 0x87, 0x83, 0xbf, 0x2f, 0x96, 0x6b,
+                0x7f, 0xcc, 0x01, 0x48, 0xf7, 0x09, 0xa5, 0xd0, 0x3b, 0xb5, 0xc9, 0xb8, 0x89, 0x9c,
+                0x47, 0xae, 0xbb, 0x6f, 0xb7, 0x1e, 0x91, 0x38, 0x64, 0x09,
+            ],
+        }
+    }
+}
+
+/// Append a DER length.
+fn push_len(out: &mut Vec<u8>, len: usize) {
+    if len < 0x80 {
+        out.push(len as u8);
+    } else {
+        let bytes = len.to_be_bytes();
+        let skip = bytes.iter().take_while(|b| **b == 0).count();
+        out.push(0x80 | (bytes.len() - skip) as u8);
+        out.extend_from_slice(&bytes[skip..]);
+    }
+}
+
+/// Append a tag-length-value.
+fn push_tlv(out: &mut Vec<u8>, tag: u8, value: &[u8]) {
+    out.push(tag);
+    push_len(out, value.len());
+    out.extend_from_slice(value);
+}
+
+/// Append a non-negative INTEGER from big-endian bytes, in DER's minimal form.
+fn push_uint(out: &mut Vec<u8>, be: &[u8]) {
+    let skip = be.iter().take_while(|b| **b == 0).count();
+    let digits = &be[skip..];
+    let mut value = Vec::with_capacity(digits.len() + 1);
+    // Zero is one 0x00 byte; a set top bit would read as negative without a leading zero.
+    if digits.first().is_none_or(|b| b & 0x80 != 0) {
+        value.push(0);
+    }
+    value.extend_from_slice(digits);
+    push_tlv(out, 0x02, &value);
+}
+
+/// SubjectPublicKeyInfo of `algorithm` (the AlgorithmIdentifier's contents) and `key`.
+fn spki(algorithm: &[&[u8]], key: &[u8]) -> Vec<u8> {
+    let mut alg = Vec::new();
+    for part in algorithm {
+        alg.extend_from_slice(part);
+    }
+    let mut bits = Vec::with_capacity(key.len() + 1);
+    bits.push(0); // no unused bits
+    bits.extend_from_slice(key);
+    let mut body = Vec::with_capacity(alg.len() + bits.len() + 8);
+    push_tlv(&mut body, 0x30, &alg);
+    push_tlv(&mut body, 0x03, &bits);
+    let mut out = Vec::with_capacity(body.len() + 4);
+    push_tlv(&mut out, 0x30, &body);
+    out
+}
+
+/// The SubjectPublicKeyInfo of an RSA key, from the big-endian modulus and exponent.
+pub fn rsa_spki(n: &[u8], e: &[u8]) -> Vec<u8> {
+    let mut ints = Vec::with_capacity(n.len() + e.len() + 8);
+    push_uint(&mut ints, n);
+    push_uint(&mut ints, e);
+    let mut key = Vec::with_capacity(ints.len() + 4);
+    push_tlv(&mut key, 0x30, &ints);
+    spki(&[RSA_ALGORITHM], &key)
+}
+
+/// The SubjectPublicKeyInfo of an EC key, from its uncompressed SEC1 point `04 || x || y`.
+pub fn ec_spki(curve: Curve, point: &[u8]) -> Vec<u8> {
+    spki(&[EC_PUBLIC_KEY, curve.oid()], point)
+}
+
+/// Whether `value` (big-endian, `size()` bytes) is in `1..n`.
+fn in_range(curve: Curve, value: &[u8]) -> bool {
+    value.iter().any(|b| *b != 0) && value < curve.order()
+}
+
+/// The DER `ECDSA-Sig-Value` of a JOSE signature `r || s`, or `None` when the signature
+/// cannot be valid: a length other than twice the curve size, or `r` or `s` zero or not
+/// below the group order. Checked here so that what is refused does not depend on the host.
+/// A high `s` is kept: JOSE does not require low-S signatures.
+pub fn ecdsa_signature(curve: Curve, jose: &[u8]) -> Option<Vec<u8>> {
+    let size = curve.size();
+    if jose.len() != 2 * size {
+        return None;
+    }
+    let (r, s) = jose.split_at(size);
+    if !in_range(curve, r) || !in_range(curve, s) {
+        return None;
+    }
+    let mut ints = Vec::with_capacity(2 * size + 6);
+    push_uint(&mut ints, r);
+    push_uint(&mut ints, s);
+    let mut out = Vec::with_capacity(ints.len() + 3);
+    push_tlv(&mut out, 0x30, &ints);
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn integers_are_minimal_and_positive() {
+        let enc = |be: &[u8]| {
+            let mut out = Vec::new();
+            push_uint(&mut out, be);
+            out
+        };
+        assert_eq!(enc(&[0, 0, 1]), [2, 1, 1]);
+        assert_eq!(enc(&[0x80]), [2, 2, 0, 0x80]);
+        assert_eq!(enc(&[0, 0x7f, 0xff]), [2, 2, 0x7f, 0xff]);
+        assert_eq!(enc(&[0, 0]), [2, 1, 0]);
+    }
+
+    #[test]
+    fn long_lengths_use_the_fewest_bytes() {
+        let len = |n: usize| {
+            let mut out = Vec::new();
+            push_len(&mut out, n);
+            out
+        };
+        assert_eq!(len(127), [127]);
+        assert_eq!(len(128), [0x81, 128]);
+        assert_eq!(len(300), [0x82, 1, 44]);
+    }
+
+    /// The orders written here are the curves' own, as RustCrypto knows them: `n - 1` is
+    /// a valid scalar and `n` is not.
+    #[test]
+    fn group_orders_match_the_curves() {
+        fn minus_one(n: &[u8]) -> Vec<u8> {
+            let mut v = n.to_vec();
+            for b in v.iter_mut().rev() {
+                let (x, borrow) = b.overflowing_sub(1);
+                *b = x;
+                if !borrow {
+                    break;
+                }
+            }
+            v
+        }
+        for curve in [Curve::P256, Curve::P384, Curve::P521] {
+            let n = curve.order();
+            assert_eq!(n.len(), curve.size());
+            let below = minus_one(n);
+            let sig = |r: &[u8]| [r, &below[..]].concat();
+            let (ok, at_n) = match curve {
+                Curve::P256 => (
+                    p256::ecdsa::Signature::from_slice(&sig(&below)).is_ok(),
+                    p256::ecdsa::Signature::from_slice(&sig(n)).is_ok(),
+                ),
+                Curve::P384 => (
+                    p384::ecdsa::Signature::from_slice(&sig(&below)).is_ok(),
+                    p384::ecdsa::Signature::from_slice(&sig(n)).is_ok(),
+                ),
+                Curve::P521 => (
+                    p521::ecdsa::Signature::from_slice(&sig(&below)).is_ok(),
+                    p521::ecdsa::Signature::from_slice(&sig(n)).is_ok(),
+                ),
+            };
+            assert!(ok && !at_n, "{curve:?}");
+            assert!(ecdsa_signature(curve, &sig(&below)).is_some());
+            assert!(ecdsa_signature(curve, &sig(n)).is_none());
+            assert!(ecdsa_signature(curve, &[sig(&below), vec![0]].concat()).is_none());
+            let zero = vec![0; curve.size()];
+            assert!(ecdsa_signature(curve, &[&zero[..], &below[..]].concat()).is_none());
+            assert!(ecdsa_signature(curve, &[&below[..], &zero[..]].concat()).is_none());
+        }
+    }
+}
