@@ -224,6 +224,18 @@ pub fn limits_file(dir: &Path, yaml: &str) -> PathBuf {
     path
 }
 
+/// A static cluster `name` speaking HTTP/2 to `addr`, as a gRPC service needs.
+pub fn grpc_cluster(name: &str, addr: SocketAddr) -> Value {
+    let mut cluster = static_cluster(name, addr);
+    cluster["typed_extension_protocol_options"] = json!({
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+            "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+            "explicit_http_config": { "http2_protocol_options": {} },
+        },
+    });
+    cluster
+}
+
 /// Envoy with the native `envoy.filters.http.ratelimit` filter calling the service at
 /// `grpc` (HTTP/2 cluster), `rate_limits` on the route, and the echo upstream behind it.
 pub fn envoy(
@@ -233,13 +245,7 @@ pub fn envoy(
     rate_limits: Value,
     failure_mode_deny: bool,
 ) -> Envoy {
-    let mut cluster = static_cluster("ratelimit", grpc);
-    cluster["typed_extension_protocol_options"] = json!({
-        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
-            "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
-            "explicit_http_config": { "http2_protocol_options": {} },
-        },
-    });
+    let cluster = grpc_cluster("ratelimit", grpc);
     let filter = json!({
         "name": "envoy.filters.http.ratelimit",
         "typed_config": {
