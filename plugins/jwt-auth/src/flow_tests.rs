@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use wasmgate_glue::{Action, FakeHost, Headers, Host, HttpFilter, Plugin};
 
+use crate::fake_crypto;
 use crate::JwtAuth;
 
 const NOW: i64 = 1_767_225_600;
@@ -36,13 +37,16 @@ fn local(extra: Value) -> Value {
     provider
 }
 
+/// A plugin configured on a host that verifies signatures like Envoy 1.40, so these flows
+/// take the host path; `crypto_flow_tests` covers the choice and the module path.
 fn plugin(config: Value) -> JwtAuth {
-    JwtAuth::configure(config.to_string().as_bytes(), &mut FakeHost::new()).unwrap()
+    JwtAuth::configure(config.to_string().as_bytes(), &mut fake_crypto::host()).unwrap()
 }
 
-/// A host whose metric ids match every plugin's (metrics are defined in a fixed order).
+/// A host whose metric ids match every plugin's (metrics are defined in a fixed order),
+/// verifying signatures like Envoy.
 fn new_host() -> FakeHost {
-    let mut host = FakeHost::new();
+    let mut host = fake_crypto::host();
     crate::filter::Metrics::define(&mut host);
     host
 }

@@ -23,6 +23,8 @@ pub mod remote;
 pub mod token;
 
 #[cfg(test)]
+mod crypto_flow_tests;
+#[cfg(test)]
 mod fake_crypto;
 #[cfg(test)]
 mod flow_tests;

@@ -1,0 +1,149 @@
+//! Where signatures are verified, through the filter: the choice made at configure, the
+//! host path counted, a host that fails refusing the request, the module path.
+
+use serde_json::{json, Value};
+use wasmgate_glue::{Action, FakeHost, HostError, HttpFilter, LogLevel, Plugin};
+
+use crate::fake_crypto;
+use crate::hostcrypto::FUNCTION;
+use crate::mint;
+use crate::JwtAuth;
+
+const NOW: i64 = 1_767_225_600;
+
+fn config(alg: &str, crypto: &str) -> Value {
+    json!({
+        "providers": { "main": {
+            "local_jwks": mint::jwks(&[("k1", &mint::key_for(alg))]),
+        } },
+        "default": { "provider_name": "main" },
+        "crypto": crypto,
+    })
+}
+
+fn configure(config: &Value, host: &mut FakeHost) -> Result<JwtAuth, String> {
+    JwtAuth::configure(config.to_string().as_bytes(), host).map_err(|e| e.to_string())
+}
+
+fn token(alg: &str) -> String {
+    mint::token(
+        alg,
+        "k1",
+        &mint::key_for(alg),
+        &json!({ "sub": "u", "exp": NOW + 600 }),
+    )
+}
+
+/// Run one request with `token` on `host` (metrics defined as the plugin defined them).
+fn run(plugin: &JwtAuth, mut host: FakeHost, token: &str) -> FakeHost {
+    crate::filter::Metrics::define(&mut host);
+    host = host.with_header("authorization", &format!("Bearer {token}"));
+    host.reset_host_calls();
+    let action = plugin.create_filter(3).on_request_headers(&mut host, true);
+    if host.local_reply.is_none() {
+        assert_eq!(action, Action::Continue);
+    }
+    host
+}
+
+fn status(host: &FakeHost) -> u32 {
+    host.local_reply.as_ref().map_or(200, |r| r.status)
+}
+
+#[test]
+fn rs_and_es_go_to_the_host_when_it_offers_verify_signature() {
+    for alg in ["RS256", "RS384", "RS512", "ES256", "ES384", "ES512"] {
+        let mut root = fake_crypto::host();
+        let plugin = configure(&config(alg, "auto"), &mut root).unwrap();
+        assert!(root.logged(LogLevel::Info, "verified by the host (verify_signature)"));
+        let host = run(&plugin, fake_crypto::host(), &token(alg));
+        assert_eq!(status(&host), 200, "{alg}");
+        assert_eq!(host.metric("jwt_auth.host_verify"), Some(1), "{alg}");
+        assert_eq!(host.host_calls().get("call_foreign_function"), Some(&1));
+        // A signature by another key: the host says no, the request is refused.
+        let other_key = match alg {
+            a if a.starts_with("RS") => mint::rsa(2),
+            "ES256" => mint::p256(2),
+            "ES384" => mint::p384(2),
+            _ => mint::p521(2),
+        };
+        let other = mint::token(alg, "k1", &other_key, &json!({}));
+        let host = run(&plugin, fake_crypto::host(), &other);
+        assert_eq!(status(&host), 401, "{alg}");
+        assert_eq!(host.metric("jwt_auth.denied.signature"), Some(1));
+        assert_eq!(host.metric("jwt_auth.host_verify_failed"), Some(0));
+    }
+}
+
+#[test]
+fn ps_eddsa_and_hs_stay_in_the_module() {
+    for alg in ["PS256", "EdDSA", "HS256"] {
+        let plugin = configure(&config(alg, "host"), &mut fake_crypto::host()).unwrap();
+        let host = run(&plugin, fake_crypto::host(), &token(alg));
+        assert_eq!(status(&host), 200, "{alg}");
+        assert_eq!(
+            host.host_calls().get("call_foreign_function"),
+            None,
+            "{alg}"
+        );
+    }
+}
+
+/// What a fake `verify_signature` answers.
+type Answer = fn(&[u8]) -> Result<Vec<u8>, HostError>;
+
+#[test]
+fn a_host_that_gives_no_verdict_refuses_the_request_and_is_counted() {
+    let plugin = configure(&config("ES256", "auto"), &mut fake_crypto::host()).unwrap();
+    let answers: [Answer; 4] = [
+        |_| Err(HostError::BadArgument),
+        |_| Err(HostError::Failed("InternalFailure".into())),
+        |_| Ok(b"\x08\x07".to_vec()),
+        |_| Ok(b"\x12\x20truncated".to_vec()),
+    ];
+    for answer in answers {
+        let host = run(
+            &plugin,
+            FakeHost::new().with_foreign_function(FUNCTION, answer),
+            &token("ES256"),
+        );
+        assert_eq!(status(&host), 401);
+        assert_eq!(host.metric("jwt_auth.host_verify_failed"), Some(1));
+        assert_eq!(host.metric("jwt_auth.denied.signature"), Some(1));
+        assert!(host.logged(LogLevel::Warn, "gave no verdict"));
+    }
+}
+
+#[test]
+fn without_the_function_auto_verifies_in_the_module_and_host_is_refused() {
+    let mut root = FakeHost::new();
+    let plugin = configure(&config("RS256", "auto"), &mut root).unwrap();
+    assert!(root.logged(LogLevel::Info, "every signature verified in the module"));
+    let host = run(&plugin, FakeHost::new(), &token("RS256"));
+    assert_eq!(status(&host), 200);
+    assert_eq!(host.host_calls().get("call_foreign_function"), None);
+
+    let err = configure(&config("RS256", "host"), &mut FakeHost::new()).unwrap_err();
+    assert!(
+        err.contains("crypto") && err.contains("no verify_signature"),
+        "{err}"
+    );
+    // A host whose answers cannot be trusted is not used either.
+    let mut liar = FakeHost::new().with_foreign_function(FUNCTION, |_| Ok(vec![8, 1]));
+    let err = configure(&config("RS256", "host"), &mut liar).unwrap_err();
+    assert!(err.contains("accepted a wrong signature"), "{err}");
+}
+
+#[test]
+fn crypto_module_never_asks_the_host() {
+    let mut root = fake_crypto::host();
+    let plugin = configure(&config("ES256", "module"), &mut root).unwrap();
+    assert_eq!(root.host_calls().get("call_foreign_function"), None);
+    assert!(root.logged(LogLevel::Info, "(crypto: module)"));
+    let host = run(&plugin, fake_crypto::host(), &token("ES256"));
+    assert_eq!(status(&host), 200);
+    assert_eq!(host.host_calls().get("call_foreign_function"), None);
+    assert!(configure(&config("ES256", "bogus"), &mut root)
+        .unwrap_err()
+        .contains("crypto"));
+}
