@@ -18,6 +18,7 @@ use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
 use tokio::io::{AsyncWriteExt as _, BufWriter};
 
+use crate::body::BodyError;
 use crate::download::{serve_file, Serve, IMMUTABLE, SHORT};
 use crate::error::ApiError;
 use crate::names::{Digest, PluginName, Version};
@@ -36,9 +37,10 @@ pub const DESCRIPTION_HEADER: &str = "x-wasmgate-description";
 /// The largest config JSON Schema accepted.
 const MAX_SCHEMA_BYTES: usize = 1024 * 1024;
 const MAX_DESCRIPTION_BYTES: usize = 1024;
-/// After refusing an upload, how long and how much of its body to read and throw away so the
-/// client gets the answer instead of a reset connection (nginx's lingering close).
+/// After refusing an upload, how long, with what pauses at most, and how much of its body to
+/// read and throw away (nginx's `lingering_time` and `lingering_timeout`).
 const LINGER_TIME: Duration = Duration::from_secs(30);
+const LINGER_PAUSE: Duration = Duration::from_secs(5);
 const LINGER_BYTES: u64 = 1024 * 1024 * 1024;
 /// Write buffer of an upload: fewer, larger writes.
 const UPLOAD_BUFFER: usize = 256 * 1024;
@@ -336,15 +338,45 @@ fn publish_headers(headers: &HeaderMap) -> Result<PublishHeaders, ApiError> {
     })
 }
 
-/// Read and discard what is left of a refused upload, within limits.
+/// Refuse an upload at once and read what is left of its body in the background, within limits,
+/// so the client reads the answer instead of a reset connection (nginx's lingering close); the
+/// connection closes after it. A client waiting for `100-continue` has sent nothing: nothing to
+/// read.
+fn refuse_upload(error: ApiError, stream: BodyDataStream, headers: &HeaderMap) -> ApiError {
+    if !headers.contains_key(header::EXPECT) {
+        tokio::spawn(linger(stream));
+    }
+    error.closing()
+}
+
 async fn linger(mut stream: BodyDataStream) {
     let deadline = tokio::time::Instant::now() + LINGER_TIME;
     let mut total = 0u64;
-    while let Ok(Some(Ok(chunk))) = tokio::time::timeout_at(deadline, stream.next()).await {
-        total += chunk.len() as u64;
-        if total > LINGER_BYTES {
-            break;
+    loop {
+        let next = tokio::time::timeout(LINGER_PAUSE, stream.next());
+        match tokio::time::timeout_at(deadline, next).await {
+            Ok(Ok(Some(Ok(chunk)))) => {
+                total += chunk.len() as u64;
+                if total > LINGER_BYTES {
+                    break;
+                }
+            }
+            _ => break,
         }
+    }
+}
+
+/// The answer when a body stops before its end.
+fn body_error(error: &axum::Error) -> ApiError {
+    if BodyError::is_too_slow(error) {
+        ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "body_too_slow",
+            error.to_string(),
+        )
+        .closing()
+    } else {
+        ApiError::bad_request("upload_interrupted", "the upload did not complete")
     }
 }
 
@@ -423,16 +455,24 @@ async fn publish_module(
     let known = stated
         .sha256
         .and_then(|digest| Some((registry.store().get(&name, &version)?, digest)));
-    if declared.is_some_and(|n| n > limit) || known.is_some() {
-        // A client waiting for 100-continue has sent nothing: answer at once.
-        if !headers.contains_key(header::EXPECT) {
-            linger(stream).await;
-        }
-        // The version exists and the client said which bytes it sends: no need to read them.
-        if let Some((existing, digest)) = known {
-            return existing_answer(&existing, &digest);
-        }
-        return Err(too_large(limit));
+    // The version exists and the client said which bytes it sends: no need to read them.
+    if let Some((existing, digest)) = known {
+        return match existing_answer(&existing, &digest) {
+            Ok(mut response) => {
+                if !headers.contains_key(header::EXPECT) {
+                    tokio::spawn(linger(stream));
+                }
+                response.headers_mut().insert(
+                    header::CONNECTION,
+                    header::HeaderValue::from_static("close"),
+                );
+                Ok(response)
+            }
+            Err(e) => Err(refuse_upload(e, stream, headers)),
+        };
+    }
+    if declared.is_some_and(|n| n > limit) {
+        return Err(refuse_upload(too_large(limit), stream, headers));
     }
 
     let store = registry.store();
@@ -442,9 +482,7 @@ async fn publish_module(
     let mut hasher = Sha256::new();
     let mut size = 0u64;
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|_| {
-            ApiError::bad_request("upload_interrupted", "the upload did not complete")
-        })?;
+        let chunk = chunk.map_err(|e| body_error(&e))?;
         let before = size;
         size += chunk.len() as u64;
         registry
@@ -452,16 +490,18 @@ async fn publish_module(
             .bytes_received
             .fetch_add(chunk.len() as u64, Ordering::Relaxed);
         if size > limit {
-            linger(stream).await;
-            return Err(too_large(limit));
+            return Err(refuse_upload(too_large(limit), stream, headers));
         }
         // Refuse anything that is not Wasm from its first bytes, not after storing it all.
         if before < WASM_HEADER.len() as u64 {
             let start = usize::try_from(before).unwrap_or(0);
             let seen = &chunk[..chunk.len().min(WASM_HEADER.len() - start)];
             if seen != &WASM_HEADER[start..start + seen.len()] {
-                linger(stream).await;
-                return Err(wasm_error(WasmError::NotWasm));
+                return Err(refuse_upload(
+                    wasm_error(WasmError::NotWasm),
+                    stream,
+                    headers,
+                ));
             }
         }
         hasher.update(&chunk);
@@ -581,12 +621,16 @@ async fn put_schema(
     let (name, version) = parse_ids(path)?;
     let bytes = axum::body::to_bytes(body, MAX_SCHEMA_BYTES)
         .await
-        .map_err(|_| {
+        .map_err(|e| {
+            if BodyError::is_too_slow(&e) {
+                return body_error(&e);
+            }
             ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "too_large",
                 format!("a schema is limited to {MAX_SCHEMA_BYTES} bytes"),
             )
+            .closing()
         })?;
     match serde_json::from_slice::<Value>(&bytes) {
         Ok(Value::Object(_)) => {}

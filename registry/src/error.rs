@@ -11,6 +11,8 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// Answer with `connection: close`: the rest of the request is not worth reading.
+    pub close: bool,
 }
 
 impl ApiError {
@@ -19,7 +21,20 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            close: false,
         }
+    }
+
+    /// The same error, answered with `connection: close`.
+    pub fn closing(mut self) -> Self {
+        self.close = true;
+        self
+    }
+
+    /// The JSON body every API error has, also written by the server for request heads that
+    /// never reach a handler.
+    pub fn body(&self) -> serde_json::Value {
+        json!({ "error": { "code": self.code, "message": self.message } })
     }
 
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
@@ -51,12 +66,18 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({ "error": { "code": self.code, "message": self.message } });
-        let mut response = (self.status, axum::Json(body)).into_response();
+        let mut response = (self.status, axum::Json(self.body())).into_response();
+        let headers = response.headers_mut();
         if self.status == StatusCode::UNAUTHORIZED {
-            response.headers_mut().insert(
+            headers.insert(
                 header::WWW_AUTHENTICATE,
                 header::HeaderValue::from_static("Bearer realm=\"wasmgate-registry\""),
+            );
+        }
+        if self.close {
+            headers.insert(
+                header::CONNECTION,
+                header::HeaderValue::from_static("close"),
             );
         }
         response

@@ -15,11 +15,14 @@
 
 mod api;
 mod auth;
+mod body;
+mod conn;
 mod download;
 mod error;
 mod metrics;
 pub mod names;
 mod oci;
+mod server;
 mod store;
 #[cfg(test)]
 mod test_module;
@@ -34,6 +37,11 @@ use tokio::net::TcpListener;
 
 pub use api::app;
 pub use auth::{load_tokens, parse_tokens, tokens_from_env, TOKENS_ENV};
+pub use server::{
+    raise_fd_limit, ServerOptions, DEFAULT_BODY_MIN_BYTES, DEFAULT_BODY_TIMEOUT,
+    DEFAULT_HEADER_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_HEADER_BYTES,
+    DEFAULT_SHUTDOWN_TIMEOUT,
+};
 pub use store::{BlobRef, OciImage, Recovery, VersionMeta};
 
 use metrics::Metrics;
@@ -57,6 +65,8 @@ pub struct Config {
     pub read_auth: bool,
     /// Uploads larger than this are refused with 413.
     pub max_upload_bytes: u64,
+    /// Connection limits: timeouts, header size, shutdown deadline.
+    pub server: ServerOptions,
 }
 
 impl Default for Config {
@@ -68,6 +78,7 @@ impl Default for Config {
             read_tokens: Vec::new(),
             read_auth: false,
             max_upload_bytes: DEFAULT_MAX_UPLOAD_BYTES,
+            server: ServerOptions::default(),
         }
     }
 }
@@ -121,6 +132,7 @@ impl Registry {
         if config.max_upload_bytes == 0 {
             return Err(Error::Config("max_upload_bytes must be above 0".into()));
         }
+        config.server.check()?;
         if config.read_auth && config.tokens.is_empty() && config.read_tokens.is_empty() {
             return Err(Error::Config(
                 "read_auth is on but there is no token: nobody could read".into(),
@@ -179,17 +191,20 @@ impl Registry {
     }
 }
 
-/// Open the store, listen on `config.bind` and serve until SIGTERM or ctrl-c.
+/// Open the store, raise the open files limit, listen on `config.bind` and serve until
+/// SIGTERM or ctrl-c.
 pub async fn serve(config: Config) -> Result<(), Error> {
     let addr = config.bind;
     let registry = Registry::open(config)?;
+    raise_fd_limit();
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|source| Error::Bind { addr, source })?;
     serve_on(listener, registry, shutdown_signal()).await
 }
 
-/// Serve on `listener` until `shutdown` completes, then let requests in flight finish.
+/// Serve on `listener` until `shutdown` completes, then let requests in flight finish within
+/// `config.server.shutdown_timeout` and drop the connections still open.
 pub async fn serve_on(
     listener: TcpListener,
     registry: Registry,
@@ -197,10 +212,7 @@ pub async fn serve_on(
 ) -> Result<(), Error> {
     let addr = listener.local_addr().map_err(Error::Serve)?;
     tracing::info!("wasmgate-registry listening on http://{addr}");
-    axum::serve(listener, app(registry))
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(Error::Serve)?;
+    server::run(listener, registry, shutdown).await?;
     tracing::info!("wasmgate-registry stopped");
     Ok(())
 }

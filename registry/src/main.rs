@@ -6,7 +6,9 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
-use wasmgate_registry::{load_tokens, tokens_from_env, Config, DEFAULT_MAX_UPLOAD_BYTES};
+use wasmgate_registry::{
+    load_tokens, tokens_from_env, Config, ServerOptions, DEFAULT_MAX_UPLOAD_BYTES,
+};
 
 /// Stores proxy-wasm modules by SHA256 and serves them over HTTP and the OCI pull API.
 #[derive(Debug, Parser)]
@@ -34,6 +36,8 @@ struct Cli {
     /// Uploads larger than this many bytes are refused with 413.
     #[arg(long, env = "WASMGATE_REGISTRY_MAX_UPLOAD_BYTES", default_value_t = DEFAULT_MAX_UPLOAD_BYTES)]
     max_upload_bytes: u64,
+    #[command(flatten)]
+    server: ServerOptions,
 }
 
 fn config(cli: Cli) -> Result<Config, wasmgate_registry::Error> {
@@ -52,6 +56,7 @@ fn config(cli: Cli) -> Result<Config, wasmgate_registry::Error> {
         read_tokens,
         read_auth: cli.read_auth,
         max_upload_bytes: cli.max_upload_bytes,
+        server: cli.server,
     })
 }
 

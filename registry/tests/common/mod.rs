@@ -171,7 +171,25 @@ pub struct Binary {
 
 impl Binary {
     pub fn start(data_dir: &Path, args: &[&str]) -> Binary {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_wasmgate-registry"))
+        Self::spawn(
+            Command::new(env!("CARGO_BIN_EXE_wasmgate-registry")),
+            data_dir,
+            args,
+        )
+    }
+
+    /// Start it with its soft limit of open files lowered to `soft` (the hard one unchanged).
+    pub fn start_with_open_files(data_dir: &Path, args: &[&str], soft: u64) -> Binary {
+        let mut command = Command::new("sh");
+        command
+            .arg("-c")
+            .arg(format!("ulimit -Sn {soft} && exec \"$0\" \"$@\""))
+            .arg(env!("CARGO_BIN_EXE_wasmgate-registry"));
+        Self::spawn(command, data_dir, args)
+    }
+
+    fn spawn(mut command: Command, data_dir: &Path, args: &[&str]) -> Binary {
+        let mut child = command
             .args(["--bind", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .args(args)
