@@ -35,8 +35,16 @@ const ALGS: [&str; 12] = [
     "ES384", "EdDSA",
 ];
 
-/// What jwt-auth refuses and `jsonwebtoken` accepts, on purpose (see the README).
-const STRICTER: [&str; 3] = ["crit_b64", "iss_array", "hs_short_key"];
+/// What jwt-auth refuses and `jsonwebtoken` accepts, on purpose (see the README), with the
+/// reason jwt-auth gives.
+const STRICTER: [(&str, &str); 3] = [
+    (
+        "crit_b64",
+        "token has unsupported critical header parameters",
+    ),
+    ("iss_array", "token issuer is not accepted"),
+    ("hs_short_key", "token signature does not verify"),
+];
 
 /// What jwt-auth accepts and `jsonwebtoken` refuses today: defects of jwt-auth found by
 /// this test (issue 11), to be fixed in `src/token.rs` and `src/claims.rs`. Each entry is
@@ -126,8 +134,14 @@ fn now() -> (SystemTime, i64) {
     (now, secs)
 }
 
-/// jwt-auth's decision: the request continues upstream, or is answered locally.
-fn jwt_auth_accepts(settings: Settings, jwks: &Value, token: &str, now: SystemTime) -> bool {
+/// jwt-auth's decision: `None` when the request continues upstream, else the
+/// `WWW-Authenticate` challenge it was answered with.
+fn jwt_auth_refusal(
+    settings: Settings,
+    jwks: &Value,
+    token: &str,
+    now: SystemTime,
+) -> Option<String> {
     let mut provider = json!({
         "local_jwks": jwks,
         "clock_skew_seconds": settings.skew,
@@ -151,8 +165,14 @@ fn jwt_auth_accepts(settings: Settings, jwks: &Value, token: &str, now: SystemTi
         .with_header("authorization", &format!("Bearer {token}"));
     let action = plugin.create_filter(1).on_request_headers(&mut host, true);
     match (action, &host.local_reply) {
-        (Action::Continue, None) => true,
-        (_, Some(_)) => false,
+        (Action::Continue, None) => None,
+        (_, Some(reply)) => Some(
+            reply
+                .headers
+                .iter()
+                .find(|(name, _)| name == "www-authenticate")
+                .map_or_else(|| format!("status {}", reply.status), |(_, v)| v.clone()),
+        ),
         (action, None) => panic!("neither passed nor answered: {action:?}"),
     }
 }
@@ -537,15 +557,15 @@ fn build(case: &str, alg: &str, now: i64, settings: Settings, param: u64) -> Str
     }
 }
 
-/// Both decisions for one token.
-fn decide(case: &str, alg: &str, settings: Settings, param: u64) -> (String, bool, bool) {
+/// Both decisions for one token, and jwt-auth's challenge when it refuses.
+fn decide(case: &str, alg: &str, settings: Settings, param: u64) -> (String, Option<String>, bool) {
     let jwks_json = jwks();
     let jwks: JwkSet = serde_json::from_value(jwks_json.clone()).expect("jsonwebtoken reads it");
     let (now, secs) = now();
     let token = build(case, alg, secs, settings, param);
-    let ours = jwt_auth_accepts(settings, &jwks_json, &token, now);
+    let refusal = jwt_auth_refusal(settings, &jwks_json, &token, now);
     let theirs = reference_accepts(settings, &jwks, &token);
-    (token, ours, theirs)
+    (token, refusal, theirs)
 }
 
 fn config() -> ProptestConfig {
@@ -559,7 +579,9 @@ fn config() -> ProptestConfig {
 }
 
 /// One algorithm of each key type and hash family; the properties draw from all of them.
-const SAMPLE_ALGS: [&str; 7] = ["HS256", "HS384", "RS256", "PS384", "ES256", "ES384", "EdDSA"];
+const SAMPLE_ALGS: [&str; 7] = [
+    "HS256", "HS384", "RS256", "PS384", "ES256", "ES384", "EdDSA",
+];
 
 #[test]
 fn every_case_of_every_algorithm() {
@@ -575,15 +597,22 @@ fn every_case_of_every_algorithm() {
         }
     }
     for (alg, case) in runs {
-        let (_, ours, theirs) = decide(case, alg, STRICT, 1);
+        let (_, refusal, theirs) = decide(case, alg, STRICT, 1);
+        let ours = refusal.is_none();
         if case.starts_with("valid") && !(ours && theirs) {
-            refused.push(format!("{alg} {case}: jwt-auth {ours}, jsonwebtoken {theirs}"));
+            refused.push(format!(
+                "{alg} {case}: jwt-auth {refusal:?}, jsonwebtoken {theirs}"
+            ));
         }
         if ours && !theirs {
             open.insert(case);
         }
-        if theirs && !ours {
-            stricter.insert(case);
+        if let (true, Some(challenge)) = (theirs, refusal) {
+            let reason = STRICTER
+                .iter()
+                .find(|(_, reason)| challenge.contains(&format!("error_description=\"{reason}\"")))
+                .map_or(challenge.clone(), |(_, reason)| (*reason).to_owned());
+            stricter.insert((case, reason));
         }
     }
     assert!(
@@ -598,7 +627,10 @@ fn every_case_of_every_algorithm() {
     );
     assert_eq!(
         stricter,
-        STRICTER.into_iter().collect(),
+        STRICTER
+            .into_iter()
+            .map(|(case, reason)| (case, reason.to_owned()))
+            .collect(),
         "the cases where jwt-auth is stricter changed: update STRICTER and the README"
     );
 }
@@ -613,9 +645,9 @@ proptest! {
         settings in settings(),
         param in any::<u64>(),
     ) {
-        let (token, ours, theirs) = decide(case, alg, settings, param);
+        let (token, refusal, theirs) = decide(case, alg, settings, param);
         prop_assert!(
-            theirs || !ours || OPEN.contains(&case),
+            theirs || refusal.is_some() || OPEN.contains(&case),
             "{alg} {case} {settings:?}: jwt-auth accepts {token}"
         );
     }
@@ -629,7 +661,10 @@ proptest! {
         settings in settings(),
         param in any::<u64>(),
     ) {
-        let (token, ours, theirs) = decide(case, alg, settings, param);
-        prop_assert!(ours && theirs, "{alg} {case} {settings:?}: jwt-auth {ours}, jsonwebtoken {theirs}: {token}");
+        let (token, refusal, theirs) = decide(case, alg, settings, param);
+        prop_assert!(
+            refusal.is_none() && theirs,
+            "{alg} {case} {settings:?}: jwt-auth {refusal:?}, jsonwebtoken {theirs}: {token}"
+        );
     }
 }
