@@ -6,8 +6,8 @@
 
 use serde_json::{json, Value};
 
-const ISSUER: &str = "https://issuer.bench.wasmgate.local";
-const AUDIENCE: &str = "wasmgate-bench";
+pub const ISSUER: &str = "https://issuer.bench.wasmgate.local";
+pub const AUDIENCE: &str = "wasmgate-bench";
 const RS256_JWKS: &str = include_str!("../fixtures/rs256.jwks.json");
 const ES256_JWKS: &str = include_str!("../fixtures/es256.jwks.json");
 const RS256_TOKEN: &str = include_str!("../fixtures/rs256.token");
@@ -22,18 +22,49 @@ pub enum Request {
     Rs256,
     /// The same with an ES256 bearer token.
     Es256,
+    /// The same with a different RS256 token on every request (`cold`).
+    Rs256Cold,
+    /// The same with a different ES256 token on every request (`cold`).
+    Es256Cold,
+    /// `GET /` again, where the configuration refuses it (429): a flood from one key.
+    Flood,
 }
 
 impl Request {
     /// Every kind, in the order the rounds visit them.
-    pub const ALL: [Request; 3] = [Request::Plain, Request::Rs256, Request::Es256];
+    pub const ALL: [Request; 6] = [
+        Request::Plain,
+        Request::Rs256,
+        Request::Es256,
+        Request::Rs256Cold,
+        Request::Es256Cold,
+        Request::Flood,
+    ];
 
+    /// The status the configurations measured with this request answer it with.
+    pub fn status(self) -> u16 {
+        match self {
+            Request::Flood => 429,
+            _ => 200,
+        }
+    }
+
+    /// The wrk script that makes each request differ (cold tokens), if any.
+    pub fn script(self) -> Option<std::path::PathBuf> {
+        match self {
+            Request::Rs256Cold => crate::cold::script("rs256"),
+            Request::Es256Cold => crate::cold::script("es256"),
+            _ => None,
+        }
+    }
+
+    /// The headers of one request; cold streams' first request carries the fixture token.
     pub fn headers(self) -> Vec<(String, String)> {
         let mut headers = vec![("x-debug".to_owned(), "1".to_owned())];
         let token = match self {
-            Request::Plain => None,
-            Request::Rs256 => Some(RS256_TOKEN),
-            Request::Es256 => Some(ES256_TOKEN),
+            Request::Plain | Request::Flood => None,
+            Request::Rs256 | Request::Rs256Cold => Some(RS256_TOKEN),
+            Request::Es256 | Request::Es256Cold => Some(ES256_TOKEN),
         };
         if let Some(token) = token {
             headers.push(("authorization".into(), format!("Bearer {}", token.trim())));
@@ -79,7 +110,22 @@ pub struct Scenario {
     pub check: Check,
     /// Load-tested; otherwise only its start time and memory are measured.
     pub load: bool,
+    /// Needs the rate limit service (`wasmgate-ratelimit` on Redis) as cluster [`RLS_CLUSTER`].
+    pub rls: bool,
 }
+
+/// The cluster of the rate limit service, for the global rate-limit configurations.
+pub const RLS_CLUSTER: &str = "ratelimit";
+/// The service's limits: `bench_open` is never reached, `bench_flood` is over after one request.
+pub const RLS_LIMITS: &str = "domain: bench
+descriptors:
+  - key: generic_key
+    value: bench_open
+    rate_limit: { unit: second, requests_per_unit: 1000000000 }
+  - key: generic_key
+    value: bench_flood
+    rate_limit: { unit: hour, requests_per_unit: 1 }
+";
 
 /// The configuration without filters, every other one's baseline.
 pub const NONE: &str = "none";
@@ -98,6 +144,7 @@ fn scenario(
         native: None,
         check: Check::default(),
         load: true,
+        rls: false,
     }
 }
 
@@ -109,6 +156,11 @@ impl Scenario {
 
     fn check(mut self, check: Check) -> Self {
         self.check = check;
+        self
+    }
+
+    fn with_rls(mut self) -> Self {
+        self.rls = true;
         self
     }
 
@@ -210,6 +262,48 @@ pub fn all() -> Vec<Scenario> {
             );
         }
     }
+    // Cold tokens: every request verifies a signature. jwt-auth keeps its cache on (it never
+    // hits), as jwt_authn with jwt_cache_config does; the two wasm rows differ only in where
+    // RS256/ES256 are verified: Envoy's BoringSSL (verify_signature) or the module.
+    for (alg, request, jwks) in [
+        ("rs256", Request::Rs256Cold, RS256_JWKS),
+        ("es256", Request::Es256Cold, ES256_JWKS),
+    ] {
+        let [native, native_cache, host, module] = cold_ids(alg);
+        let name = alg.to_ascii_uppercase();
+        out.extend([
+            scenario(
+                native,
+                cold_label(&name, "native jwt_authn"),
+                request,
+                vec![jwt_native(jwks, false)],
+            )
+            .check(jwt_check.clone()),
+            scenario(
+                native_cache,
+                cold_label(&name, "native jwt_authn, jwt_cache"),
+                request,
+                vec![jwt_native(jwks, true)],
+            )
+            .check(jwt_check.clone()),
+            scenario(
+                host,
+                cold_label(&name, "jwt-auth, host crypto"),
+                request,
+                vec![with_crypto(jwt_wasm(jwks, true), "host")],
+            )
+            .compared_with(native_cache)
+            .check(jwt_check.clone()),
+            scenario(
+                module,
+                cold_label(&name, "jwt-auth, module crypto"),
+                request,
+                vec![with_crypto(jwt_wasm(jwks, true), "module")],
+            )
+            .compared_with(native_cache)
+            .check(jwt_check.clone()),
+        ]);
+    }
     out.extend([
         scenario(
             "ratelimit-native",
@@ -224,6 +318,45 @@ pub fn all() -> Vec<Scenario> {
             vec![rate_limit_wasm("rate_limit", "")],
         )
         .compared_with("ratelimit-native"),
+    ]);
+    // Global limits through the same service and Redis: every request asks the service
+    // (never reached), or one key floods a limit it is over (the plugin's verdict memory
+    // answers; the native filter asks each time).
+    for (id, label, request, descriptor) in [
+        (
+            "ratelimit-global",
+            "global, never reached",
+            Request::Plain,
+            "bench_open",
+        ),
+        (
+            "ratelimit-flood",
+            "global, flood from one key",
+            Request::Flood,
+            "bench_flood",
+        ),
+    ] {
+        let native: &'static str = Box::leak(format!("{id}-native").into_boxed_str());
+        let wasm: &'static str = Box::leak(format!("{id}-wasm").into_boxed_str());
+        out.extend([
+            scenario(
+                native,
+                Box::leak(format!("native ratelimit, {label}").into_boxed_str()),
+                request,
+                vec![rate_limit_global_native(descriptor)],
+            )
+            .with_rls(),
+            scenario(
+                wasm,
+                Box::leak(format!("rate-limit {label}").into_boxed_str()),
+                request,
+                vec![rate_limit_global_wasm(descriptor)],
+            )
+            .compared_with(native)
+            .with_rls(),
+        ]);
+    }
+    out.extend([
         scenario(
             "headers-native",
             "native header_mutation, 3 operations",
@@ -302,6 +435,49 @@ fn jwt_native(jwks: &str, cache: bool) -> Filter {
     }))
 }
 
+fn cold_ids(alg: &str) -> [&'static str; 4] {
+    match alg {
+        "rs256" => [
+            "jwt-rs256-cold-native",
+            "jwt-rs256-cold-native-cache",
+            "jwt-rs256-cold-wasm",
+            "jwt-rs256-cold-wasm-module",
+        ],
+        _ => [
+            "jwt-es256-cold-native",
+            "jwt-es256-cold-native-cache",
+            "jwt-es256-cold-wasm",
+            "jwt-es256-cold-wasm-module",
+        ],
+    }
+}
+
+fn cold_label(alg: &str, what: &str) -> &'static str {
+    // Labels live as long as the table; a handful of them, made once.
+    Box::leak(format!("{what} {alg}, cold tokens").into_boxed_str())
+}
+
+/// jwt-auth with `crypto` set: `host` (refused where Envoy cannot) or `module`.
+fn with_crypto(filter: Filter, crypto: &str) -> Filter {
+    match filter {
+        Filter::Wasm {
+            module,
+            root_id,
+            vm_id,
+            mut config,
+        } => {
+            config["crypto"] = json!(crypto);
+            Filter::Wasm {
+                module,
+                root_id,
+                vm_id,
+                config,
+            }
+        }
+        native => native,
+    }
+}
+
 fn jwt_wasm(jwks: &str, cache: bool) -> Filter {
     jwt_wasm_in("jwt_auth", "", jwks, cache)
 }
@@ -344,6 +520,34 @@ fn rate_limit_wasm(module: &'static str, vm_id: &'static str) -> Filter {
         "fill_interval": "1s",
     }}]});
     wasm(module, "rate-limit", vm_id, config)
+}
+
+/// Envoy's ratelimit filter asking the service about one `generic_key` descriptor.
+fn rate_limit_global_native(descriptor: &str) -> Filter {
+    Filter::Native(json!({
+        "name": "envoy.filters.http.ratelimit",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.ratelimit.v3.RateLimit",
+            "domain": "bench",
+            "timeout": "1s",
+            "rate_limits": [{ "actions": [{ "generic_key": { "descriptor_value": descriptor } }] }],
+            "rate_limit_service": {
+                "grpc_service": { "envoy_grpc": { "cluster_name": RLS_CLUSTER } },
+                "transport_api_version": "V3",
+            },
+        },
+    }))
+}
+
+/// rate-limit with one global rule, named so that its descriptor is the native filter's.
+fn rate_limit_global_wasm(descriptor: &str) -> Filter {
+    let config = json!({
+        "mode": "global",
+        "domain": "bench",
+        "rate_limit_service": { "cluster": RLS_CLUSTER, "timeout": "1s" },
+        "rules": [{ "name": descriptor }],
+    });
+    wasm("rate_limit", "rate-limit", "", config)
 }
 
 /// The three header operations every header configuration performs.

@@ -1,6 +1,7 @@
 //! `make bench`: every Wasmgate plugin against the native Envoy filter doing the same work,
 //! on one Envoy build, in one run. See bench/README.md.
 
+mod cold;
 mod configs;
 mod measure;
 mod nginx;

@@ -183,6 +183,8 @@ pub fn run() -> Result<(), String> {
         cores.load,
     )?;
 
+    eprintln!("signing {} cold tokens per algorithm", crate::cold::COUNT);
+    crate::cold::write(&work.path().join("cold"))?;
     let mut rows: Vec<Row> = configs::all()
         .into_iter()
         .filter(|s| settings.selects(s))
@@ -428,6 +430,7 @@ fn load(
         duration,
         headers: request.headers(),
         core: cores.load,
+        script: request.script(),
     }
 }
 
@@ -680,6 +683,7 @@ fn download_load(url: String, settings: &Settings, cores: Cores) -> Result<wrk::
         duration: settings.seconds,
         headers: Vec::new(),
         core: cores.load,
+        script: None,
     })?;
     match report.problem() {
         Some(problem) => Err(problem),

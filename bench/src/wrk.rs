@@ -12,6 +12,8 @@ pub struct Load {
     pub headers: Vec<(String, String)>,
     /// The core wrk runs on, when the machine has cores to spare.
     pub core: Option<usize>,
+    /// A Lua script (`-s`) that builds each request, e.g. to send a different token each time.
+    pub script: Option<std::path::PathBuf>,
 }
 
 /// What wrk reported.
@@ -65,6 +67,9 @@ pub fn run(load: &Load) -> Result<Report, String> {
         .args(["--timeout", "5s", "--latency"]);
     for (name, value) in &load.headers {
         command.args(["-H", &format!("{name}: {value}")]);
+    }
+    if let Some(script) = &load.script {
+        command.arg("-s").arg(script);
     }
     command.arg(&load.url);
     let out = command
