@@ -249,6 +249,23 @@ pub struct EnvoyArgs {
     /// without it; one given here replaces the derived cluster of the same name.
     #[arg(long = "cluster", value_name = "NAME=URL", value_parser = parse_cluster)]
     pub clusters: Vec<(String, String)>,
+    #[command(flatten)]
+    pub jwks_tls: JwksTlsArgs,
+}
+
+/// How `https` JWKS clusters check the issuer's server.
+#[derive(Debug, Args)]
+pub struct JwksTlsArgs {
+    /// CA bundle (PEM) the JWKS server's certificate must chain to: `PATH` for every https
+    /// JWKS cluster, `CLUSTER=PATH` for one. Repeat for more. The certificate must also name
+    /// the URI's host [default: /etc/ssl/certs/ca-certificates.crt].
+    #[arg(long = "jwks-ca-file", value_name = "[CLUSTER=]PATH")]
+    pub ca_files: Vec<String>,
+    /// Do not check the JWKS server's certificate at all. Anyone on the path can then swap
+    /// the keys and mint tokens that pass: for a test server with a self-signed certificate
+    /// only.
+    #[arg(long, conflicts_with = "ca_files")]
+    pub insecure_jwks_tls: bool,
 }
 
 fn parse_cluster(text: &str) -> Result<(String, String), String> {
@@ -355,6 +372,8 @@ pub struct EnvoyFilterArgs {
     /// Which listeners get the plugins: SIDECAR_INBOUND, SIDECAR_OUTBOUND or GATEWAY.
     #[arg(long, default_value = "SIDECAR_INBOUND")]
     pub context: PatchContext,
+    #[command(flatten)]
+    pub jwks_tls: JwksTlsArgs,
 }
 
 /// `wasmgate examples`.

@@ -265,7 +265,7 @@ pub fn start(options: &Options) -> Result<Demo> {
 
     let configured = plugins(&format!("http://{jwks_addr}{JWKS_PATH}"))?;
     let resolved = render::resolve(Source::Registry(&client), configured)?;
-    let bootstrap = render::envoy(
+    let (bootstrap, _) = render::envoy(
         &resolved,
         &EnvoyOptions {
             listen: options.listen,
@@ -273,6 +273,7 @@ pub fn start(options: &Options) -> Result<Demo> {
             upstream: format!("http://{upstream_addr}"),
             code: CodeFrom::Remote,
             clusters: Vec::new(),
+            jwks_tls: render::JwksTls::default(),
         },
     )?;
     let bootstrap_path = dir.path().join("envoy.yaml");

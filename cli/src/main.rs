@@ -340,11 +340,32 @@ fn format(common: &CommonRenderArgs) -> render::Format {
     }
 }
 
+/// `--jwks-ca-file [CLUSTER=]PATH` and `--insecure-jwks-tls`; `check_files` when the
+/// bootstrap runs on this machine, so a CA file can be checked here.
+fn jwks_tls(args: &cli::JwksTlsArgs, check_files: bool) -> render::JwksTls {
+    let mut tls = render::JwksTls {
+        insecure: args.insecure_jwks_tls,
+        check_files,
+        ..render::JwksTls::default()
+    };
+    for value in &args.ca_files {
+        // A path may hold `=`, a cluster name never holds `/`.
+        match value.split_once('=') {
+            Some((cluster, path)) if !cluster.is_empty() && !cluster.contains('/') => {
+                tls.cluster_ca_files
+                    .insert(cluster.to_owned(), PathBuf::from(path));
+            }
+            _ => tls.ca_file = Some(PathBuf::from(value)),
+        }
+    }
+    tls
+}
+
 fn cmd_render(target: &RenderTarget, output: Output) -> Result<()> {
     match target {
         RenderTarget::Envoy(args) => {
             let plugins = resolve(&args.common)?;
-            let bootstrap = render::envoy(
+            let (bootstrap, warnings) = render::envoy(
                 &plugins,
                 &render::EnvoyOptions {
                     listen: args.listen,
@@ -356,8 +377,10 @@ fn cmd_render(target: &RenderTarget, output: Output) -> Result<()> {
                         CodeFrom::Remote
                     },
                     clusters: args.clusters.clone(),
+                    jwks_tls: jwks_tls(&args.jwks_tls, true),
                 },
             )?;
+            warn(output, &warnings);
             emit(
                 &args.common,
                 &render::encode(&[bootstrap], format(&args.common))?,
@@ -394,15 +417,17 @@ fn cmd_render(target: &RenderTarget, output: Output) -> Result<()> {
         }
         RenderTarget::Envoyfilter(args) => {
             let plugins = resolve(&args.common)?;
-            let manifest = render::envoy_filter(
+            let (manifest, warnings) = render::envoy_filter(
                 &plugins,
                 &render::EnvoyFilterOptions {
                     name: args.name.clone(),
                     namespace: args.namespace.clone(),
                     selector: args.selector.iter().cloned().collect(),
                     context: args.context,
+                    jwks_tls: jwks_tls(&args.jwks_tls, false),
                 },
             )?;
+            warn(output, &warnings);
             emit(
                 &args.common,
                 &render::encode(&[manifest], format(&args.common))?,

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 use serde_json::Value;
-use wasmgate_envoy::{Code, Remote, Sha256, WasmFilter};
+use wasmgate_envoy::{Code, Remote, Sha256, Trust, WasmFilter};
 use wasmgate_istio::{
     EnvVar, EnvoyFilterSpec, FailStrategy, Metadata, PatchContext, Phase, PluginSpec, PullPolicy,
     TargetRef, TrafficSelector,
@@ -264,6 +264,122 @@ pub struct EnvoyOptions {
     pub code: CodeFrom,
     /// More clusters by name and URL.
     pub clusters: Vec<(String, String)>,
+    /// How the JWKS clusters check the issuer's server.
+    pub jwks_tls: JwksTls,
+}
+
+/// How the clusters of remote JWKS (every pluginConfig object with a `uri` and a `cluster`)
+/// check the server they fetch keys from. An `https` JWKS cluster is always verified (CA
+/// chain and the URI's host in the certificate) unless `insecure` says otherwise.
+#[derive(Debug, Clone, Default)]
+pub struct JwksTls {
+    /// The CA bundle for every `https` JWKS cluster [default:
+    /// [`SYSTEM_CA_BUNDLE`](wasmgate_envoy::SYSTEM_CA_BUNDLE)].
+    pub ca_file: Option<PathBuf>,
+    /// A CA bundle for one cluster, by name; wins over `ca_file`.
+    pub cluster_ca_files: BTreeMap<String, PathBuf>,
+    /// Check nothing: anyone on the path can swap the keys. Rendered with a loud warning.
+    pub insecure: bool,
+    /// Refuse a CA file that is not a readable PEM file with a certificate here (for a
+    /// bootstrap run on this machine; an Istio proxy reads the path in its own container).
+    pub check_files: bool,
+}
+
+/// The JWKS clusters the pluginConfigs use, by name, each with the (first) plugin using it.
+fn jwks_clusters(plugins: &[Resolved]) -> Result<BTreeMap<String, &'static str>> {
+    let mut found = BTreeMap::new();
+    for plugin in plugins {
+        for (cluster, _) in callout_clusters(std::slice::from_ref(plugin))? {
+            found.entry(cluster).or_insert(plugin.name());
+        }
+    }
+    Ok(found)
+}
+
+/// The trust setting of each `https` JWKS cluster, and the warnings: no verification, or
+/// keys fetched over plain `http` from another machine.
+fn jwks_trust(
+    plugins: &[Resolved],
+    clusters: &[(String, String)],
+    tls: &JwksTls,
+) -> Result<(BTreeMap<String, Trust>, Vec<Warning>)> {
+    let jwks = jwks_clusters(plugins)?;
+    if tls.insecure && (tls.ca_file.is_some() || !tls.cluster_ca_files.is_empty()) {
+        return Err(Error::usage(
+            "--insecure-jwks-tls turns verification off; it cannot go with --jwks-ca-file",
+        ));
+    }
+    for name in tls.cluster_ca_files.keys() {
+        if !jwks.contains_key(name) {
+            return Err(Error::usage(format!(
+                "--jwks-ca-file {name}=…: no remote JWKS uses a cluster {name:?} (JWKS clusters: {})",
+                jwks.keys().map(String::as_str).collect::<Vec<_>>().join(", ")
+            )));
+        }
+    }
+    let mut trust = BTreeMap::new();
+    let mut warnings = Vec::new();
+    for (name, plugin) in &jwks {
+        let Some((_, url)) = clusters.iter().find(|(n, _)| n == name) else {
+            continue;
+        };
+        let parsed = url::Url::parse(url)
+            .map_err(|e| Error::failed(format!("cluster {name}: {url:?}: {e}")))?;
+        let warn = |message: String| Warning {
+            plugin: (*plugin).to_owned(),
+            message,
+        };
+        if parsed.scheme() != "https" {
+            if tls.cluster_ca_files.contains_key(name) {
+                return Err(Error::usage(format!(
+                    "--jwks-ca-file {name}=…: cluster {name} is {url}, plain http"
+                )));
+            }
+            let loopback = match parsed.host() {
+                Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+                Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+                Some(url::Host::Domain(host)) => host == "localhost",
+                None => false,
+            };
+            if !loopback {
+                warnings.push(warn(format!(
+                    "JWKS cluster {name} fetches keys over plain http ({url}): anyone on the path can swap them and mint tokens that pass; use https"
+                )));
+            }
+            continue;
+        }
+        let setting = if tls.insecure {
+            warnings.push(warn(format!(
+                "--insecure-jwks-tls: the certificate of {url} (cluster {name}) is NOT checked; anyone on the path can swap the keys and mint tokens that pass"
+            )));
+            Trust::Insecure
+        } else {
+            match tls.cluster_ca_files.get(name).or(tls.ca_file.as_ref()) {
+                Some(path) => {
+                    if tls.check_files {
+                        check_ca_file(path)?;
+                    }
+                    Trust::Verify(path.clone())
+                }
+                None => Trust::system(),
+            }
+        };
+        trust.insert(name.clone(), setting);
+    }
+    Ok((trust, warnings))
+}
+
+/// A CA file Envoy would refuse, or that trusts nothing, is refused before rendering.
+fn check_ca_file(path: &Path) -> Result<()> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::failed(format!("--jwks-ca-file {}: {e}", path.display())))?;
+    if !text.contains("-----BEGIN CERTIFICATE-----") {
+        return Err(Error::failed(format!(
+            "--jwks-ca-file {}: no PEM certificate (-----BEGIN CERTIFICATE-----) in it",
+            path.display()
+        )));
+    }
+    Ok(())
 }
 
 /// The Wasm filters for `plugins`, with the clusters their code and callouts need.
@@ -298,8 +414,11 @@ fn wasm_filters(plugins: &[Resolved], code: CodeFrom) -> Result<(Vec<WasmFilter>
     Ok((filters, clusters))
 }
 
-/// Render the Envoy static bootstrap.
-pub fn envoy(plugins: &[Resolved], options: &EnvoyOptions) -> Result<wasmgate_envoy::Bootstrap> {
+/// Render the Envoy static bootstrap, with the warnings (see [`JwksTls`]).
+pub fn envoy(
+    plugins: &[Resolved],
+    options: &EnvoyOptions,
+) -> Result<(wasmgate_envoy::Bootstrap, Vec<Warning>)> {
     let (filters, mut clusters) = wasm_filters(plugins, options.code)?;
     // A cluster given explicitly replaces the one derived from a pluginConfig of that name
     // (say, to reach the JWKS issuer through a local proxy).
@@ -309,14 +428,17 @@ pub fn envoy(plugins: &[Resolved], options: &EnvoyOptions) -> Result<wasmgate_en
             None => clusters.push((name.clone(), url.clone())),
         }
     }
-    wasmgate_envoy::render(&wasmgate_envoy::Spec {
+    let (trust, warnings) = jwks_trust(plugins, &clusters, &options.jwks_tls)?;
+    let bootstrap = wasmgate_envoy::render(&wasmgate_envoy::Spec {
         listen: options.listen,
         admin: options.admin,
         filters,
         upstream: options.upstream.clone(),
         clusters,
+        trust,
     })
-    .map_err(|e| Error::failed(e.0))
+    .map_err(|e| Error::failed(e.0))?;
+    Ok((bootstrap, warnings))
 }
 
 /// The Istio settings shared by WasmPlugin and TrafficExtension.
@@ -436,15 +558,19 @@ pub struct EnvoyFilterOptions {
     pub namespace: Option<String>,
     pub selector: BTreeMap<String, String>,
     pub context: PatchContext,
+    /// How the JWKS clusters check the issuer's server.
+    pub jwks_tls: JwksTls,
 }
 
-/// One EnvoyFilter inserting every plugin, in order, with code fetched with sha256.
+/// One EnvoyFilter inserting every plugin, in order, with code fetched with sha256, with the
+/// warnings (see [`JwksTls`]).
 pub fn envoy_filter(
     plugins: &[Resolved],
     options: &EnvoyFilterOptions,
-) -> Result<wasmgate_istio::EnvoyFilter> {
+) -> Result<(wasmgate_istio::EnvoyFilter, Vec<Warning>)> {
     let (filters, clusters) = wasm_filters(plugins, CodeFrom::Remote)?;
-    wasmgate_istio::envoy_filter(&EnvoyFilterSpec {
+    let (trust, warnings) = jwks_trust(plugins, &clusters, &options.jwks_tls)?;
+    let manifest = wasmgate_istio::envoy_filter(&EnvoyFilterSpec {
         metadata: Metadata {
             name: options.name.clone(),
             namespace: options.namespace.clone(),
@@ -453,8 +579,10 @@ pub fn envoy_filter(
         context: options.context,
         filters,
         clusters,
+        trust,
     })
-    .map_err(|e| Error::failed(e.0))
+    .map_err(|e| Error::failed(e.0))?;
+    Ok((manifest, warnings))
 }
 
 /// Serialize documents as YAML (separated by `---`) or JSON (one per document, or an array).

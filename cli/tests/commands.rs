@@ -335,6 +335,7 @@ fn wasm_opt_keeps_a_valid_proxy_wasm_module() {
         filters: vec![filter],
         upstream: "http://127.0.0.1:1".into(),
         clusters: Vec::new(),
+        trust: Default::default(),
     })
     .unwrap();
     let path = dir.path().join("bootstrap.json");

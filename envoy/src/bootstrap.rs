@@ -2,12 +2,13 @@
 //! Wasm filters in order and then the router, and the clusters it needs (the upstream, the
 //! registry the modules come from, JWKS issuers, …).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
 use serde::Serialize;
 
+use crate::tls::{Trust, UpstreamTls};
 use crate::wasm::{Code, HttpFilter, WasmFilter};
 
 /// The name of the cluster requests are routed to.
@@ -38,15 +39,25 @@ pub struct Spec {
     pub upstream: String,
     /// More clusters by name and URL: the registry, JWKS issuers, ….
     pub clusters: Vec<(String, String)>,
+    /// How `https` clusters check their server, by cluster name; any other `https` cluster
+    /// is verified against [`SYSTEM_CA_BUNDLE`](crate::SYSTEM_CA_BUNDLE).
+    pub trust: BTreeMap<String, Trust>,
 }
 
-/// Build the bootstrap; fails on a malformed URL, a duplicate cluster, or a filter fetching
-/// its code through a cluster the bootstrap does not define.
+/// Build the bootstrap; fails on a malformed URL, a duplicate cluster, a filter fetching
+/// its code through a cluster the bootstrap does not define, or a trust setting for a cluster
+/// that is not an `https` cluster of the bootstrap.
 pub fn render(spec: &Spec) -> Result<Bootstrap, RenderError> {
-    let mut clusters = vec![Cluster::for_url(UPSTREAM_CLUSTER, &spec.upstream)?];
+    let trust = |name: &str| spec.trust.get(name).cloned().unwrap_or_default();
+    let mut clusters = vec![Cluster::for_url_trusting(
+        UPSTREAM_CLUSTER,
+        &spec.upstream,
+        &trust(UPSTREAM_CLUSTER),
+    )?];
     for (name, url) in &spec.clusters {
-        clusters.push(Cluster::for_url(name, url)?);
+        clusters.push(Cluster::for_url_trusting(name, url, &trust(name))?);
     }
+    check_trust(&spec.trust, &clusters)?;
     let mut names = BTreeSet::new();
     for cluster in &clusters {
         if !names.insert(cluster.name.as_str()) {
@@ -109,6 +120,33 @@ pub fn render(spec: &Spec) -> Result<Bootstrap, RenderError> {
             clusters,
         },
     })
+}
+
+/// Refuse a trust setting that would have no effect: it names no cluster, or a plain `http`
+/// one (most likely a typo, and the user believes that cluster is checked).
+pub fn check_trust(
+    trust: &BTreeMap<String, Trust>,
+    clusters: &[Cluster],
+) -> Result<(), RenderError> {
+    for name in trust.keys() {
+        match clusters.iter().find(|c| c.name == *name) {
+            Some(cluster) if cluster.transport_socket.is_some() => {}
+            Some(_) => {
+                return Err(RenderError(format!(
+                    "cluster {name}: a TLS setting is given, but the cluster is plain http"
+                )))
+            }
+            None => return Err(RenderError(format!(
+                "a TLS setting is given for cluster {name:?}, which is not defined (defined: {})",
+                clusters
+                    .iter()
+                    .map(|c| c.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))),
+        }
+    }
+    Ok(())
 }
 
 /// `envoy.config.bootstrap.v3.Bootstrap`, the parts Wasmgate writes.
@@ -239,8 +277,14 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// The cluster reaching the host and port of an `http://` or `https://` URL.
+    /// The cluster reaching the host and port of an `http://` or `https://` URL; TLS is
+    /// verified against [`SYSTEM_CA_BUNDLE`](crate::SYSTEM_CA_BUNDLE) and the URL's host.
     pub fn for_url(name: &str, url: &str) -> Result<Cluster, RenderError> {
+        Cluster::for_url_trusting(name, url, &Trust::default())
+    }
+
+    /// Like [`Cluster::for_url`], TLS checked as `trust` says.
+    pub fn for_url_trusting(name: &str, url: &str, trust: &Trust) -> Result<Cluster, RenderError> {
         let parsed = url::Url::parse(url)
             .map_err(|e| RenderError(format!("cluster {name}: URL {url:?}: {e}")))?;
         let tls = match parsed.scheme() {
@@ -283,9 +327,9 @@ impl Cluster {
                     }],
                 }],
             },
-            transport_socket: tls.then_some(TransportSocket {
+            transport_socket: tls.then(|| TransportSocket {
                 name: "envoy.transport_sockets.tls",
-                typed_config: UpstreamTls { sni: host },
+                typed_config: UpstreamTls::new(&host, trust),
             }),
         })
     }
@@ -323,16 +367,6 @@ pub struct TransportSocket {
     pub typed_config: UpstreamTls,
 }
 
-/// `UpstreamTlsContext` with SNI; the system trust store is Envoy's default.
-#[derive(Debug, Clone, Serialize)]
-#[serde(
-    tag = "@type",
-    rename = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext"
-)]
-pub struct UpstreamTls {
-    pub sni: String,
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -353,6 +387,7 @@ mod tests {
             )],
             upstream: "http://127.0.0.1:8000".into(),
             clusters: vec![("registry".into(), "http://127.0.0.1:5000".into())],
+            trust: BTreeMap::new(),
         }
     }
 
@@ -409,10 +444,9 @@ mod tests {
                 .port_value,
             443
         );
-        assert_eq!(
-            dns.transport_socket.unwrap().typed_config.sni,
-            "issuer.example.com"
-        );
+        let tls = dns.transport_socket.unwrap().typed_config;
+        assert_eq!(tls.sni.as_deref(), Some("issuer.example.com"));
+        assert_eq!(tls.trusted_ca(), Some(crate::SYSTEM_CA_BUNDLE));
         let ip = Cluster::for_url("r", "http://[::1]:5000").unwrap();
         assert_eq!(ip.r#type, "STATIC");
         assert_eq!(
@@ -428,5 +462,42 @@ mod tests {
             .0
             .contains("expected http or https"));
         assert!(Cluster::for_url("r", "not a url").is_err());
+    }
+
+    #[test]
+    fn trust_applies_by_cluster_name() {
+        let mut spec = spec();
+        spec.clusters
+            .push(("jwks".into(), "https://login.example.com/keys".into()));
+        spec.trust
+            .insert("jwks".into(), Trust::Verify("/etc/wasmgate/ca.pem".into()));
+        let bootstrap = render(&spec).unwrap();
+        let jwks = &bootstrap.static_resources.clusters[2];
+        let tls = &jwks.transport_socket.as_ref().unwrap().typed_config;
+        assert_eq!(tls.trusted_ca(), Some("/etc/wasmgate/ca.pem"));
+
+        spec.trust.insert("jwks".into(), Trust::Insecure);
+        let bootstrap = render(&spec).unwrap();
+        let jwks = &bootstrap.static_resources.clusters[2];
+        assert_eq!(
+            jwks.transport_socket
+                .as_ref()
+                .unwrap()
+                .typed_config
+                .trusted_ca(),
+            None
+        );
+    }
+
+    #[test]
+    fn trust_for_an_unknown_or_plain_http_cluster_is_refused() {
+        let mut spec = spec();
+        spec.trust.insert("jwsk".into(), Trust::Insecure);
+        let err = render(&spec).unwrap_err();
+        assert!(err.0.contains("\"jwsk\", which is not defined"), "{err}");
+        let mut spec = self::spec();
+        spec.trust.insert("registry".into(), Trust::default());
+        let err = render(&spec).unwrap_err();
+        assert!(err.0.contains("plain http"), "{err}");
     }
 }

@@ -14,6 +14,7 @@
 //!     filters: vec![filter],
 //!     upstream: "http://127.0.0.1:8000".into(),
 //!     clusters: vec![("registry".into(), "http://127.0.0.1:5000".into())],
+//!     trust: Default::default(),
 //! })
 //! .unwrap();
 //! assert_eq!(bootstrap.static_resources.clusters.len(), 2);
@@ -22,16 +23,21 @@
 mod binary;
 mod bootstrap;
 mod digest;
+mod tls;
 mod wasm;
 
 use std::time::Duration;
 
 pub use binary::find_binary;
 pub use bootstrap::{
-    render, Address, Admin, Bootstrap, Cluster, RenderError, Spec, StaticResources,
+    check_trust, render, Address, Admin, Bootstrap, Cluster, RenderError, Spec, StaticResources,
     UPSTREAM_CLUSTER,
 };
 pub use digest::{DigestError, Sha256};
+pub use tls::{
+    CommonTlsContext, DataSource, SanMatcher, StringMatcher, Trust, UpstreamTls,
+    ValidationContext, SYSTEM_CA_BUNDLE,
+};
 pub use wasm::{
     AsyncDataSource, Code, HttpFilter, LocalSource, PluginConfig, Remote, RemoteSource,
     RetryPolicy, VmConfig, WasmFilter, RUNTIME_V8, WASM_FILTER,

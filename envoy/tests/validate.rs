@@ -1,8 +1,9 @@
 //! Every bootstrap shape the renderer produces passes `envoy --mode validate`.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
-use wasmgate_envoy::{render, Code, Remote, Sha256, Spec, WasmFilter};
+use wasmgate_envoy::{render, Code, Remote, Sha256, Spec, Trust, WasmFilter, SYSTEM_CA_BUNDLE};
 
 fn validate(spec: &Spec) {
     let bootstrap = render(spec).unwrap();
@@ -47,7 +48,14 @@ fn remote_code_through_registry_cluster_validates() {
                 "jwks".into(),
                 "https://issuer.example.com/.well-known/jwks.json".into(),
             ),
+            ("jwks-ip".into(), "https://127.0.0.1:8443/keys".into()),
+            ("jwks-insecure".into(), "https://127.0.0.1:8444/keys".into()),
         ],
+        // The DNS name and the IP SAN matchers, a CA file named explicitly, and no validation.
+        trust: BTreeMap::from([
+            ("jwks-ip".into(), Trust::Verify(SYSTEM_CA_BUNDLE.into())),
+            ("jwks-insecure".into(), Trust::Insecure),
+        ]),
     });
 }
 
@@ -66,5 +74,6 @@ fn local_code_and_no_admin_validates() {
         filters: vec![filter],
         upstream: "http://[::1]:8000".into(),
         clusters: Vec::new(),
+        trust: BTreeMap::new(),
     });
 }

@@ -6,7 +6,7 @@ use std::fmt;
 
 use serde::Serialize;
 use serde_json::Value;
-use wasmgate_envoy::{Cluster, Code, HttpFilter, Sha256, WasmFilter};
+use wasmgate_envoy::{check_trust, Cluster, Code, HttpFilter, Sha256, Trust, WasmFilter};
 
 use crate::api::{
     EnvVar, FailStrategy, Metadata, Phase, PluginType, PullPolicy, TargetRef, TrafficSelector,
@@ -325,8 +325,12 @@ pub struct EnvoyFilterSpec {
     pub context: PatchContext,
     /// The plugins, in the order they run, each inserted before the router.
     pub filters: Vec<WasmFilter>,
-    /// Clusters to add by name and URL: the registry the modules are fetched from.
+    /// Clusters to add by name and URL: the registry the modules are fetched from, JWKS
+    /// issuers.
     pub clusters: Vec<(String, String)>,
+    /// How `https` clusters check their server, by cluster name; any other `https` cluster
+    /// is verified against [`SYSTEM_CA_BUNDLE`](wasmgate_envoy::SYSTEM_CA_BUNDLE).
+    pub trust: BTreeMap<String, Trust>,
 }
 
 /// An Istio `EnvoyFilter`.
@@ -442,9 +446,15 @@ pub fn envoy_filter(spec: &EnvoyFilterSpec) -> Result<EnvoyFilter, ManifestError
             PatchContext::SidecarOutbound
         }
     };
-    let mut patches = Vec::new();
+    let mut clusters = Vec::new();
     for (name, url) in &spec.clusters {
-        let cluster = Cluster::for_url(name, url).map_err(|e| ManifestError(e.0))?;
+        let trust = spec.trust.get(name).cloned().unwrap_or_default();
+        clusters
+            .push(Cluster::for_url_trusting(name, url, &trust).map_err(|e| ManifestError(e.0))?);
+    }
+    check_trust(&spec.trust, &clusters).map_err(|e| ManifestError(e.0))?;
+    let mut patches = Vec::new();
+    for cluster in clusters {
         patches.push(ConfigPatch {
             apply_to: "CLUSTER",
             r#match: PatchMatch {
@@ -612,6 +622,7 @@ mod tests {
             context: PatchContext::Gateway,
             filters,
             clusters: vec![("wasmgate-registry".into(), "http://registry:5000".into())],
+            trust: BTreeMap::new(),
         };
         let json = serde_json::to_value(envoy_filter(&spec).unwrap()).unwrap();
         assert_eq!(json["apiVersion"], "networking.istio.io/v1alpha3");
@@ -643,5 +654,52 @@ mod tests {
             .unwrap_err()
             .0
             .contains("does not add"));
+    }
+
+    #[test]
+    fn envoy_filter_jwks_clusters_are_verified() {
+        let mut spec = EnvoyFilterSpec {
+            metadata: Metadata {
+                name: "wasmgate".into(),
+                namespace: None,
+            },
+            selector: BTreeMap::new(),
+            context: PatchContext::SidecarInbound,
+            filters: vec![WasmFilter::new("jwt-auth", Code::Local("/m.wasm".into()))],
+            clusters: vec![
+                (
+                    "login_example_com".into(),
+                    "https://login.example.com".into(),
+                ),
+                ("other".into(), "https://other.example.com".into()),
+            ],
+            trust: BTreeMap::from([(
+                "other".into(),
+                Trust::Verify("/etc/istio/jwks-ca.pem".into()),
+            )]),
+        };
+        let validation = |spec: &EnvoyFilterSpec, i: usize| {
+            let json = serde_json::to_value(envoy_filter(spec).unwrap()).unwrap();
+            json["spec"]["configPatches"][i]["patch"]["value"]["transport_socket"]["typed_config"]
+                ["common_tls_context"]["validation_context"]
+                .clone()
+        };
+        assert_eq!(
+            validation(&spec, 0),
+            json!({
+                "trusted_ca": { "filename": wasmgate_envoy::SYSTEM_CA_BUNDLE },
+                "match_typed_subject_alt_names": [
+                    { "san_type": "DNS", "matcher": { "exact": "login.example.com" } }
+                ],
+            })
+        );
+        assert_eq!(
+            validation(&spec, 1)["trusted_ca"]["filename"],
+            "/etc/istio/jwks-ca.pem"
+        );
+        spec.trust.insert("other".into(), Trust::Insecure);
+        assert_eq!(validation(&spec, 1), serde_json::Value::Null);
+        spec.trust.insert("typo".into(), Trust::Insecure);
+        assert!(envoy_filter(&spec).unwrap_err().0.contains("\"typo\""));
     }
 }

@@ -67,10 +67,18 @@ fn patches_placed_in_a_bootstrap_validate() {
         selector: BTreeMap::from([("istio".into(), "ingressgateway".into())]),
         context: PatchContext::Gateway,
         filters,
-        clusters: vec![(
-            "wasmgate-registry".into(),
-            "http://wasmgate-registry.wasmgate.svc:5000".into(),
-        )],
+        clusters: vec![
+            (
+                "wasmgate-registry".into(),
+                "http://wasmgate-registry.wasmgate.svc:5000".into(),
+            ),
+            // A JWKS issuer: verified against the system bundle and its name.
+            (
+                "login_example_com".into(),
+                "https://login.example.com".into(),
+            ),
+        ],
+        trust: BTreeMap::new(),
     })
     .unwrap();
     let base = render(&Spec {
@@ -79,6 +87,7 @@ fn patches_placed_in_a_bootstrap_validate() {
         filters: Vec::new(),
         upstream: "http://127.0.0.1:8000".into(),
         clusters: Vec::new(),
+        trust: BTreeMap::new(),
     })
     .unwrap();
     let bootstrap = apply(
