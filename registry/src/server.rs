@@ -254,3 +254,38 @@ async fn connection(
         tracing::debug!("connection closed: {e}");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        server: ServerOptions,
+    }
+
+    #[test]
+    fn the_flags_defaults_are_the_library_defaults() {
+        let cli = Cli::try_parse_from(["registry"]).unwrap();
+        assert_eq!(cli.server, ServerOptions::default());
+        let cli = Cli::try_parse_from(["registry", "--header-timeout", "1m30s"]).unwrap();
+        assert_eq!(cli.server.header_timeout, Duration::from_secs(90));
+        assert!(Cli::try_parse_from(["registry", "--idle-timeout", "soon"]).is_err());
+    }
+
+    #[test]
+    fn unusable_values_are_refused_naming_the_option() {
+        let zero = ServerOptions {
+            body_timeout: Duration::ZERO,
+            ..ServerOptions::default()
+        };
+        assert!(matches!(zero.check(), Err(Error::Config(m)) if m.contains("body_timeout")));
+        let tiny = ServerOptions {
+            max_header_bytes: 10,
+            ..ServerOptions::default()
+        };
+        assert!(matches!(tiny.check(), Err(Error::Config(m)) if m.contains("max_header_bytes")));
+    }
+}
