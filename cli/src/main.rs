@@ -397,7 +397,7 @@ fn cmd_render(target: &RenderTarget, output: Output) -> Result<()> {
                 &plugins,
                 &render::IstioOptions {
                     namespace: args.namespace.clone(),
-                    selector: args.selector.iter().cloned().collect(),
+                    selector: render::selector(&args.selector)?,
                     target_refs: args.target_refs.clone(),
                     traffic: args.traffic.clone(),
                     phase: args.phase,
@@ -422,7 +422,7 @@ fn cmd_render(target: &RenderTarget, output: Output) -> Result<()> {
                 &render::EnvoyFilterOptions {
                     name: args.name.clone(),
                     namespace: args.namespace.clone(),
-                    selector: args.selector.iter().cloned().collect(),
+                    selector: render::selector(&args.selector)?,
                     context: args.context,
                     jwks_tls: jwks_tls(&args.jwks_tls, false),
                 },

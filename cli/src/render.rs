@@ -493,6 +493,31 @@ pub enum IstioManifest {
     TrafficExtension(Box<wasmgate_istio::TrafficExtension>),
 }
 
+/// Labels from `--selector KEY=VALUE` flags; a key given twice is a usage error.
+pub fn selector(pairs: &[(String, String)]) -> Result<BTreeMap<String, String>> {
+    wasmgate_istio::validate::label_map("--selector", pairs).map_err(|e| Error::usage(e.0))
+}
+
+/// The priority of each plugin. Istio runs higher priorities first and orders equal ones by
+/// creation time, so when several plugins share a phase and no priority is given, they get
+/// 10, 0 (…) in the order of the `--plugin` flags: the first runs first. A plugin alone in its
+/// phase keeps Istio's default.
+fn priorities(phases: &[Option<Phase>], explicit: Option<i32>) -> Vec<Option<i32>> {
+    if explicit.is_some() {
+        return vec![explicit; phases.len()];
+    }
+    phases
+        .iter()
+        .enumerate()
+        .map(|(i, phase)| {
+            let same: Vec<usize> = (0..phases.len()).filter(|j| phases[*j] == *phase).collect();
+            let rank = same.iter().position(|j| *j == i).unwrap_or(0);
+            let later = same.len() - 1 - rank;
+            (same.len() > 1).then(|| i32::try_from(later * 10).unwrap_or(i32::MAX))
+        })
+        .collect()
+}
+
 /// One WasmPlugin or TrafficExtension per plugin, and the warnings.
 pub fn istio(
     kind: IstioKind,
@@ -501,7 +526,24 @@ pub fn istio(
 ) -> Result<(Vec<IstioManifest>, Vec<Warning>)> {
     let mut documents = Vec::new();
     let mut warnings = Vec::new();
-    for plugin in plugins {
+    let phases: Vec<Option<Phase>> = plugins
+        .iter()
+        .map(|p| options.phase.or(p.configured.plugin.phase))
+        .collect();
+    let priorities = priorities(&phases, options.priority);
+    if let Some(priority) = options.priority {
+        for (i, plugin) in plugins.iter().enumerate() {
+            if phases[..i].contains(&phases[i]) {
+                warnings.push(Warning {
+                    plugin: plugin.name().to_owned(),
+                    message: format!(
+                        "--priority {priority} is given to every plugin, and another one shares its phase: Istio will order them by creation time; leave --priority out to order them as the --plugin flags are"
+                    ),
+                });
+            }
+        }
+    }
+    for (plugin, priority) in plugins.iter().zip(priorities) {
         let (url, sha256) = if options.oci {
             let (reference, digest) = plugin.pinned.oci.clone().ok_or_else(|| {
                 Error::failed(format!(
@@ -528,7 +570,7 @@ pub fn istio(
             },
             plugin_config: plugin.configured.config.clone(),
             phase,
-            priority: options.priority,
+            priority,
             selector: options.selector.clone(),
             target_refs: options.target_refs.clone(),
             traffic: options.traffic.clone(),
@@ -614,4 +656,27 @@ pub fn encode<T: Serialize>(documents: &[T], format: Format) -> Result<String> {
 pub enum Format {
     Yaml,
     Json,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plugins_sharing_a_phase_run_in_flag_order() {
+        let phases = [
+            Some(Phase::Authn),
+            Some(Phase::Authz),
+            None,
+            Some(Phase::Authn),
+            None,
+            Some(Phase::Authn),
+        ];
+        assert_eq!(
+            priorities(&phases, None),
+            [Some(20), None, Some(10), Some(10), Some(0), Some(0)]
+        );
+        assert_eq!(priorities(&phases[..2], None), [None, None]);
+        assert_eq!(priorities(&phases[..2], Some(5)), [Some(5), Some(5)]);
+    }
 }

@@ -79,11 +79,26 @@ pub struct TargetRef {
 impl FromStr for TargetRef {
     type Err = String;
 
-    /// `Kind/name` or `group/Kind/name`, e.g. `gateway.networking.k8s.io/Gateway/public`.
+    /// `Kind/name` or `group/Kind/name`, e.g. `Gateway/public` or
+    /// `gateway.networking.k8s.io/Gateway/public`. Without a group, a kind Istio accepts in
+    /// `targetRefs` gets its own group (`Gateway` → `gateway.networking.k8s.io`, `Service` →
+    /// core `""`, `ServiceEntry` → `networking.istio.io`); any other kind is refused.
     fn from_str(text: &str) -> Result<Self, String> {
         let parts: Vec<&str> = text.split('/').collect();
         let (group, kind, name) = match parts.as_slice() {
-            [kind, name] => ("", *kind, *name),
+            [kind, name] => {
+                let group = crate::validate::target_group(kind).ok_or_else(|| {
+                    format!(
+                        "target {text:?}: kind {kind:?} is not one Istio accepts in targetRefs ({})",
+                        crate::validate::TARGET_KINDS
+                            .iter()
+                            .map(|(_, kind)| *kind)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                })?;
+                (group, *kind, *name)
+            }
             [group, kind, name] => (*group, *kind, *name),
             _ => {
                 return Err(format!(
@@ -224,6 +239,19 @@ mod tests {
             ("gateway.networking.k8s.io", "Gateway", "public")
         );
         assert!("Gateway".parse::<TargetRef>().is_err());
+        let defaulted: TargetRef = "Gateway/public".parse().unwrap();
+        assert_eq!(defaulted.group, "gateway.networking.k8s.io");
+        let class: TargetRef = "GatewayClass/istio".parse().unwrap();
+        assert_eq!(class.group, "gateway.networking.k8s.io");
+        let service: TargetRef = "Service/api".parse().unwrap();
+        assert_eq!(service.group, "");
+        let entry: TargetRef = "ServiceEntry/login".parse().unwrap();
+        assert_eq!(entry.group, "networking.istio.io");
+        let err = "Deployment/api".parse::<TargetRef>().unwrap_err();
+        assert!(
+            err.contains("Gateway, GatewayClass, Service, ServiceEntry"),
+            "{err}"
+        );
         let inline: EnvVar = "TRUST_DOMAIN=cluster.local".parse().unwrap();
         assert_eq!(inline.value.as_deref(), Some("cluster.local"));
         assert_eq!(inline.value_from, None);

@@ -10,6 +10,7 @@
 
 mod api;
 mod manifest;
+pub mod validate;
 
 pub use api::{
     EnvValueSource, EnvVar, FailStrategy, Metadata, Phase, PluginType, PortSelector, PullPolicy,

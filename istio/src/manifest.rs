@@ -12,6 +12,7 @@ use crate::api::{
     EnvVar, FailStrategy, Metadata, Phase, PluginType, PullPolicy, TargetRef, TrafficSelector,
     VmConfig, WorkloadSelector,
 };
+use crate::validate;
 
 /// A manifest that cannot be rendered, with the field and the reason.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,7 +109,11 @@ impl PluginSpec {
                 return fail(format!("vmConfig.env[{i}]: {} is set twice", env.name));
             }
         }
-        Ok(())
+        validate::metadata(&self.metadata)?;
+        validate::labels("selector.matchLabels", &self.selector)?;
+        validate::target_refs(&self.target_refs, self.metadata.namespace.as_deref())?;
+        validate::traffic(&self.traffic)?;
+        validate::env(&self.env)
     }
 
     fn vm_config(&self) -> Option<VmConfig> {
@@ -425,6 +430,8 @@ pub fn envoy_filter(spec: &EnvoyFilterSpec) -> Result<EnvoyFilter, ManifestError
     if spec.filters.is_empty() {
         return fail("an EnvoyFilter needs at least one plugin".into());
     }
+    validate::metadata(&spec.metadata)?;
+    validate::labels("workloadSelector.labels", &spec.selector)?;
     let names: BTreeSet<&str> = spec.clusters.iter().map(|(n, _)| n.as_str()).collect();
     if names.len() != spec.clusters.len() {
         return fail("clusters: a cluster name is given twice".into());
@@ -590,6 +597,19 @@ mod tests {
             .contains("they must match"));
         pinned.url = format!("oci://registry/jwt@sha256:{}", sha());
         assert!(traffic_extension(&pinned).is_ok());
+
+        let mut admission = spec();
+        admission.metadata.namespace = Some("Prod".into());
+        assert!(wasm_plugin(&admission)
+            .unwrap_err()
+            .0
+            .starts_with("metadata.namespace: \"Prod\""));
+        admission.metadata.namespace = None;
+        admission.selector.insert("app".into(), "*".into());
+        assert!(traffic_extension(&admission)
+            .unwrap_err()
+            .0
+            .starts_with("selector.matchLabels: "));
 
         let mut config = spec();
         config.plugin_config = json!([1]);

@@ -1,0 +1,271 @@
+//! `wasmgate render wasmplugin | trafficextension | envoyfilter` refuse what Istio's admission
+//! would refuse, default what Istio needs (targetRef groups) and order plugins as given.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use serde_json::{json, Value};
+
+fn wasmgate(args: &[&str], dir: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_wasmgate"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("WASMGATE_TOKEN")
+        .output()
+        .unwrap()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A folder with a lock file packaged from the built modules, each with an HTTP URL, and the
+/// demo configs.
+fn workdir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let modules = test_env::wasm_module("jwt_auth")
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let out = wasmgate(
+        &["package", "--modules", modules.to_str().unwrap()],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lock_path = dir.path().join("wasmgate.lock.json");
+    let mut lock: Value = serde_json::from_slice(&std::fs::read(&lock_path).unwrap()).unwrap();
+    for (name, entry) in lock["plugins"].as_object_mut().unwrap() {
+        entry["url"] =
+            format!("https://registry.example.com/api/v1/plugins/{name}/versions/0.1.0/module")
+                .into();
+    }
+    std::fs::write(&lock_path, serde_json::to_vec(&lock).unwrap()).unwrap();
+    for (name, yaml) in wasmgate::demo::CONFIGS {
+        std::fs::write(dir.path().join(format!("{name}.yaml")), yaml).unwrap();
+    }
+    dir
+}
+
+/// Render JSON documents (an array when there are several).
+fn render(dir: &Path, args: &[&str]) -> Result<Vec<Value>, (Option<i32>, String)> {
+    let mut all = vec!["render"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--format", "json"]);
+    let out = wasmgate(&all, dir);
+    if !out.status.success() {
+        return Err((out.status.code(), stderr(&out)));
+    }
+    let value: Value = serde_json::from_slice(&out.stdout).unwrap();
+    Ok(match value {
+        Value::Array(items) => items,
+        one => vec![one],
+    })
+}
+
+#[test]
+fn target_refs_get_the_group_istio_requires() {
+    let dir = workdir();
+    for (target, group) in [
+        ("Gateway/public", "gateway.networking.k8s.io"),
+        ("GatewayClass/istio", "gateway.networking.k8s.io"),
+        ("ServiceEntry/login", "networking.istio.io"),
+    ] {
+        for kind in ["wasmplugin", "trafficextension"] {
+            let docs = render(
+                dir.path(),
+                &[
+                    kind,
+                    "--plugin",
+                    "rate-limit=rate-limit.yaml",
+                    "--target-ref",
+                    target,
+                ],
+            )
+            .unwrap();
+            assert_eq!(docs[0]["spec"]["targetRefs"][0]["group"], group, "{target}");
+        }
+    }
+    // The core group is the empty string, which Istio accepts left out.
+    let docs = render(
+        dir.path(),
+        &[
+            "wasmplugin",
+            "--plugin",
+            "rate-limit",
+            "--target-ref",
+            "Service/api",
+        ],
+    )
+    .unwrap();
+    assert_eq!(
+        docs[0]["spec"]["targetRefs"],
+        json!([{"kind": "Service", "name": "api"}])
+    );
+
+    let (code, err) = render(
+        dir.path(),
+        &[
+            "wasmplugin",
+            "--plugin",
+            "rate-limit",
+            "--target-ref",
+            "Deployment/api",
+        ],
+    )
+    .unwrap_err();
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("Gateway, GatewayClass, Service, ServiceEntry"),
+        "{err}"
+    );
+    let (code, err) = render(
+        dir.path(),
+        &[
+            "wasmplugin",
+            "--plugin",
+            "rate-limit",
+            "--target-ref",
+            "apps/Deployment/api",
+        ],
+    )
+    .unwrap_err();
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("targetRefs[0]: apps/Deployment: Istio accepts only"),
+        "{err}"
+    );
+}
+
+#[test]
+fn what_admission_refuses_is_refused_naming_the_field() {
+    let dir = workdir();
+    let cases: [(&[&str], &str); 7] = [
+        (&["-n", "Prod"], "metadata.namespace: \"Prod\""),
+        (
+            &["--selector", "app=*"],
+            "selector.matchLabels: app=*: wildcards",
+        ),
+        (&["--selector", "app*=api"], "wildcards"),
+        (
+            &["--selector", "app=api", "--selector", "app=web"],
+            "--selector: label app is given twice",
+        ),
+        (
+            &["--selector", &format!("app={}", "v".repeat(64))],
+            "selector.matchLabels: app=",
+        ),
+        (
+            &["--match", "SERVER:8080,8080"],
+            "match[0].ports[1]: port 8080 is given twice",
+        ),
+        (
+            &["--target-ref", "Gateway/Public"],
+            "targetRefs[0].name: \"Public\"",
+        ),
+    ];
+    for (flags, expected) in cases {
+        let mut args = vec!["wasmplugin", "--plugin", "rate-limit"];
+        args.extend_from_slice(flags);
+        let (code, err) = render(dir.path(), &args).unwrap_err();
+        assert!(err.contains(expected), "{flags:?}: {err}");
+        assert!(matches!(code, Some(1 | 2)), "{flags:?}: {code:?}");
+    }
+    let long_env = format!("TOKEN={}", "x".repeat(2049));
+    let (_, err) = render(
+        dir.path(),
+        &[
+            "trafficextension",
+            "--plugin",
+            "rate-limit",
+            "--env",
+            &long_env,
+        ],
+    )
+    .unwrap_err();
+    assert!(
+        err.contains("vmConfig.env[0].value (TOKEN): 2049 characters"),
+        "{err}"
+    );
+    let (_, err) = render(
+        dir.path(),
+        &[
+            "envoyfilter",
+            "--plugin",
+            "rate-limit",
+            "--name",
+            "Wasm_Gate",
+        ],
+    )
+    .unwrap_err();
+    assert!(err.contains("metadata.name: \"Wasm_Gate\""), "{err}");
+}
+
+#[test]
+fn plugins_sharing_a_phase_run_in_the_order_of_the_flags() {
+    let dir = workdir();
+    let docs = render(
+        dir.path(),
+        &[
+            "wasmplugin",
+            "--phase",
+            "AUTHZ",
+            "--plugin",
+            "header-rewrite=header-rewrite.yaml",
+            "--plugin",
+            "jwt-auth=jwt-auth.yaml",
+            "--plugin",
+            "rate-limit=rate-limit.yaml",
+        ],
+    )
+    .unwrap();
+    let order: Vec<(&str, i64)> = docs
+        .iter()
+        .map(|d| {
+            (
+                d["metadata"]["name"].as_str().unwrap(),
+                d["spec"]["priority"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        order,
+        [("header-rewrite", 20), ("jwt-auth", 10), ("rate-limit", 0)]
+    );
+
+    // Each in its own phase (jwt-auth AUTHN, rate-limit AUTHZ): Istio's default priority.
+    let docs = render(
+        dir.path(),
+        &[
+            "trafficextension",
+            "--plugin",
+            "jwt-auth=jwt-auth.yaml",
+            "--plugin",
+            "rate-limit",
+        ],
+    )
+    .unwrap();
+    assert!(docs.iter().all(|d| d["spec"].get("priority").is_none()));
+
+    // An explicit priority is kept, and a tie it creates is warned about.
+    let out = wasmgate(
+        &[
+            "render",
+            "wasmplugin",
+            "--phase",
+            "AUTHZ",
+            "--priority",
+            "7",
+            "--plugin",
+            "jwt-auth=jwt-auth.yaml",
+            "--plugin",
+            "rate-limit",
+        ],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("rate-limit: --priority 7 is given to every plugin"),
+        "{}",
+        stderr(&out)
+    );
+}
