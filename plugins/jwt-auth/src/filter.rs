@@ -1,6 +1,6 @@
 //! The plugin root (keys, cache, background JWKS refresh) and the per-stream filter.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::{Duration, SystemTime};
@@ -95,8 +95,8 @@ struct State {
 struct Shared {
     config: Compiled,
     metrics: Metrics,
-    /// RS* and ES* signatures go to the host's `verify_signature`.
-    host_crypto: bool,
+    /// Where RS* and ES* signatures go (decided in `on_start`).
+    crypto: Cell<CryptoPath>,
     state: RefCell<State>,
 }
 
@@ -221,32 +221,53 @@ impl Shared {
     }
 }
 
-/// Whether RS* and ES* signatures go to the host, as `mode` asks and the host allows
-/// (probed once per configuration); the choice is logged.
-fn choose_crypto(mode: CryptoMode, host: &mut dyn Host) -> Result<bool, ConfigError> {
+/// Where RS* and ES* signatures are verified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CryptoPath {
+    Module,
+    /// By the host's `verify_signature`.
+    Host,
+    /// Nowhere: `crypto: host` and the host cannot; such tokens are refused.
+    Refuse,
+}
+
+/// Where RS* and ES* signatures go, as `mode` asks and the host allows
+/// (probed once, when the configuration starts); the choice is logged. Probed at start, not
+/// in `configure`, so that validating a configuration (the CLI) needs no Envoy.
+fn choose_crypto(mode: CryptoMode, host: &mut dyn Host) -> CryptoPath {
     let probed = match mode {
         CryptoMode::Module => None,
         CryptoMode::Auto | CryptoMode::Host => Some(hostcrypto::probe(host)),
     };
-    let (use_host, message) = match probed {
-        None => (false, "every signature verified in the module (crypto: module)".to_owned()),
-        Some(Ok(())) => (
-            true,
-            format!("RS256/384/512 and ES256/384/512 verified by the host ({}), PS*, EdDSA and HS* in the module", hostcrypto::FUNCTION),
+    let (use_host, level, message) = match probed {
+        None => (
+            CryptoPath::Module,
+            LogLevel::Info,
+            "every signature verified in the module (crypto: module)".to_owned(),
         ),
-        Some(Err(why)) if mode == CryptoMode::Host => {
-            return Err(ConfigError::new(
-                "crypto",
-                format!("\"host\" needs the host to verify signatures, but {why}"),
-            ))
-        }
+        Some(Ok(())) => (
+            CryptoPath::Host,
+            LogLevel::Info,
+            format!(
+                "RS256/384/512 and ES256/384/512 verified by the host ({}), PS*, EdDSA and HS* in the module",
+                hostcrypto::FUNCTION
+            ),
+        ),
+        // Required but unusable: RS* and ES* tokens are refused (fail closed), never
+        // verified somewhere the configuration did not ask for.
+        Some(Err(why)) if mode == CryptoMode::Host => (
+            CryptoPath::Refuse,
+            LogLevel::Critical,
+            format!("crypto: \"host\" but {why}: every RS* and ES* token will be refused"),
+        ),
         Some(Err(why)) => (
-            false,
+            CryptoPath::Module,
+            LogLevel::Info,
             format!("every signature verified in the module: {why}"),
         ),
     };
-    host.log(LogLevel::Info, &format!("jwt-auth: {message}"));
-    Ok(use_host)
+    host.log(level, &format!("jwt-auth: {message}"));
+    use_host
 }
 
 /// The plugin's root: configuration compiled once, keys, the token cache.
@@ -261,7 +282,6 @@ impl Plugin for JwtAuth {
 
     fn configure(config: &[u8], host: &mut dyn Host) -> Result<Self, ConfigError> {
         let config = parse_json::<Config>(config)?.compile()?;
-        let host_crypto = choose_crypto(config.crypto, host)?;
         let mut keys = Vec::with_capacity(config.providers.len());
         for provider in &config.providers {
             keys.push(match &provider.keys {
@@ -282,7 +302,7 @@ impl Plugin for JwtAuth {
         Ok(JwtAuth {
             shared: Rc::new(Shared {
                 metrics: Metrics::define(host),
-                host_crypto,
+                crypto: Cell::new(CryptoPath::Module),
                 config,
                 state: RefCell::new(state),
             }),
@@ -300,6 +320,9 @@ impl Plugin for JwtAuth {
     }
 
     fn on_start(&mut self, host: &mut dyn Host) {
+        self.shared
+            .crypto
+            .set(choose_crypto(self.shared.config.crypto, host));
         let period = self
             .shared
             .config
@@ -381,10 +404,11 @@ fn verify(
     token: &Token<'_>,
     keys: &KeySet,
 ) -> Result<(), Reason> {
-    if !shared.host_crypto {
-        return token.verify(keys, &mut Crypto::Module);
-    }
-    let mut crypto = Crypto::Host(HostCrypto::new(host));
+    let mut crypto = match shared.crypto.get() {
+        CryptoPath::Module => return token.verify(keys, &mut Crypto::Module),
+        CryptoPath::Host => Crypto::Host(HostCrypto::new(host)),
+        CryptoPath::Refuse => Crypto::Host(HostCrypto::unusable(host)),
+    };
     let result = token.verify(keys, &mut crypto);
     let Crypto::Host(done) = crypto else {
         return result;

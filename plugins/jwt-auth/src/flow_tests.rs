@@ -40,7 +40,10 @@ fn local(extra: Value) -> Value {
 /// A plugin configured on a host that verifies signatures like Envoy 1.40, so these flows
 /// take the host path; `crypto_flow_tests` covers the choice and the module path.
 fn plugin(config: Value) -> JwtAuth {
-    JwtAuth::configure(config.to_string().as_bytes(), &mut fake_crypto::host()).unwrap()
+    let mut root = fake_crypto::host();
+    let mut plugin = JwtAuth::configure(config.to_string().as_bytes(), &mut root).unwrap();
+    plugin.on_start(&mut root);
+    plugin
 }
 
 /// A host whose metric ids match every plugin's (metrics are defined in a fixed order),

@@ -188,6 +188,8 @@ pub fn probe(host: &mut dyn Host) -> Result<(), HostFailure> {
 /// Host verification within one request: the host, and what it did.
 pub struct HostCrypto<'h> {
     host: &'h mut dyn Host,
+    /// False when the host failed the probe: nothing is asked, every answer is no.
+    usable: bool,
     /// Verifications the host was asked for.
     pub calls: u64,
     /// The last failure, when the host gave no verdict (the signature counted as bad).
@@ -198,13 +200,29 @@ impl<'h> HostCrypto<'h> {
     pub fn new(host: &'h mut dyn Host) -> Self {
         HostCrypto {
             host,
+            usable: true,
             calls: 0,
             failure: None,
         }
     }
 
+    /// For a host that must verify but failed the probe: every verification fails, counted
+    /// as a failure, and the host is never asked (its answers cannot be trusted).
+    pub fn unusable(host: &'h mut dyn Host) -> Self {
+        HostCrypto {
+            usable: false,
+            ..HostCrypto::new(host)
+        }
+    }
+
     /// Whether the host says the signature verifies; a failure is a no (fail closed).
     pub fn verify(&mut self, hash: &str, public_key: &[u8], signature: &[u8], text: &[u8]) -> bool {
+        if !self.usable {
+            self.failure = Some(HostFailure::Failed(
+                "the host failed the check at start (crypto: host)".into(),
+            ));
+            return false;
+        }
         self.calls += 1;
         match call(self.host, hash, public_key, signature, text) {
             Ok(valid) => valid,
