@@ -132,6 +132,9 @@ pub struct ServeArgs {
     /// Larger uploads are refused with 413.
     #[arg(long, value_name = "BYTES")]
     pub max_upload_bytes: Option<u64>,
+    /// Timeouts, header size and shutdown deadline: the same flags as `wasmgate-registry`.
+    #[command(flatten)]
+    pub server: wasmgate_registry::ServerOptions,
 }
 
 /// `wasmgate push`.

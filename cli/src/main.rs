@@ -178,6 +178,7 @@ fn cmd_serve(args: &cli::ServeArgs) -> Result<()> {
         bind: args.bind,
         data_dir: args.data_dir.clone(),
         read_auth: args.read_auth,
+        server: args.server.clone(),
         ..wasmgate_registry::Config::default()
     };
     if let Some(limit) = args.max_upload_bytes {
