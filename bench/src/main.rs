@@ -7,6 +7,7 @@ mod measure;
 mod nginx;
 mod procfs;
 mod report;
+mod rls;
 mod stats;
 mod wrk;
 

@@ -6,6 +6,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::str::FromStr;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 use std::{env, fs};
 
@@ -14,7 +15,8 @@ use test_env::{Envoy, WasmFilter};
 use crate::configs::{self, Filter, Request, Scenario, NONE};
 use crate::nginx::{self, Nginx};
 use crate::report::{Download, Machine, ModuleSize, Report};
-use crate::{procfs, stats, wrk};
+use crate::{procfs, rls, stats, wrk};
+use serde_json::Value;
 
 /// The modules whose sizes are reported.
 const MODULES: [&str; 4] = ["header_rewrite", "jwt_auth", "rate_limit", "wasmgate_all"];
@@ -190,6 +192,7 @@ pub fn run() -> Result<(), String> {
         .filter(|s| settings.selects(s))
         .map(|s| Row::new(s, settings.rounds))
         .collect();
+    let rls = start_rls(&rows, work.path(), cores);
     let mut running = start_all(&mut rows, upstream.addr());
     if !running.contains_key(NONE) {
         return Err(format!(
@@ -215,6 +218,7 @@ pub fn run() -> Result<(), String> {
     eprintln!("start time and memory");
     starts_and_memory(&mut rows, upstream.addr(), settings.starts);
     drop(upstream);
+    drop(rls);
     eprintln!("module sizes");
     let modules = module_sizes(work.path());
     eprintln!("downloads");
@@ -295,6 +299,25 @@ fn cpu_model() -> String {
         .unwrap_or_default()
 }
 
+/// The rate limit service's cluster, once [`start_rls`] has started it; or why it did not.
+static RLS: OnceLock<Result<Value, String>> = OnceLock::new();
+
+/// Start the rate limit service when a selected configuration needs it.
+fn start_rls(rows: &[Row], work: &Path, cores: Cores) -> Option<rls::Rls> {
+    if !rows.iter().any(|r| r.scenario.rls) {
+        return None;
+    }
+    eprintln!("starting redis-server and wasmgate-ratelimit");
+    let started = rls::Rls::start(&work.join("rls"), cores.load);
+    let _ = RLS.set(
+        started
+            .as_ref()
+            .map(rls::Rls::cluster)
+            .map_err(Clone::clone),
+    );
+    started.ok()
+}
+
 /// Start an Envoy for `scenario`; the error says whether it is missing or failed.
 fn start(
     scenario: &Scenario,
@@ -312,6 +335,17 @@ fn start(
         .upstream(upstream)
         .concurrency(concurrency)
         .log_level("warn");
+    if scenario.rls {
+        match RLS.get() {
+            Some(Ok(cluster)) => builder = builder.cluster(cluster.clone()),
+            Some(Err(why)) => return Err(Status::Missing(why.clone())),
+            None => {
+                return Err(Status::Missing(
+                    "the rate limit service is not running".into(),
+                ))
+            }
+        }
+    }
     for filter in &scenario.filters {
         builder = match filter {
             Filter::Native(json) => builder.filter(json.clone()),
@@ -392,11 +426,15 @@ fn check(envoy: &Envoy, scenario: &Scenario) -> Result<(), String> {
         request.send().map_err(|e| format!("check request: {e}"))
     };
     let response = send(true)?;
-    if response.status() != 200 {
-        return Err(format!(
-            "the benchmark's request got {} instead of 200",
-            response.status()
-        ));
+    let want = scenario.request.status();
+    if response.status() != want {
+        // A flood's first request may still be allowed: it is the next one that is refused.
+        let again = send(true)?.status();
+        if again != want {
+            return Err(format!(
+                "the benchmark's request got {again} instead of {want}"
+            ));
+        }
     }
     for (name, want) in &scenario.check.response_headers {
         let got = response.headers().get(*name).and_then(|v| v.to_str().ok());
@@ -451,7 +489,7 @@ fn burst(
         cores,
     ))?;
     let after = procfs::cpu_seconds(pid)?;
-    if let Some(problem) = report.problem() {
+    if let Some(problem) = report.problem_expecting(request.status()) {
         return Err(problem);
     }
     Ok(Burst {
@@ -556,12 +594,15 @@ fn run_round(
             settings.latency_seconds,
             cores,
         );
+        let status = row.scenario.request.status();
         match wrk::run(&one) {
-            Ok(report) if report.problem().is_none() => row.one_connection.push(report),
+            Ok(report) if report.problem_expecting(status).is_none() => {
+                row.one_connection.push(report)
+            }
             Ok(report) => row.fail(format!(
                 "one connection, round {}: {}",
                 round + 1,
-                report.problem().unwrap_or_default()
+                report.problem_expecting(status).unwrap_or_default()
             )),
             Err(why) => row.fail(why),
         }

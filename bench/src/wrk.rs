@@ -47,6 +47,15 @@ impl Report {
         }
         None
     }
+
+    /// [`Report::problem`] for a configuration that answers `status`: refusals are the work
+    /// being measured when it is not 200.
+    pub fn problem_expecting(&self, status: u16) -> Option<String> {
+        match self.problem() {
+            Some(_) if status != 200 && self.requests > 0 && self.socket_errors == 0 => None,
+            problem => problem,
+        }
+    }
 }
 
 /// Run wrk (one thread, `--latency`) and parse its report.

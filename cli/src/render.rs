@@ -414,6 +414,33 @@ fn wasm_filters(plugins: &[Resolved], code: CodeFrom) -> Result<(Vec<WasmFilter>
     Ok((filters, clusters))
 }
 
+/// A pluginConfig names the cluster of its gRPC service (rate-limit's `rate_limit_service`)
+/// but not the service's address: it must come from `--cluster NAME=grpc://HOST:PORT`, which
+/// makes an HTTP/2 cluster. Refused here, or Envoy would start and every call would fail.
+fn check_grpc_clusters(plugins: &[Resolved], clusters: &[(String, String)]) -> Result<()> {
+    for plugin in plugins {
+        let config = &plugin.configured.config;
+        let Some(cluster) = config
+            .pointer("/rate_limit_service/cluster")
+            .and_then(Value::as_str)
+        else {
+            continue;
+        };
+        let hint =
+            format!("give the service's gRPC address with --cluster {cluster}=grpc://HOST:PORT");
+        let problem = match clusters.iter().find(|(name, _)| name == cluster) {
+            None => "is not defined",
+            Some((_, url)) if url.starts_with("grpc://") || url.starts_with("grpcs://") => continue,
+            Some(_) => "is not an HTTP/2 (grpc://) cluster",
+        };
+        return Err(Error::failed(format!(
+            "{}: rate_limit_service.cluster {cluster:?} {problem}; {hint}",
+            plugin.name()
+        )));
+    }
+    Ok(())
+}
+
 /// Render the Envoy static bootstrap, with the warnings (see [`JwksTls`]).
 pub fn envoy(
     plugins: &[Resolved],
@@ -428,6 +455,7 @@ pub fn envoy(
             None => clusters.push((name.clone(), url.clone())),
         }
     }
+    check_grpc_clusters(plugins, &clusters)?;
     let (trust, warnings) = jwks_trust(plugins, &clusters, &options.jwks_tls)?;
     let bootstrap = wasmgate_envoy::render(&wasmgate_envoy::Spec {
         listen: options.listen,

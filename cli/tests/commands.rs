@@ -469,3 +469,83 @@ fn explicit_clusters_replace_derived_ones() {
     assert_eq!(replaced["address"], "keys.internal");
     assert_eq!(replaced["port_value"], 9000);
 }
+
+#[test]
+fn a_global_rate_limit_gets_its_http2_cluster_and_bad_ones_are_refused() {
+    let dir = workdir();
+    let global =
+        "mode: global\ndomain: api\nrate_limit_service: {cluster: ratelimit, timeout: 50ms}\n\
+                  rules:\n- {name: per_ip, key: [client_ip], failure_mode: deny}\n";
+    std::fs::write(dir.path().join("global.yaml"), global).unwrap();
+    let render = |extra: &[&str]| {
+        let mut args = vec![
+            "render",
+            "envoy",
+            "--local",
+            "--plugin",
+            "rate-limit=global.yaml",
+        ];
+        args.extend(extra);
+        wasmgate(&args, dir.path())
+    };
+    let out = render(&[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("rate-limit: rate_limit_service.cluster \"ratelimit\" is not defined; give the service's gRPC address with --cluster ratelimit=grpc://HOST:PORT"),
+        "{}",
+        stderr(&out)
+    );
+    let out = render(&["--cluster", "ratelimit=http://127.0.0.1:8081"]);
+    assert!(
+        stderr(&out).contains("is not an HTTP/2 (grpc://) cluster"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = render(&[
+        "--cluster",
+        "ratelimit=grpc://127.0.0.1:8081",
+        "-o",
+        "envoy.yaml",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let yaml = std::fs::read_to_string(dir.path().join("envoy.yaml")).unwrap();
+    assert!(yaml.contains("http2_protocol_options: {}"), "{yaml}");
+    if let Err(log) = test_env::validate(&dir.path().join("envoy.yaml")) {
+        panic!("envoy --mode validate refused the bootstrap:\n{log}");
+    }
+
+    // The plugin's own config types refuse a global rule without its service or domain.
+    for (config, field) in [
+        (
+            "mode: global\nrules: [{name: g}]\ndomain: api\n",
+            "rate_limit_service: required",
+        ),
+        (
+            "mode: global\nrate_limit_service: {cluster: r}\nrules: [{name: g}]\n",
+            "domain: required",
+        ),
+        (
+            "rate_limit_service: {cluster: 'a b'}\n",
+            "rate_limit_service.cluster",
+        ),
+        (
+            "rules: [{mode: global, failure_mode: open}]\n",
+            "rules[0].failure_mode",
+        ),
+    ] {
+        std::fs::write(dir.path().join("bad.yaml"), config).unwrap();
+        let out = wasmgate(
+            &[
+                "render",
+                "envoy",
+                "--local",
+                "--plugin",
+                "rate-limit=bad.yaml",
+            ],
+            dir.path(),
+        );
+        assert_eq!(out.status.code(), Some(1));
+        assert!(stderr(&out).contains(field), "{config}: {}", stderr(&out));
+    }
+}

@@ -262,7 +262,8 @@ pub struct SocketAddress {
     pub port_value: u16,
 }
 
-/// `envoy.config.cluster.v3.Cluster`: one endpoint, by IP or by DNS name, TLS for `https`.
+/// `envoy.config.cluster.v3.Cluster`: one endpoint, by IP or by DNS name, TLS for `https`
+/// and `grpcs`, HTTP/2 for `grpc` and `grpcs` (a gRPC service such as a rate limit service).
 #[derive(Debug, Clone, Serialize)]
 pub struct Cluster {
     pub name: String,
@@ -274,11 +275,38 @@ pub struct Cluster {
     pub load_assignment: LoadAssignment,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub transport_socket: Option<TransportSocket>,
+    /// Set for HTTP/2 (gRPC) clusters.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub typed_extension_protocol_options: Option<ProtocolOptions>,
+}
+
+/// A cluster's `typed_extension_protocol_options`: HTTP/2 only.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProtocolOptions {
+    #[serde(rename = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions")]
+    pub http: HttpProtocolOptions,
+}
+
+/// `envoy.extensions.upstreams.http.v3.HttpProtocolOptions` with `explicit_http_config`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(
+    tag = "@type",
+    rename = "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+)]
+pub struct HttpProtocolOptions {
+    pub explicit_http_config: ExplicitHttpConfig,
+}
+
+/// `explicit_http_config: { http2_protocol_options: {} }`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExplicitHttpConfig {
+    pub http2_protocol_options: serde_json::Map<String, serde_json::Value>,
 }
 
 impl Cluster {
-    /// The cluster reaching the host and port of an `http://` or `https://` URL; TLS is
-    /// verified against [`SYSTEM_CA_BUNDLE`](crate::SYSTEM_CA_BUNDLE) and the URL's host.
+    /// The cluster reaching the host and port of an `http://`, `https://`, `grpc://` or
+    /// `grpcs://` URL (a gRPC URL must name its port); TLS is verified against
+    /// [`SYSTEM_CA_BUNDLE`](crate::SYSTEM_CA_BUNDLE) and the URL's host.
     pub fn for_url(name: &str, url: &str) -> Result<Cluster, RenderError> {
         Cluster::for_url_trusting(name, url, &Trust::default())
     }
@@ -287,15 +315,22 @@ impl Cluster {
     pub fn for_url_trusting(name: &str, url: &str, trust: &Trust) -> Result<Cluster, RenderError> {
         let parsed = url::Url::parse(url)
             .map_err(|e| RenderError(format!("cluster {name}: URL {url:?}: {e}")))?;
-        let tls = match parsed.scheme() {
-            "http" => false,
-            "https" => true,
+        let (tls, http2) = match parsed.scheme() {
+            "http" => (false, false),
+            "https" => (true, false),
+            "grpc" => (false, true),
+            "grpcs" => (true, true),
             other => {
                 return Err(RenderError(format!(
-                    "cluster {name}: URL {url:?} has scheme {other:?}; expected http or https"
+                    "cluster {name}: URL {url:?} has scheme {other:?}; expected http, https, grpc or grpcs"
                 )))
             }
         };
+        if http2 && parsed.port().is_none() {
+            return Err(RenderError(format!(
+                "cluster {name}: URL {url:?} has no port; a gRPC URL must name one"
+            )));
+        }
         let host = match parsed.host() {
             Some(url::Host::Ipv6(ip)) => ip.to_string(),
             Some(host) => host.to_string(),
@@ -330,6 +365,13 @@ impl Cluster {
             transport_socket: tls.then(|| TransportSocket {
                 name: "envoy.transport_sockets.tls",
                 typed_config: UpstreamTls::new(&host, trust),
+            }),
+            typed_extension_protocol_options: http2.then(|| ProtocolOptions {
+                http: HttpProtocolOptions {
+                    explicit_http_config: ExplicitHttpConfig {
+                        http2_protocol_options: serde_json::Map::new(),
+                    },
+                },
             }),
         })
     }
@@ -460,8 +502,29 @@ mod tests {
         assert!(Cluster::for_url("r", "ftp://x")
             .unwrap_err()
             .0
-            .contains("expected http or https"));
+            .contains("expected http, https, grpc or grpcs"));
         assert!(Cluster::for_url("r", "not a url").is_err());
+        let grpc =
+            serde_json::to_value(Cluster::for_url("rls", "grpc://10.0.0.5:8081").unwrap()).unwrap();
+        assert_eq!(
+            grpc["typed_extension_protocol_options"]
+                ["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"],
+            serde_json::json!({
+                "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                "explicit_http_config": {"http2_protocol_options": {}},
+            })
+        );
+        assert!(grpc.get("transport_socket").is_none());
+        assert!(
+            serde_json::to_value(Cluster::for_url("j", "https://a.example").unwrap())
+                .unwrap()
+                .get("typed_extension_protocol_options")
+                .is_none()
+        );
+        assert!(Cluster::for_url("rls", "grpc://rls.example")
+            .unwrap_err()
+            .0
+            .contains("no port"));
     }
 
     #[test]
