@@ -73,7 +73,7 @@ demo: setup wasm ## Registry + the three plugins fetched by Envoy with sha256; p
 	$(CARGO) run --quiet -p wasmgate -- demo
 
 bench: setup wasm bench-apt ## Each plugin against its native Envoy filter; writes bench/RESULTS.md (~10 min).
-	$(BENCH_CARGO) build --release -p wasmgate-bench -p wasmgate-registry
+	$(BENCH_CARGO) build --release -p wasmgate-bench -p wasmgate-registry -p wasmgate-ratelimit
 	$(BENCH_CARGO) run --release -q -p wasmgate-bench
 
 bench-apt:
