@@ -329,8 +329,20 @@ fn rss_kb(envoy: &Envoy) -> u64 {
 fn bad_configs_are_refused_naming_the_field() {
     let cases = [
         (
-            json!({"mode": "global"}),
-            "mode: unknown variant `global`, expected `local`",
+            json!({"mode": "remote"}),
+            "mode: unknown variant `remote`, expected `local` or `global`",
+        ),
+        (
+            json!({"mode": "global", "domain": "api", "rules": [{"name": "g"}]}),
+            "rate_limit_service: required: rules[0] is global",
+        ),
+        (
+            json!({"mode": "global", "rate_limit_service": {"cluster": "rls"}, "rules": [{"name": "g"}]}),
+            "domain: required: rules[0] is global",
+        ),
+        (
+            json!({"rate_limit_service": {"cluster": "rate limit"}}),
+            "rate_limit_service.cluster: \"rate limit\" is not an Envoy cluster name",
         ),
         (
             json!({"rules": [{"limit": {"requests_per_unit": 1, "unit": "minute"}, "match": {"path": {"regex": "("}}}]}),
@@ -398,4 +410,24 @@ fn the_combined_module_hosts_rate_limit_by_root_id() {
     let statuses = blast(&envoy, "/", 4, 2, |_, _| Vec::new());
     assert_eq!(count(&statuses, 200), 2, "{statuses:?}");
     assert_eq!(stat_eq(&envoy, "combined", "limited", 6), 6);
+}
+
+#[test]
+fn a_global_rule_whose_cluster_envoy_does_not_know_follows_its_failure_mode() {
+    for (mode, want) in [("deny", 429), ("allow", 200)] {
+        let envoy = envoy(json!({
+            "mode": "global", "domain": "api",
+            "rate_limit_service": {"cluster": "nowhere"},
+            "rules": [{"name": "g", "failure_mode": mode}],
+        }));
+        let response = get(&client(), &envoy, &[]);
+        assert_eq!(response.status().as_u16(), want, "failure_mode {mode}");
+        assert!(
+            envoy.wait_for_log(
+                "rule g: rate limit service: cannot call cluster \"nowhere\"",
+                Duration::from_secs(5)
+            ),
+            "the log names the cluster"
+        );
+    }
 }
