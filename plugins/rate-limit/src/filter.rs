@@ -39,6 +39,9 @@ struct Shared {
     domain: String,
     /// Set when a rule is global.
     service: Option<CompiledService>,
+    /// Some rule is global: its answer comes after every local rule took its tokens, so
+    /// any of them may have to be refunded.
+    any_global: bool,
     xff_hop: u32,
     response: CompiledResponse,
     cleanup_interval_ns: u64,
@@ -207,6 +210,7 @@ impl Plugin for RateLimit {
         }
         Ok(RateLimit {
             shared: Rc::new(Shared {
+                any_global: rules.iter().any(|r| r.rule.global),
                 rules,
                 domain: compiled.domain,
                 service: compiled.service,
@@ -602,7 +606,7 @@ impl RateLimitFilter {
                 if t.decision.allowed {
                     // Counted now, and taken back if a later rule refuses the request.
                     bump(&active.counts.allowed);
-                    if index + 1 < shared.rules.len() || rule.global {
+                    if index + 1 < shared.rules.len() || shared.any_global {
                         eval.taken.push((index, fingerprint, t.place));
                     }
                     if !rule.shadow {

@@ -249,6 +249,24 @@ fn local_and_global_rules_mix_and_shadow_works_for_both() {
 }
 
 #[test]
+fn a_global_refusal_gives_back_the_tokens_of_a_later_local_rule() {
+    let mut f = Fixture::new(
+        json!({"domain": "api", "rate_limit_service": {"cluster": "rls"},
+        "rules": [
+            {"name": "global", "mode": "global"},
+            {"name": "local", "limit": {"requests_per_unit": 1, "unit": "minute"}},
+        ]}),
+    );
+    let mut s = f.start(get());
+    f.answer(&mut s, 0, Ok(&answer(&[(true, 9, 0, 1)])));
+    assert!(s.host.local_reply.is_some());
+    f.proxy.advance(Duration::from_secs(2));
+    let mut s = f.start(get());
+    f.answer(&mut s, 0, Ok(OK));
+    assert_eq!(s.host.resumed, 1, "the local token was given back");
+}
+
+#[test]
 fn a_local_bucket_in_front_of_a_global_rule_sheds_load_before_any_call() {
     let mut f = Fixture::new(config(json!([{"name": "g",
         "limit": {"requests_per_unit": 2, "unit": "second"}}])));
