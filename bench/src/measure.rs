@@ -20,15 +20,6 @@ use serde_json::Value;
 
 /// The modules whose sizes are reported.
 const MODULES: [&str; 4] = ["header_rewrite", "jwt_auth", "rate_limit", "wasmgate_all"];
-/// The Wasm features rustc's wasm32-wasip1 target uses; wasm-opt must be told.
-const WASM_FEATURES: [&str; 6] = [
-    "--enable-bulk-memory",
-    "--enable-sign-ext",
-    "--enable-mutable-globals",
-    "--enable-nontrapping-float-to-int",
-    "--enable-multivalue",
-    "--enable-reference-types",
-];
 /// Connections for the file downloads: enough to keep one server core busy.
 const DOWNLOAD_CONNECTIONS: u32 = 4;
 
@@ -220,7 +211,7 @@ pub fn run() -> Result<(), String> {
     drop(upstream);
     drop(rls);
     eprintln!("module sizes");
-    let modules = module_sizes(work.path());
+    let modules = module_sizes();
     eprintln!("downloads");
     let downloads = downloads(work.path(), &settings, cores);
 
@@ -658,44 +649,20 @@ fn starts_and_memory(rows: &mut [Row], upstream: SocketAddr, starts: usize) {
     }
 }
 
-fn module_sizes(work: &Path) -> Vec<ModuleSize> {
+/// Each module as Cargo built it and as `make wasm` ships it (after `wasm-opt -Oz`).
+fn module_sizes() -> Vec<ModuleSize> {
+    let size = |path: PathBuf| fs::metadata(path).ok().map(|m| m.len());
     MODULES
         .iter()
         .map(|name| {
-            let path = module_path(name);
-            let raw = fs::metadata(&path).ok().map(|m| m.len());
-            let optimized = match raw {
-                None => Err("not built".to_owned()),
-                Some(_) => wasm_opt(&path, &work.join(format!("{name}.opt.wasm"))),
-            };
+            let file = format!("{name}.wasm");
             ModuleSize {
                 name,
-                raw,
-                optimized,
+                raw: size(test_env::wasm_build_dir().join(&file)),
+                optimized: size(module_path(name)).ok_or_else(|| "not built".to_owned()),
             }
         })
         .collect()
-}
-
-fn wasm_opt(input: &Path, output: &Path) -> Result<u64, String> {
-    let out = Command::new("wasm-opt")
-        .arg("-Oz")
-        .args(WASM_FEATURES)
-        .arg(input)
-        .arg("-o")
-        .arg(output)
-        .output()
-        .map_err(|e| format!("cannot run wasm-opt ({e}): `apt-get install binaryen`"))?;
-    if !out.status.success() {
-        let err = String::from_utf8_lossy(&out.stderr);
-        return Err(format!(
-            "wasm-opt failed: {}",
-            err.lines().last().unwrap_or_default()
-        ));
-    }
-    fs::metadata(output)
-        .map(|m| m.len())
-        .map_err(|e| format!("{}: {e}", output.display()))
 }
 
 /// The same module downloaded from nginx and from the registry, each server on Envoy's core.

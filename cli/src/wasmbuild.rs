@@ -9,12 +9,19 @@ use crate::plugins::PLUGINS;
 /// The Rust target every module is built for.
 pub const WASM_TARGET: &str = "wasm32-wasip1";
 
-/// Where Cargo puts the release modules: `$CARGO_TARGET_DIR/wasm32-wasip1/release`, else
-/// `<workspace>/target/wasm32-wasip1/release`.
+/// Where the shipped modules are (`make wasm` and `wasmgate build` write them):
+/// `$CARGO_TARGET_DIR/modules`, else `<workspace>/target/modules`.
 pub fn module_dir(workspace: &Path) -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map_or_else(|| workspace.join("target"), PathBuf::from);
-    target.join(WASM_TARGET).join("release")
+    target_dir(workspace).join("modules")
+}
+
+/// Where Cargo writes the modules with the size profile (`[profile.wasm]`), before wasm-opt.
+fn build_dir(workspace: &Path) -> PathBuf {
+    target_dir(workspace).join(WASM_TARGET).join("wasm")
+}
+
+fn target_dir(workspace: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| workspace.join("target"), PathBuf::from)
 }
 
 /// The workspace root, found by Cargo from the current folder.
@@ -36,40 +43,36 @@ fn cargo() -> std::ffi::OsString {
     std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into())
 }
 
-/// Build every plugin module, then the combined module, in release mode for wasm32-wasip1.
-///
-/// Two Cargo invocations, as in `make wasm`: in one, Cargo would unify features and the
-/// combined module would export every plugin twice.
+/// Build every module under `modules/` (one per plugin, and the combined module) with the
+/// `wasm` profile for wasm32-wasip1, as `make wasm` does, and copy them to [`module_dir`].
 pub fn build(workspace: &Path) -> Result<Vec<PathBuf>> {
-    let mut plugins = vec!["build", "--release", "--target", WASM_TARGET];
-    for plugin in PLUGINS {
-        plugins.extend(["-p", plugin.name]);
-    }
-    run(workspace, &plugins)?;
-    run(
-        workspace,
-        &[
-            "build",
-            "--release",
-            "--target",
-            WASM_TARGET,
-            "-p",
-            "wasmgate-all",
-        ],
-    )?;
-    let dir = module_dir(workspace);
-    let mut modules: Vec<PathBuf> = PLUGINS
+    let crates: Vec<String> = PLUGINS
         .iter()
-        .map(|p| dir.join(format!("{}.wasm", p.module)))
+        .map(|p| format!("{}-module", p.name))
+        .chain(["wasmgate-all".to_owned()])
         .collect();
-    modules.push(dir.join("wasmgate_all.wasm"));
-    for module in &modules {
-        if !module.is_file() {
+    let mut args = vec!["build", "--profile", "wasm", "--target", WASM_TARGET];
+    for name in &crates {
+        args.extend(["-p", name]);
+    }
+    run(workspace, &args)?;
+    let (built, shipped) = (build_dir(workspace), module_dir(workspace));
+    std::fs::create_dir_all(&shipped)
+        .map_err(|e| Error::failed(format!("cannot create {}: {e}", shipped.display())))?;
+    let stems = PLUGINS.iter().map(|p| p.module).chain(["wasmgate_all"]);
+    let mut modules = Vec::new();
+    for stem in stems {
+        let file = format!("{stem}.wasm");
+        let (from, to) = (built.join(&file), shipped.join(&file));
+        if !from.is_file() {
             return Err(Error::failed(format!(
                 "the build did not produce {}",
-                module.display()
+                from.display()
             )));
         }
+        std::fs::copy(&from, &to)
+            .map_err(|e| Error::failed(format!("cannot copy to {}: {e}", to.display())))?;
+        modules.push(to);
     }
     Ok(modules)
 }

@@ -1,7 +1,7 @@
 //! A real Envoy downloads a module from the registry through `vm_config.code.remote`
 //! (URL + sha256) and runs it; a wrong sha256 makes Envoy refuse the module.
 //!
-//! Needs the header-rewrite module: `cargo build --release --target wasm32-wasip1 -p header-rewrite`.
+//! Needs the header-rewrite module: `make wasm`.
 
 mod common;
 

@@ -19,8 +19,9 @@ pub fn envoy_binary() -> PathBuf {
     wasmgate_envoy::find_binary(&workspace_root())
 }
 
-/// A built Wasm module of this workspace, e.g. `wasm_module("header_rewrite")`, from
-/// `WASMGATE_WASM_DIR`, else `$CARGO_TARGET_DIR/wasm32-wasip1/release`, else `target/…`.
+/// A shipped Wasm module of this workspace, e.g. `wasm_module("header_rewrite")`, from
+/// `WASMGATE_WASM_DIR`, else `$CARGO_TARGET_DIR/modules`, else `target/modules` (what `make wasm`
+/// writes: Cargo's output shrunk by `wasm-opt -Oz`).
 ///
 /// # Panics
 /// When the module has not been built: run `make wasm` first.
@@ -35,16 +36,22 @@ pub fn wasm_module(name: &str) -> PathBuf {
 }
 
 /// Where [`wasm_module`] looks for modules: `WASMGATE_WASM_DIR`, else
-/// `$CARGO_TARGET_DIR/wasm32-wasip1/release`, else `target/…` (the folder may not exist).
+/// `$CARGO_TARGET_DIR/modules`, else `target/modules` (the folder may not exist).
 pub fn wasm_dir() -> PathBuf {
-    match (
-        env::var_os("WASMGATE_WASM_DIR"),
-        env::var_os("CARGO_TARGET_DIR"),
-    ) {
-        (Some(dir), _) => PathBuf::from(dir),
-        (None, Some(target)) => PathBuf::from(target).join("wasm32-wasip1/release"),
-        (None, None) => workspace_root().join("target/wasm32-wasip1/release"),
+    match env::var_os("WASMGATE_WASM_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => target_dir().join("modules"),
     }
+}
+
+/// Where Cargo writes the modules before `wasm-opt`: `wasm32-wasip1/wasm` (the `wasm`
+/// profile) in `$CARGO_TARGET_DIR`, else in `target`.
+pub fn wasm_build_dir() -> PathBuf {
+    target_dir().join("wasm32-wasip1/wasm")
+}
+
+fn target_dir() -> PathBuf {
+    env::var_os("CARGO_TARGET_DIR").map_or_else(|| workspace_root().join("target"), PathBuf::from)
 }
 
 /// A proxy-wasm HTTP filter for the bootstrap.

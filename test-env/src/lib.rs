@@ -23,8 +23,8 @@ mod upstream;
 use std::path::{Path, PathBuf};
 
 pub use envoy::{
-    envoy_binary, http_get, static_cluster, validate, wasm_dir, wasm_module, Envoy, EnvoyBuilder,
-    StartError, WasmFilter,
+    envoy_binary, http_get, static_cluster, validate, wasm_build_dir, wasm_dir, wasm_module, Envoy,
+    EnvoyBuilder, StartError, WasmFilter,
 };
 pub use upstream::{Echo, Mode, Upstream, ECHO_RESPONSE_HEADER, ECHO_STATUS};
 

@@ -17,6 +17,3 @@ mod url;
 
 pub use config::Config;
 pub use filter::{HeaderRewrite, HeaderRewriteFilter};
-
-#[cfg(feature = "export")]
-wasmgate_glue::export!(HeaderRewrite);

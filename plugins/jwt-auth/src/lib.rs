@@ -36,6 +36,3 @@ mod tests;
 
 pub use config::Config;
 pub use filter::{JwtAuth, JwtAuthFilter};
-
-#[cfg(feature = "export")]
-wasmgate_glue::export!(JwtAuth);
