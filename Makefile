@@ -23,7 +23,7 @@ WASM_OPT     := wasm-opt -Oz --strip-debug --enable-bulk-memory --enable-mutable
                 --enable-nontrapping-float-to-int --enable-sign-ext --enable-multivalue \
                 --enable-reference-types
 # Debian packages the tests and tools use, installed when missing.
-APT_PACKAGES := skopeo docker-registry binaryen redis-server
+APT_PACKAGES := skopeo docker-registry apache2-utils binaryen redis-server
 # Debian packages only `make bench` uses (load generator; the web server it compares with), installed
 # when their command is missing.
 BENCH_APT_PACKAGES := wrk nginx

@@ -154,14 +154,24 @@ pub struct PushArgs {
     /// `127.0.0.1:5000/wasmgate/<plugin>:<version>`.
     #[arg(long, value_name = "HOST/PREFIX")]
     pub oci: Option<String>,
-    /// Talk plain HTTP to the OCI registry (one on this machine). Required for now: this
-    /// build has no TLS library.
+    /// Talk plain HTTP to the OCI registry (one on this machine); HTTPS otherwise, verified
+    /// against the system CA store and --ca-file.
     #[arg(long, requires = "oci")]
     pub plain_http: bool,
-    /// OCI registry user (HTTP basic).
+    /// More CA certificates (PEM) to trust for the OCI registry, besides the system store.
+    #[arg(
+        long,
+        requires = "oci",
+        value_name = "FILE",
+        conflicts_with = "plain_http"
+    )]
+    pub ca_file: Option<PathBuf>,
+    /// OCI registry user (Basic, or for the token flow). Without --username and --password,
+    /// the credentials `docker login` stored ($DOCKER_CONFIG/config.json or
+    /// ~/.docker/config.json, credential helpers included) are used.
     #[arg(long, requires = "oci", env = "WASMGATE_OCI_USERNAME")]
     pub username: Option<String>,
-    /// OCI registry password (HTTP basic).
+    /// OCI registry password or access token.
     #[arg(
         long,
         requires = "oci",
@@ -169,6 +179,9 @@ pub struct PushArgs {
         hide_env_values = true
     )]
     pub password: Option<String>,
+    /// Move a tag that already holds another image (refused without it).
+    #[arg(long, requires = "oci")]
+    pub force: bool,
     #[command(flatten)]
     pub lock: LockArg,
 }

@@ -266,18 +266,38 @@ fn cmd_push(args: &cli::PushArgs, output: Output) -> Result<()> {
                 ),
                 &entry.version,
             )?;
-            let image = oci::image(&module)?;
-            let digest = oci::push(
+            let image = oci::image(&module, plugin.name, &entry.version)?;
+            let credentials = match (&args.username, &args.password) {
+                (Some(username), Some(password)) => Some(oci::Credentials {
+                    username: username.clone(),
+                    password: password.clone(),
+                }),
+                (None, None) => None,
+                _ => {
+                    return Err(Error::usage(
+                        "--username and --password go together (or neither: the Docker config file's credentials are used)",
+                    ))
+                }
+            };
+            let pushed = oci::push(
                 &image,
                 &reference,
                 &oci::PushOptions {
                     plain_http: args.plain_http,
-                    username: args.username.clone(),
-                    password: args.password.clone(),
+                    ca_file: args.ca_file.clone(),
+                    credentials,
+                    docker_config: None,
+                    force: args.force,
                 },
             )?;
+            let digest = pushed.digest;
+            let note = match (&pushed.moved_from, pushed.unchanged) {
+                (_, true) => "  (already there)".to_owned(),
+                (Some(from), _) => format!("  (tag moved from {from})"),
+                (None, false) => String::new(),
+            };
             text.push_str(&format!(
-                "{} {} -> oci://{}  manifest sha256:{digest}\n",
+                "{} {} -> oci://{}  manifest sha256:{digest}{note}\n",
                 plugin.name,
                 entry.version,
                 reference.display()
@@ -286,6 +306,7 @@ fn cmd_push(args: &cli::PushArgs, output: Output) -> Result<()> {
                 "plugin": plugin.name, "version": entry.version,
                 "oci": reference.display(), "manifest_digest": digest.oci(),
                 "layer_digest": image.layer_digest().oci(),
+                "unchanged": pushed.unchanged, "moved_from": pushed.moved_from,
             }));
             updated.oci = Some(OciPin {
                 reference: reference.display(),

@@ -1,12 +1,22 @@
 //! Push a module to any OCI registry as an image in the layout Istio's `oci://` fetcher
-//! accepts: the *compat* variant of the Wasm image spec, one `tar+gzip` layer holding
-//! `plugin.wasm`, built deterministically so the same module always has the same digest.
+//! accepts (the *compat* variant of the Wasm image spec), built by the registry's own image
+//! builder so the same module has the same digest whichever way it is published. HTTPS with
+//! the system CA store and `--ca-file`, HTTP Basic and the Docker token flow (401 with
+//! `WWW-Authenticate: Bearer realm=…` → token → retry), credentials from `--username` /
+//! `--password` or the Docker config file `docker login` writes.
 
-use std::io::Write;
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use reqwest::blocking::Client;
-use serde_json::json;
+use base64::Engine as _;
+use reqwest::blocking::{Client, RequestBuilder, Response};
+use reqwest::header::{ACCEPT, WWW_AUTHENTICATE};
+use reqwest::StatusCode;
+use serde::Deserialize;
 use wasmgate_envoy::Sha256;
 
 use crate::error::{Error, Result};
@@ -14,10 +24,9 @@ use crate::registry::root_cause;
 
 /// The image manifest's media type.
 pub const MANIFEST_MEDIA_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
-const CONFIG_MEDIA_TYPE: &str = "application/vnd.oci.image.config.v1+json";
-const LAYER_MEDIA_TYPE: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
-/// The file name Istio looks for inside the layer.
-const PLUGIN_FILE: &str = "plugin.wasm";
+
+/// Manifest types a tag may already hold, asked for when checking it.
+const ACCEPTED_MANIFESTS: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json";
 
 /// An image ready to push: its blobs and manifest.
 #[derive(Debug, Clone)]
@@ -39,54 +48,15 @@ impl Image {
     }
 }
 
-/// Build the image of `module`.
-pub fn image(module: &[u8]) -> Result<Image> {
-    let fail = |e: std::io::Error| Error::failed(format!("cannot build the image layer: {e}"));
-    let mut tar = tar::Builder::new(Vec::new());
-    let mut header = tar::Header::new_ustar();
-    header.set_size(module.len() as u64);
-    header.set_mode(0o644);
-    header.set_mtime(0);
-    header.set_uid(0);
-    header.set_gid(0);
-    header.set_entry_type(tar::EntryType::Regular);
-    tar.append_data(&mut header, PLUGIN_FILE, module)
-        .map_err(fail)?;
-    let tar = tar.into_inner().map_err(fail)?;
-    let mut gzip = flate2::GzBuilder::new()
-        .mtime(0)
-        .write(Vec::new(), flate2::Compression::best());
-    gzip.write_all(&tar).map_err(fail)?;
-    let layer = gzip.finish().map_err(fail)?;
-    let config = json!({
-        "architecture": "wasm",
-        "os": "wasip1",
-        "config": {},
-        "rootfs": { "type": "layers", "diff_ids": [Sha256::of(&tar).oci()] },
-    })
-    .to_string()
-    .into_bytes();
-    let manifest = json!({
-        "schemaVersion": 2,
-        "mediaType": MANIFEST_MEDIA_TYPE,
-        "config": {
-            "mediaType": CONFIG_MEDIA_TYPE,
-            "digest": Sha256::of(&config).oci(),
-            "size": config.len(),
-        },
-        "layers": [{
-            "mediaType": LAYER_MEDIA_TYPE,
-            "digest": Sha256::of(&layer).oci(),
-            "size": layer.len(),
-        }],
-        "annotations": { "module.wasm.image/variant": "compat" },
-    })
-    .to_string()
-    .into_bytes();
+/// Build the image of `module` for plugin `name` at `version`, with the registry's builder
+/// ([`wasmgate_registry::oci_image`]).
+pub fn image(module: &[u8], name: &str, version: &str) -> Result<Image> {
+    let blobs = wasmgate_registry::oci_image(module, name, version)
+        .map_err(|e| Error::failed(format!("cannot build the image: {e}")))?;
     Ok(Image {
-        layer,
-        config,
-        manifest,
+        layer: blobs.layer,
+        config: blobs.config,
+        manifest: blobs.manifest,
     })
 }
 
@@ -148,67 +118,486 @@ impl Reference {
 /// How to reach the registry.
 #[derive(Debug, Clone, Default)]
 pub struct PushOptions {
-    /// Plain HTTP (registries on this machine). HTTPS is refused: no TLS library is
-    /// compiled in, to keep the workspace free of C and assembly crypto builds.
+    /// Plain HTTP (a registry on this machine); HTTPS otherwise.
     pub plain_http: bool,
-    /// HTTP basic credentials.
-    pub username: Option<String>,
-    pub password: Option<String>,
+    /// More CA certificates (PEM) to trust, besides the system store.
+    pub ca_file: Option<PathBuf>,
+    /// Credentials given on the command line; else the Docker config file's.
+    pub credentials: Option<Credentials>,
+    /// The Docker config file [default: `$DOCKER_CONFIG/config.json`, else
+    /// `~/.docker/config.json`].
+    pub docker_config: Option<PathBuf>,
+    /// Move a tag that holds another image.
+    pub force: bool,
 }
 
-/// Push `image` to `reference` with the OCI distribution API: blobs first (skipped when the
-/// registry has them), then the manifest under the tag. Returns the manifest digest.
-pub fn push(image: &Image, reference: &Reference, options: &PushOptions) -> Result<Sha256> {
-    if !options.plain_http {
-        return Err(Error::usage(format!(
-            "{}: this build talks plain HTTP only (no TLS library is compiled in); pass --plain-http for a registry on this machine",
-            reference.host
-        )));
+/// A user name and password (or token) for the registry.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub username: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Credentials({}, ***)", self.username)
     }
-    let scheme = "http";
-    let base = format!("{scheme}://{}/v2/{}", reference.host, reference.repository);
-    let client = Client::builder()
-        .no_proxy()
-        .connect_timeout(Duration::from_secs(5))
-        .timeout(Duration::from_secs(60))
-        .build()
-        .map_err(|e| Error::failed(format!("cannot build an HTTP client: {e}")))?;
-    let auth = |request: reqwest::blocking::RequestBuilder| match &options.username {
-        Some(user) => request.basic_auth(user, options.password.as_deref()),
-        None => request,
+}
+
+/// Where `docker login` keeps credentials.
+pub fn default_docker_config() -> Option<PathBuf> {
+    match std::env::var_os("DOCKER_CONFIG") {
+        Some(dir) => Some(PathBuf::from(dir).join("config.json")),
+        None => {
+            std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".docker/config.json"))
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DockerConfig {
+    #[serde(default)]
+    auths: BTreeMap<String, DockerAuth>,
+    #[serde(default)]
+    creds_store: Option<String>,
+    #[serde(default)]
+    cred_helpers: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct DockerAuth {
+    #[serde(default)]
+    auth: Option<String>,
+    #[serde(default)]
+    username: Option<String>,
+    #[serde(default)]
+    password: Option<String>,
+}
+
+/// The `auths` key's host: `https://index.docker.io/v1/` → `index.docker.io`.
+fn auth_key_host(key: &str) -> &str {
+    let bare = key
+        .strip_prefix("https://")
+        .or_else(|| key.strip_prefix("http://"))
+        .unwrap_or(key);
+    bare.split('/').next().unwrap_or(bare)
+}
+
+/// Credentials for `host` from a Docker config file: `auths` (base64 `user:password`, as
+/// `docker login` writes), else the credential helper named by `credHelpers` or `credsStore`
+/// (`docker-credential-<name> get`). `None` when the file or the host is not there.
+pub fn docker_credentials(config: &Path, host: &str) -> Result<Option<Credentials>> {
+    let origin = || format!("Docker config {}", config.display());
+    let text = match std::fs::read(config) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::failed(format!("{}: {e}", origin()))),
     };
-    let send = |request: reqwest::blocking::RequestBuilder, what: &str| {
-        auth(request).send().map_err(|e| {
+    let parsed: DockerConfig =
+        serde_json::from_slice(&text).map_err(|e| Error::failed(format!("{}: {e}", origin())))?;
+    // Docker Hub's credentials are filed under its v1 index.
+    let hosts: Vec<&str> = match host {
+        "docker.io" | "registry-1.docker.io" => vec![host, "index.docker.io"],
+        _ => vec![host],
+    };
+    let entry = parsed
+        .auths
+        .iter()
+        .find(|(key, _)| hosts.contains(&auth_key_host(key)));
+    if let Some((key, entry)) = entry {
+        if let Some(auth) = entry.auth.as_deref().filter(|a| !a.is_empty()) {
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(auth.trim())
+                .ok()
+                .and_then(|bytes| String::from_utf8(bytes).ok())
+                .ok_or_else(|| {
+                    Error::failed(format!(
+                        "{}: auths.{key:?}.auth is not base64 of user:password",
+                        origin()
+                    ))
+                })?;
+            let (username, password) = decoded.split_once(':').ok_or_else(|| {
+                Error::failed(format!(
+                    "{}: auths.{key:?}.auth has no ':' between user and password",
+                    origin()
+                ))
+            })?;
+            return Ok(Some(Credentials {
+                username: username.to_owned(),
+                password: password.to_owned(),
+            }));
+        }
+        if let (Some(username), Some(password)) = (&entry.username, &entry.password) {
+            return Ok(Some(Credentials {
+                username: username.clone(),
+                password: password.clone(),
+            }));
+        }
+    }
+    let helper = hosts
+        .iter()
+        .find_map(|h| parsed.cred_helpers.get(*h))
+        .or(parsed.creds_store.as_ref());
+    match helper {
+        Some(helper) => credential_helper(helper, host).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// Ask `docker-credential-<helper>` for `host`'s credentials (the helper protocol: the
+/// server on stdin, `{"Username", "Secret"}` on stdout).
+fn credential_helper(helper: &str, host: &str) -> Result<Credentials> {
+    let program = format!("docker-credential-{helper}");
+    let fail = |why: String| Error::failed(format!("{program} get {host}: {why}"));
+    let mut child = Command::new(&program)
+        .arg("get")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| fail(e.to_string()))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(host.as_bytes())
+            .map_err(|e| fail(e.to_string()))?;
+    }
+    let out = child.wait_with_output().map_err(|e| fail(e.to_string()))?;
+    if !out.status.success() {
+        return Err(fail(String::from_utf8_lossy(&out.stdout).trim().to_owned()));
+    }
+    #[derive(Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct Answer {
+        username: String,
+        secret: String,
+    }
+    let answer: Answer = serde_json::from_slice(&out.stdout).map_err(|e| fail(e.to_string()))?;
+    Ok(Credentials {
+        username: answer.username,
+        password: answer.secret,
+    })
+}
+
+/// A `WWW-Authenticate` challenge: its scheme (lowercase) and parameters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Challenge {
+    pub scheme: String,
+    pub params: BTreeMap<String, String>,
+}
+
+impl Challenge {
+    /// `Bearer realm="https://auth.example/token",service="registry",scope="repository:a:pull"`.
+    pub fn parse(text: &str) -> Option<Challenge> {
+        let text = text.trim();
+        let (scheme, mut rest) = match text.split_once(' ') {
+            Some((scheme, rest)) => (scheme, rest.trim_start()),
+            None => (text, ""),
+        };
+        if scheme.is_empty() {
+            return None;
+        }
+        let mut params = BTreeMap::new();
+        while !rest.is_empty() {
+            let (key, after) = rest.split_once('=')?;
+            let key = key.trim().to_ascii_lowercase();
+            let after = after.trim_start();
+            let (value, remaining) = if let Some(quoted) = after.strip_prefix('"') {
+                // A quoted value may hold commas (`scope="repository:a:pull,push"`).
+                let mut value = String::new();
+                let mut chars = quoted.char_indices();
+                let mut end = None;
+                while let Some((i, c)) = chars.next() {
+                    match c {
+                        '\\' => {
+                            if let Some((_, escaped)) = chars.next() {
+                                value.push(escaped);
+                            }
+                        }
+                        '"' => {
+                            end = Some(i + 1);
+                            break;
+                        }
+                        c => value.push(c),
+                    }
+                }
+                (value, &quoted[end?..])
+            } else {
+                let end = after.find(',').unwrap_or(after.len());
+                (after[..end].trim().to_owned(), &after[end..])
+            };
+            params.insert(key, value);
+            rest = remaining.trim_start().trim_start_matches(',').trim_start();
+        }
+        Some(Challenge {
+            scheme: scheme.to_ascii_lowercase(),
+            params,
+        })
+    }
+}
+
+/// How requests are authorized once the registry has said what it wants.
+#[derive(Debug, Clone)]
+enum Auth {
+    Anonymous,
+    Basic,
+    Bearer(String),
+}
+
+/// One registry conversation: the client, the credentials, and the authorization learnt
+/// from the first 401.
+struct Session<'a> {
+    client: Client,
+    reference: &'a Reference,
+    credentials: Option<Credentials>,
+    auth: RefCell<Auth>,
+}
+
+impl Session<'_> {
+    fn attempt(&self, what: &str, make: &dyn Fn(&Client) -> RequestBuilder) -> Result<Response> {
+        let request = make(&self.client);
+        let request = match (&*self.auth.borrow(), &self.credentials) {
+            (Auth::Basic, Some(c)) => request.basic_auth(&c.username, Some(&c.password)),
+            (Auth::Bearer(token), _) => request.bearer_auth(token),
+            _ => request,
+        };
+        request.send().map_err(|e| {
             Error::failed(format!(
                 "{what}: cannot reach the OCI registry {}: {}",
-                reference.host,
+                self.reference.host,
                 root_cause(&e)
             ))
         })
-    };
-    let expect = |response: reqwest::blocking::Response, what: &str, ok: &[u16]| {
+    }
+
+    /// Send a request; on 401 follow the challenge (Basic, or the token flow) and retry once.
+    fn send(&self, what: &str, make: &dyn Fn(&Client) -> RequestBuilder) -> Result<Response> {
+        let response = self.attempt(what, make)?;
+        if response.status() != StatusCode::UNAUTHORIZED {
+            return Ok(response);
+        }
+        let challenge = response
+            .headers()
+            .get(WWW_AUTHENTICATE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(Challenge::parse)
+            .ok_or_else(|| {
+                Error::failed(format!(
+                    "{what}: the OCI registry {} answered 401 without a WWW-Authenticate challenge",
+                    self.reference.host
+                ))
+            })?;
+        let auth = match challenge.scheme.as_str() {
+            "basic" => {
+                self.credentials.as_ref().ok_or_else(|| self.no_credentials())?;
+                Auth::Basic
+            }
+            "bearer" => Auth::Bearer(self.token(&challenge)?),
+            other => {
+                return Err(Error::failed(format!(
+                    "{what}: the OCI registry {} asks for {other:?} authentication; only Basic and Bearer are supported",
+                    self.reference.host
+                )))
+            }
+        };
+        *self.auth.borrow_mut() = auth;
+        let response = self.attempt(what, make)?;
+        if response.status() == StatusCode::UNAUTHORIZED {
+            return Err(match &self.credentials {
+                None => self.no_credentials(),
+                Some(c) => Error::failed(format!(
+                    "{what}: the OCI registry {} refused the credentials of {} (401)",
+                    self.reference.host, c.username
+                )),
+            });
+        }
+        Ok(response)
+    }
+
+    fn no_credentials(&self) -> Error {
+        Error::failed(format!(
+            "the OCI registry {} requires credentials: pass --username and --password (or WASMGATE_OCI_USERNAME / WASMGATE_OCI_PASSWORD), or `docker login {}`",
+            self.reference.host, self.reference.host
+        ))
+    }
+
+    /// The Docker token flow: GET the realm with the service and a pull,push scope for the
+    /// repository (with Basic credentials when there are some), answer `{token}` or
+    /// `{access_token}`.
+    fn token(&self, challenge: &Challenge) -> Result<String> {
+        let realm = challenge.params.get("realm").ok_or_else(|| {
+            Error::failed(format!(
+                "the OCI registry {} asks for a Bearer token without a realm",
+                self.reference.host
+            ))
+        })?;
+        let mut url = url::Url::parse(realm)
+            .map_err(|e| Error::failed(format!("token realm {realm:?} is not a URL: {e}")))?;
+        {
+            let mut query = url.query_pairs_mut();
+            if let Some(service) = challenge.params.get("service") {
+                query.append_pair("service", service);
+            }
+            query.append_pair(
+                "scope",
+                &format!("repository:{}:pull,push", self.reference.repository),
+            );
+        }
+        let mut request = self.client.get(url);
+        if let Some(c) = &self.credentials {
+            request = request.basic_auth(&c.username, Some(&c.password));
+        }
+        let response = request
+            .send()
+            .map_err(|e| Error::failed(format!("token service {realm}: {}", root_cause(&e))))?;
         let status = response.status();
-        if ok.contains(&status.as_u16()) {
-            Ok(response)
-        } else {
-            let body = response.text().unwrap_or_default();
-            Err(Error::failed(format!(
-                "{what}: the OCI registry answered {status}: {}",
-                body.trim().chars().take(300).collect::<String>()
-            )))
+        if !status.is_success() {
+            return Err(match (status, &self.credentials) {
+                (StatusCode::UNAUTHORIZED, None) => self.no_credentials(),
+                _ => Error::failed(format!("token service {realm} answered {status}")),
+            });
+        }
+        #[derive(Deserialize)]
+        struct Token {
+            token: Option<String>,
+            access_token: Option<String>,
+        }
+        let token: Token = response
+            .json()
+            .map_err(|e| Error::failed(format!("token service {realm}: {}", root_cause(&e))))?;
+        token
+            .token
+            .or(token.access_token)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| Error::failed(format!("token service {realm} answered no token")))
+    }
+}
+
+fn expect(response: Response, what: &str, ok: &[u16]) -> Result<Response> {
+    let status = response.status();
+    if ok.contains(&status.as_u16()) {
+        Ok(response)
+    } else {
+        let body = response.text().unwrap_or_default();
+        Err(Error::failed(format!(
+            "{what}: the OCI registry answered {status}: {}",
+            body.trim().chars().take(300).collect::<String>()
+        )))
+    }
+}
+
+/// What a push did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pushed {
+    /// The manifest digest now under the tag.
+    pub digest: Sha256,
+    /// The tag already held this image: nothing was written.
+    pub unchanged: bool,
+    /// The digest the tag held before, when `--force` moved it.
+    pub moved_from: Option<String>,
+}
+
+fn client(options: &PushOptions) -> Result<Client> {
+    let mut builder = Client::builder()
+        .no_proxy()
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(Duration::from_secs(120));
+    if let Some(path) = &options.ca_file {
+        let pem = crate::error::read(path).map_err(|e| e.context("--ca-file"))?;
+        let certificates = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+            Error::failed(format!("--ca-file {}: {}", path.display(), root_cause(&e)))
+        })?;
+        if certificates.is_empty() {
+            return Err(Error::failed(format!(
+                "--ca-file {}: no PEM certificate in it",
+                path.display()
+            )));
+        }
+        for certificate in certificates {
+            builder = builder.add_root_certificate(certificate);
+        }
+    }
+    builder
+        .build()
+        .map_err(|e| Error::failed(format!("cannot build an HTTP client: {}", root_cause(&e))))
+}
+
+/// Push `image` to `reference` with the OCI distribution API: the tag is checked first (a
+/// tag holding another image is refused unless `force`), then blobs (skipped when the
+/// registry has them), then the manifest under the tag.
+pub fn push(image: &Image, reference: &Reference, options: &PushOptions) -> Result<Pushed> {
+    let credentials = match &options.credentials {
+        Some(c) => Some(c.clone()),
+        None => match options.docker_config.clone().or_else(default_docker_config) {
+            Some(config) => docker_credentials(&config, &reference.host)?,
+            None => None,
+        },
+    };
+    let scheme = if options.plain_http { "http" } else { "https" };
+    let session = Session {
+        client: client(options)?,
+        reference,
+        credentials,
+        auth: RefCell::new(Auth::Anonymous),
+    };
+    let base = format!("{scheme}://{}/v2/{}", reference.host, reference.repository);
+    let digest = image.digest();
+    let manifest_url = format!("{base}/manifests/{}", reference.tag);
+
+    let what = "tag";
+    let existing = session.send(what, &|c| {
+        c.head(&manifest_url).header(ACCEPT, ACCEPTED_MANIFESTS)
+    })?;
+    let held = match existing.status() {
+        StatusCode::NOT_FOUND => None,
+        status if status.is_success() => match existing
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+        {
+            Some(held) => Some(held.to_owned()),
+            None => {
+                let body = expect(
+                    session.send(what, &|c| {
+                        c.get(&manifest_url).header(ACCEPT, ACCEPTED_MANIFESTS)
+                    })?,
+                    what,
+                    &[200],
+                )?
+                .bytes()
+                .map_err(|e| Error::failed(format!("{what}: {}", root_cause(&e))))?;
+                Some(Sha256::of(&body).oci())
+            }
+        },
+        _ => {
+            expect(existing, what, &[200, 404])?;
+            None
         }
     };
+    if held.as_deref() == Some(digest.oci().as_str()) {
+        return Ok(Pushed {
+            digest,
+            unchanged: true,
+            moved_from: None,
+        });
+    }
+    if let (Some(held), false) = (&held, options.force) {
+        return Err(Error::failed(format!(
+            "{}: the tag already holds {held}, not this module's image {}; refusing to move it (pass --force to move the tag)",
+            reference.display(),
+            digest.oci()
+        )));
+    }
+
     for (what, blob) in [("layer", &image.layer), ("config", &image.config)] {
-        let digest = Sha256::of(blob).oci();
-        let head = send(client.head(format!("{base}/blobs/{digest}")), what)?;
+        let blob_digest = Sha256::of(blob).oci();
+        let blob_url = format!("{base}/blobs/{blob_digest}");
+        let head = session.send(what, &|c| c.head(&blob_url))?;
         if head.status().is_success() {
             continue;
         }
-        let started = expect(
-            send(client.post(format!("{base}/blobs/uploads/")), what)?,
-            what,
-            &[202],
-        )?;
+        let uploads = format!("{base}/blobs/uploads/");
+        let started = expect(session.send(what, &|c| c.post(&uploads))?, what, &[202])?;
         let location = started
             .headers()
             .get("location")
@@ -217,32 +606,27 @@ pub fn push(image: &Image, reference: &Reference, options: &PushOptions) -> Resu
         let mut upload = url::Url::parse(&format!("{scheme}://{}", reference.host))
             .and_then(|host| host.join(location))
             .map_err(|e| Error::failed(format!("{what}: bad upload location {location:?}: {e}")))?;
-        upload.query_pairs_mut().append_pair("digest", &digest);
+        upload.query_pairs_mut().append_pair("digest", &blob_digest);
         expect(
-            send(
-                client
-                    .put(upload)
+            session.send(what, &|c| {
+                c.put(upload.clone())
                     .header("content-type", "application/octet-stream")
-                    .body(blob.clone()),
-                what,
-            )?,
+                    .body(blob.clone())
+            })?,
             what,
             &[201, 204],
         )?;
     }
     let what = "manifest";
     let response = expect(
-        send(
-            client
-                .put(format!("{base}/manifests/{}", reference.tag))
+        session.send(what, &|c| {
+            c.put(&manifest_url)
                 .header("content-type", MANIFEST_MEDIA_TYPE)
-                .body(image.manifest.clone()),
-            what,
-        )?,
+                .body(image.manifest.clone())
+        })?,
         what,
         &[200, 201],
     )?;
-    let digest = image.digest();
     if let Some(said) = response
         .headers()
         .get("docker-content-digest")
@@ -255,7 +639,11 @@ pub fn push(image: &Image, reference: &Reference, options: &PushOptions) -> Resu
             )));
         }
     }
-    Ok(digest)
+    Ok(Pushed {
+        digest,
+        unchanged: false,
+        moved_from: held,
+    })
 }
 
 #[cfg(test)]
@@ -264,8 +652,8 @@ mod tests {
 
     #[test]
     fn images_are_deterministic() {
-        let a = image(b"\0asm\x01\0\0\0").unwrap();
-        let b = image(b"\0asm\x01\0\0\0").unwrap();
+        let a = image(b"\0asm\x01\0\0\0", "jwt-auth", "0.1.0").unwrap();
+        let b = image(b"\0asm\x01\0\0\0", "jwt-auth", "0.1.0").unwrap();
         assert_eq!(a.digest(), b.digest());
         let manifest: serde_json::Value = serde_json::from_slice(&a.manifest).unwrap();
         assert_eq!(
@@ -289,5 +677,59 @@ mod tests {
         assert_eq!(r.display(), "localhost:5000/jwt-auth:0.2.0");
         assert!(Reference::parse("jwt-auth", "1").is_err());
         assert!(Reference::parse("h/Upper:1", "1").is_err());
+    }
+
+    #[test]
+    fn challenges_parse() {
+        let c = Challenge::parse(
+            r#"Bearer realm="https://auth.example/token",service="registry.example",scope="repository:a/b:pull,push""#,
+        )
+        .unwrap();
+        assert_eq!(c.scheme, "bearer");
+        assert_eq!(c.params["realm"], "https://auth.example/token");
+        assert_eq!(c.params["service"], "registry.example");
+        assert_eq!(c.params["scope"], "repository:a/b:pull,push");
+        let basic = Challenge::parse(r#"Basic realm="Registry Realm""#).unwrap();
+        assert_eq!(basic.scheme, "basic");
+        assert_eq!(basic.params["realm"], "Registry Realm");
+        let bare = Challenge::parse("Bearer realm=http://a/t, service=s").unwrap();
+        assert_eq!(bare.params["realm"], "http://a/t");
+        assert_eq!(bare.params["service"], "s");
+        assert!(Challenge::parse(r#"Bearer realm="unterminated"#).is_none());
+    }
+
+    #[test]
+    fn docker_config_credentials() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("config.json");
+        let auth = base64::engine::general_purpose::STANDARD.encode("ci:s3cret:with:colons");
+        std::fs::write(
+            &config,
+            serde_json::json!({
+                "auths": {
+                    "registry.example:5000": { "auth": auth },
+                    "https://index.docker.io/v1/": { "auth": base64::engine::general_purpose::STANDARD.encode("hub:pw") },
+                    "broken.example": { "auth": "%%%" },
+                },
+            })
+            .to_string(),
+        )
+        .unwrap();
+        let found = docker_credentials(&config, "registry.example:5000")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (found.username.as_str(), found.password.as_str()),
+            ("ci", "s3cret:with:colons")
+        );
+        let hub = docker_credentials(&config, "docker.io").unwrap().unwrap();
+        assert_eq!(hub.username, "hub");
+        assert_eq!(docker_credentials(&config, "other.example").unwrap(), None);
+        assert!(docker_credentials(&config, "broken.example").is_err());
+        assert_eq!(
+            docker_credentials(&dir.path().join("missing.json"), "x").unwrap(),
+            None
+        );
+        assert!(!format!("{found:?}").contains("s3cret"));
     }
 }

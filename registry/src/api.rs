@@ -562,7 +562,6 @@ async fn publish_module(
                 module: &module,
                 module_size: size,
                 module_digest: &digest,
-                created: &created,
             },
         )?;
         store.put_version(VersionMeta {

@@ -43,6 +43,8 @@ pub use server::{
     DEFAULT_SHUTDOWN_TIMEOUT,
 };
 pub use store::{BlobRef, OciImage, Recovery, VersionMeta};
+/// The one OCI image builder: the registry's OCI API and `wasmgate push --oci` share it.
+pub use oci::{image as oci_image, ImageBlobs};
 
 use metrics::Metrics;
 use store::Store;

@@ -143,8 +143,34 @@ fn each_version_is_a_compat_wasm_image_with_correct_digests() {
         .unwrap();
     assert_eq!(
         tags,
-        serde_json::json!({ "name": "header-rewrite", "tags": ["0.1.0", "0.2.0"] })
+        serde_json::json!({ "name": "header-rewrite", "tags": ["0.1.0", "0.2.0", "latest"] })
     );
+    // `latest` is the newest version, under a nested repository name too.
+    let digest_of = |path: &str| {
+        let response = client().get(server.url(path)).send().unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+        response.headers()["docker-content-digest"].clone()
+    };
+    let newest = digest_of("/v2/header-rewrite/manifests/0.2.0");
+    assert_eq!(digest_of("/v2/header-rewrite/manifests/latest"), newest);
+    assert_eq!(
+        digest_of("/v2/wasmgate/header-rewrite/manifests/latest"),
+        newest
+    );
+    assert_ne!(digest_of("/v2/header-rewrite/manifests/0.1.0"), newest);
+    let nested = client()
+        .get(server.url("/v2/wasmgate/header-rewrite/tags/list"))
+        .send()
+        .unwrap()
+        .json::<Value>()
+        .unwrap();
+    assert_eq!(nested["name"], "wasmgate/header-rewrite");
+    let bad_prefix = client()
+        .get(server.url("/v2/Wasmgate/header-rewrite/manifests/latest"))
+        .send()
+        .unwrap();
+    assert_eq!(bad_prefix.status(), 400);
+    assert_eq!(oci_error(bad_prefix), "NAME_INVALID");
     let page = client()
         .get(server.url("/v2/header-rewrite/tags/list?n=1"))
         .send()
