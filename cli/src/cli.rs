@@ -32,8 +32,8 @@ pub enum Output {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Build every plugin module and the combined module for wasm32-wasip1 (what `make wasm`
-    /// does), optionally shrinking them with binaryen's wasm-opt.
+    /// Build every module (one per plugin, and the combined module) for wasm32-wasip1 into
+    /// target/modules; with --wasm-opt shrunk by binaryen's wasm-opt, as `make wasm` does.
     Build(BuildArgs),
     /// Record each built module's sha256, size and ABI version in the lock file.
     Package(PackageArgs),
@@ -74,7 +74,7 @@ pub struct PackageArgs {
     /// Plugins to package; all of them when none is given.
     #[arg(value_name = "PLUGIN")]
     pub plugins: Vec<String>,
-    /// Folder holding the built modules [default: the workspace's wasm32-wasip1/release].
+    /// Folder holding the built modules [default: the workspace's target/modules].
     #[arg(long, value_name = "DIR")]
     pub modules: Option<PathBuf>,
     /// The version to record [default: the workspace's version].
@@ -412,7 +412,7 @@ pub struct DemoArgs {
     /// Where Envoy's admin interface listens.
     #[arg(long, default_value = "127.0.0.1:9901")]
     pub admin: SocketAddr,
-    /// Folder holding the built modules [default: the workspace's wasm32-wasip1/release].
+    /// Folder holding the built modules [default: the workspace's target/modules].
     #[arg(long, value_name = "DIR")]
     pub modules: Option<PathBuf>,
     /// The Envoy binary [default: ENVOY_BIN, else the project's .venv, else envoy on PATH].
