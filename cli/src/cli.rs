@@ -262,7 +262,9 @@ pub struct EnvoyArgs {
     #[arg(long)]
     pub local: bool,
     /// One more cluster: `NAME=URL`. JWKS clusters named in a pluginConfig are added
-    /// without it; one given here replaces the derived cluster of the same name.
+    /// without it; one given here replaces the derived cluster of the same name. A
+    /// `grpc://HOST:PORT` (or `grpcs://`) URL makes an HTTP/2 cluster, as rate-limit's
+    /// `rate_limit_service.cluster` needs.
     #[arg(long = "cluster", value_name = "NAME=URL", value_parser = parse_cluster)]
     pub clusters: Vec<(String, String)>,
     #[command(flatten)]
