@@ -202,3 +202,47 @@ fn service_or_redis_down_follows_the_failure_mode_and_limits_return_after_recove
     assert_eq!(stat(&[&allow], "per_user", "service_errors", 2), 2);
     drop((service, redis));
 }
+
+#[test]
+fn shadow_global_rules_mixed_with_local_ones_report_but_never_refuse() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let redis = Redis::start();
+    let service = Service::start(&limits_file(dir.path(), LIMITS), Some(&redis.url()));
+    let envoy = envoy(
+        service.grpc,
+        json!({
+            "domain": "wasm-test",
+            "rate_limit_service": { "cluster": "ratelimit", "timeout": "5s" },
+            "response": { "shadow_header": "x-ratelimit-shadow" },
+            "rules": [
+                { "name": "local", "limit": { "requests_per_unit": 4, "unit": "hour" } },
+                { "name": "per_user", "mode": "global", "shadow": true, "key": [{ "header": "x-user" }] },
+            ],
+        }),
+    );
+    let client = client();
+    let answers: Vec<(u16, Option<String>)> = (0..6)
+        .map(|_| {
+            let (status, headers) = get(&client, &envoy.url("/"), &[("x-user", "trial")]);
+            let shadow = headers
+                .get("x-ratelimit-shadow")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            (status, shadow)
+        })
+        .collect();
+    let shadow = Some("per_user".to_owned());
+    assert_eq!(
+        answers,
+        [
+            (200, None),
+            (200, None),
+            (200, None),
+            (200, shadow.clone()),
+            (429, None),
+            (429, None),
+        ],
+        "the global shadow rule reports from its 4th request; the local rule refuses the 5th"
+    );
+    assert_eq!(stat(&[&envoy], "per_user", "shadow_limited", 1), 1);
+}
