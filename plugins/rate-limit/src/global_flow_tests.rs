@@ -273,3 +273,27 @@ fn a_local_bucket_in_front_of_a_global_rule_sheds_load_before_any_call() {
     let calls: usize = (0..5).map(|_| f.start(get()).host.grpc_calls.len()).sum();
     assert_eq!(calls, 2);
 }
+
+#[test]
+fn a_global_request_costs_one_clock_read_one_memory_read_and_one_call() {
+    // bench/src/configs.rs: rate_limit_global_wasm(), one rule without a key.
+    let mut f = Fixture::new(config(json!([{"name": "bench_open"}])));
+    for _ in 0..2 {
+        let mut s = f.start(get());
+        assert_eq!(
+            s.host.host_calls(),
+            [("now", 1), ("shared_data", 1), ("grpc_call", 1)].into()
+        );
+        s.host.reset_host_calls();
+        f.answer(&mut s, 0, Ok(OK));
+        assert_eq!(s.host.host_calls(), [("resume_request", 1)].into());
+    }
+    // Under a flood, a remembered verdict: no call at all.
+    let mut s = f.start(get());
+    f.answer(&mut s, 0, Ok(&answer(&[(true, 1, 0, 60)])));
+    let s = f.start(get());
+    assert_eq!(
+        s.host.host_calls(),
+        [("now", 1), ("shared_data", 1), ("send_local_reply", 1)].into()
+    );
+}
