@@ -390,6 +390,36 @@ pub struct EnvoyFilterArgs {
     /// Which listeners get the plugins: SIDECAR_INBOUND, SIDECAR_OUTBOUND or GATEWAY.
     #[arg(long, default_value = "SIDECAR_INBOUND")]
     pub context: PatchContext,
+    /// targetRefs entry: `Gateway/NAME` or `GatewayClass/NAME` (Gateway API). Not with
+    /// --selector.
+    #[arg(
+        long = "target-ref",
+        value_name = "[GROUP/]KIND/NAME",
+        conflicts_with = "selector"
+    )]
+    pub target_refs: Vec<TargetRef>,
+    /// spec.priority: the order Istio applies EnvoyFilters in (lower first). The plugins
+    /// run in the order of the --plugin flags.
+    #[arg(long, allow_negative_numbers = true)]
+    pub priority: Option<i32>,
+    /// Each plugin's failure_policy: FAIL_CLOSE (the default), FAIL_OPEN or FAIL_RELOAD.
+    #[arg(long)]
+    pub fail_strategy: Option<FailStrategy>,
+    /// The Wasm filters inline, code fetched by Envoy through a registry cluster the
+    /// EnvoyFilter adds, instead of Istio's ECDS form (EXTENSION_CONFIG + config_discovery,
+    /// code fetched by istio-agent).
+    #[arg(long)]
+    pub inline: bool,
+    /// ECDS form: reference the module's OCI image (`oci://`, pinned by its manifest digest)
+    /// instead of the HTTP download.
+    #[arg(long, conflicts_with = "inline")]
+    pub oci: bool,
+    /// ECDS form: a Secret with the registry's credentials, for istio-agent.
+    #[arg(long, conflicts_with = "inline")]
+    pub image_pull_secret: Option<String>,
+    /// ECDS form: IfNotPresent or Always.
+    #[arg(long, conflicts_with = "inline")]
+    pub image_pull_policy: Option<PullPolicy>,
     #[command(flatten)]
     pub jwks_tls: JwksTlsArgs,
 }

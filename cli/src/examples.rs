@@ -70,6 +70,14 @@ pub fn generate(root: &Path) -> Result<Vec<(PathBuf, String)>> {
             selector,
             context: PatchContext::SidecarInbound,
             jwks_tls: render::JwksTls::default(),
+            delivery: wasmgate_istio::Delivery::Ecds {
+                image_pull_secret: None,
+                image_pull_policy: None,
+            },
+            oci: false,
+            priority: None,
+            target_refs: Vec::new(),
+            fail_strategy: None,
         },
     )?;
     let plugin_flags = "--plugin jwt-auth=jwt-auth.yaml --plugin rate-limit=rate-limit.yaml --plugin header-rewrite=header-rewrite.yaml";

@@ -447,6 +447,18 @@ fn cmd_render(target: &RenderTarget, output: Output) -> Result<()> {
                     selector: render::selector(&args.selector)?,
                     context: args.context,
                     jwks_tls: jwks_tls(&args.jwks_tls, false),
+                    delivery: if args.inline {
+                        wasmgate_istio::Delivery::Inline
+                    } else {
+                        wasmgate_istio::Delivery::Ecds {
+                            image_pull_secret: args.image_pull_secret.clone(),
+                            image_pull_policy: args.image_pull_policy,
+                        }
+                    },
+                    oci: args.oci,
+                    priority: args.priority,
+                    target_refs: args.target_refs.clone(),
+                    fail_strategy: args.fail_strategy,
                 },
             )?;
             warn(output, &warnings);

@@ -10,8 +10,8 @@ use serde::Serialize;
 use serde_json::Value;
 use wasmgate_envoy::{Code, Remote, Sha256, Trust, WasmFilter};
 use wasmgate_istio::{
-    EnvVar, EnvoyFilterSpec, FailStrategy, Metadata, PatchContext, Phase, PluginSpec, PullPolicy,
-    TargetRef, TrafficSelector,
+    Delivery, EnvVar, EnvoyFilterSpec, FailStrategy, Metadata, PatchContext, Phase, PluginSpec,
+    PullPolicy, TargetRef, TrafficSelector,
 };
 
 use crate::error::{Error, Result};
@@ -630,6 +630,47 @@ pub struct EnvoyFilterOptions {
     pub context: PatchContext,
     /// How the JWKS clusters check the issuer's server.
     pub jwks_tls: JwksTls,
+    /// Istio's ECDS form (the default) or the filters inline.
+    pub delivery: Delivery,
+    /// ECDS form: reference the OCI image instead of the HTTP download.
+    pub oci: bool,
+    pub priority: Option<i32>,
+    pub target_refs: Vec<TargetRef>,
+    pub fail_strategy: Option<FailStrategy>,
+}
+
+/// ECDS: each plugin's code from its HTTP URL or OCI image, fetched by istio-agent (no
+/// registry cluster); the JWKS clusters the configurations call out to.
+fn ecds_filters(plugins: &[Resolved], oci: bool) -> Result<(Vec<WasmFilter>, Clusters)> {
+    let mut filters = Vec::new();
+    for plugin in plugins {
+        let (url, sha256) = if oci {
+            let (reference, digest) = plugin.pinned.oci.clone().ok_or_else(|| {
+                Error::failed(format!(
+                    "{}: no OCI image; push it with `wasmgate push --oci` or render from --registry",
+                    plugin.name()
+                ))
+            })?;
+            (format!("oci://{reference}"), digest)
+        } else {
+            let url = plugin.pinned.http_url.clone().ok_or_else(|| {
+                Error::failed(format!(
+                    "{}: no URL for its module; push it (`wasmgate push`) or render from --registry",
+                    plugin.name()
+                ))
+            })?;
+            (url, plugin.pinned.sha256.clone())
+        };
+        // istio-agent downloads the module itself and hands Envoy a local file: the
+        // cluster named here is never used.
+        let mut filter = WasmFilter::new(
+            plugin.name(),
+            Code::Remote(Remote::new(url, REGISTRY_CLUSTER, sha256)),
+        );
+        filter.configuration = plugin.configured.config_json();
+        filters.push(filter);
+    }
+    Ok((filters, callout_clusters(plugins)?))
 }
 
 /// One EnvoyFilter inserting every plugin, in order, with code fetched with sha256, with the
@@ -638,8 +679,25 @@ pub fn envoy_filter(
     plugins: &[Resolved],
     options: &EnvoyFilterOptions,
 ) -> Result<(wasmgate_istio::EnvoyFilter, Vec<Warning>)> {
-    let (filters, clusters) = wasm_filters(plugins, CodeFrom::Remote)?;
-    let (trust, warnings) = jwks_trust(plugins, &clusters, &options.jwks_tls)?;
+    let (filters, clusters) = match options.delivery {
+        Delivery::Inline => wasm_filters(plugins, CodeFrom::Remote)?,
+        Delivery::Ecds { .. } => ecds_filters(plugins, options.oci)?,
+    };
+    let (trust, mut warnings) = jwks_trust(plugins, &clusters, &options.jwks_tls)?;
+    if options.fail_strategy == Some(FailStrategy::FailOpen) {
+        for plugin in plugins
+            .iter()
+            .filter(|p| p.configured.plugin.phase.is_some())
+        {
+            warnings.push(Warning {
+                plugin: plugin.name().to_owned(),
+                message: format!(
+                    "failStrategy FAIL_OPEN: if {} fails to load or crashes, requests go through unchecked",
+                    plugin.name()
+                ),
+            });
+        }
+    }
     let manifest = wasmgate_istio::envoy_filter(&EnvoyFilterSpec {
         metadata: Metadata {
             name: options.name.clone(),
@@ -650,6 +708,10 @@ pub fn envoy_filter(
         filters,
         clusters,
         trust,
+        delivery: options.delivery.clone(),
+        priority: options.priority,
+        target_refs: options.target_refs.clone(),
+        fail_strategy: options.fail_strategy,
     })
     .map_err(|e| Error::failed(e.0))?;
     Ok((manifest, warnings))

@@ -56,10 +56,20 @@ fn envoyfilter_example_validates_in_a_bootstrap() {
     bootstrap["static_resources"]["clusters"]
         .as_array_mut()
         .unwrap()
-        .retain(|c| c["name"] == "upstream");
+        .retain(|c| c["name"] == "upstream" || c["name"] == "wasmgate-registry");
+    // ECDS: a filter discovered by name gets the EXTENSION_CONFIG of that name, as Envoy
+    // would; the bootstrap's registry cluster stands in for istio-agent's download.
+    let mut extensions = std::collections::BTreeMap::new();
     for patch in filter["spec"]["configPatches"].as_array().unwrap() {
-        let value = patch["patch"]["value"].clone();
+        let mut value = patch["patch"]["value"].clone();
+        if value["config_discovery"].is_object() {
+            let extension: &Value = &extensions[value["name"].as_str().unwrap()];
+            value = serde_json::json!({ "name": value["name"], "typed_config": extension["typed_config"] });
+        }
         match patch["applyTo"].as_str().unwrap() {
+            "EXTENSION_CONFIG" => {
+                extensions.insert(value["name"].as_str().unwrap().to_owned(), value);
+            }
             "CLUSTER" => bootstrap["static_resources"]["clusters"]
                 .as_array_mut()
                 .unwrap()

@@ -269,3 +269,122 @@ fn plugins_sharing_a_phase_run_in_the_order_of_the_flags() {
         stderr(&out)
     );
 }
+
+#[test]
+fn envoyfilter_uses_istios_ecds_form_and_keeps_the_inline_form_behind_a_flag() {
+    let dir = workdir();
+    let ecds = &render(
+        dir.path(),
+        &[
+            "envoyfilter",
+            "--plugin",
+            "jwt-auth=jwt-auth.yaml",
+            "--plugin",
+            "rate-limit=rate-limit.yaml",
+            "-n",
+            "istio-system",
+            "--target-ref",
+            "Gateway/public",
+            "--context",
+            "GATEWAY",
+            "--priority",
+            "-5",
+            "--fail-strategy",
+            "FAIL_RELOAD",
+            "--image-pull-secret",
+            "registry-pull",
+        ],
+    )
+    .unwrap()[0];
+    assert_eq!(ecds["spec"]["priority"], -5);
+    assert_eq!(
+        ecds["spec"]["targetRefs"][0]["group"],
+        "gateway.networking.k8s.io"
+    );
+    let patches = ecds["spec"]["configPatches"].as_array().unwrap();
+    let applied: Vec<&str> = patches
+        .iter()
+        .map(|p| p["applyTo"].as_str().unwrap())
+        .collect();
+    // jwt-auth's JWKS cluster is the only cluster; the modules come through istio-agent.
+    assert_eq!(
+        applied,
+        [
+            "CLUSTER",
+            "EXTENSION_CONFIG",
+            "HTTP_FILTER",
+            "EXTENSION_CONFIG",
+            "HTTP_FILTER"
+        ]
+    );
+    let extension = &patches[1]["patch"]["value"];
+    assert_eq!(extension["name"], "wasmgate.jwt-auth");
+    let config = &extension["typed_config"]["config"];
+    assert_eq!(config["failure_policy"], "FAIL_RELOAD");
+    assert_eq!(
+        config["vm_config"]["code"]["remote"]["http_uri"]["uri"],
+        "https://registry.example.com/api/v1/plugins/jwt-auth/versions/0.1.0/module"
+    );
+    assert_eq!(
+        config["vm_config"]["environment_variables"]["key_values"]
+            ["ISTIO_META_WASM_IMAGE_PULL_SECRET"],
+        "registry-pull"
+    );
+    assert_eq!(patches[2]["patch"]["value"]["name"], "wasmgate.jwt-auth");
+    assert!(patches[2]["patch"]["value"]["config_discovery"].is_object());
+
+    let inline = &render(
+        dir.path(),
+        &[
+            "envoyfilter",
+            "--inline",
+            "--plugin",
+            "rate-limit=rate-limit.yaml",
+        ],
+    )
+    .unwrap()[0];
+    let patches = inline["spec"]["configPatches"].as_array().unwrap();
+    assert_eq!(patches[0]["applyTo"], "CLUSTER");
+    assert_eq!(patches[0]["patch"]["value"]["name"], "wasmgate-registry");
+    assert_eq!(
+        patches[1]["patch"]["value"]["typed_config"]["config"]["root_id"],
+        "rate-limit"
+    );
+
+    let (code, err) = render(
+        dir.path(),
+        &[
+            "envoyfilter",
+            "--plugin",
+            "rate-limit",
+            "--target-ref",
+            "Service/api",
+        ],
+    )
+    .unwrap_err();
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("an EnvoyFilter attaches only to"), "{err}");
+    let (_, err) = render(
+        dir.path(),
+        &["envoyfilter", "--plugin", "rate-limit", "--oci"],
+    )
+    .unwrap_err();
+    assert!(err.contains("no OCI image"), "{err}");
+    let out = wasmgate(
+        &[
+            "render",
+            "envoyfilter",
+            "--plugin",
+            "jwt-auth=jwt-auth.yaml",
+            "--fail-strategy",
+            "FAIL_OPEN",
+        ],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("jwt-auth: failStrategy FAIL_OPEN"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -17,7 +17,8 @@ pub use api::{
     TargetRef, TrafficSelector, VmConfig, WorkloadMode, WorkloadSelector,
 };
 pub use manifest::{
-    envoy_filter, traffic_extension, wasm_plugin, ConfigPatch, EnvoyFilter, EnvoyFilterSpec,
-    ManifestError, PatchContext, PatchValue, PluginSpec, TrafficExtension, WasmPlugin,
+    envoy_filter, extension_name, traffic_extension, wasm_plugin, ConfigPatch, Delivery,
+    EnvoyFilter, EnvoyFilterSpec, ManifestError, PatchContext, PatchValue, PluginSpec,
+    TrafficExtension, WasmPlugin,
 };
 pub use wasmgate_envoy::Sha256;

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::{json, Value};
 use wasmgate_envoy::{check_trust, Cluster, Code, HttpFilter, Sha256, Trust, WasmFilter};
 
 use crate::api::{
@@ -336,7 +336,45 @@ pub struct EnvoyFilterSpec {
     /// How `https` clusters check their server, by cluster name; any other `https` cluster
     /// is verified against [`SYSTEM_CA_BUNDLE`](wasmgate_envoy::SYSTEM_CA_BUNDLE).
     pub trust: BTreeMap<String, Trust>,
+    /// How the proxy gets the plugins.
+    pub delivery: Delivery,
+    /// `spec.priority`: the order Istio applies EnvoyFilters in (lower first).
+    pub priority: Option<i32>,
+    /// `spec.targetRefs` (a Gateway or GatewayClass); at most one of this and `selector`.
+    pub target_refs: Vec<TargetRef>,
+    /// Each plugin's `failure_policy` [default: `FAIL_CLOSED`].
+    pub fail_strategy: Option<FailStrategy>,
 }
+
+/// How an EnvoyFilter hands the plugins to the proxy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivery {
+    /// Istio's documented form for Wasm: each plugin is an `EXTENSION_CONFIG` named
+    /// [`extension_name`] and a filter inserted before the router that discovers it
+    /// (`config_discovery`, ECDS). istio-agent fetches the module (`http`, `https` or `oci`
+    /// URL, with the pull secret), checks its sha256 and hands Envoy a local file; no
+    /// cluster is needed for the registry, and a later EnvoyFilter can target the filter by
+    /// name.
+    Ecds {
+        /// A Secret in the proxy's namespace holding registry credentials
+        /// (`ISTIO_META_WASM_IMAGE_PULL_SECRET`).
+        image_pull_secret: Option<String>,
+        /// `ISTIO_META_WASM_IMAGE_PULL_POLICY`.
+        image_pull_policy: Option<PullPolicy>,
+    },
+    /// The Wasm filters inline, `vm_config.code.remote` fetched by Envoy through a cluster
+    /// the EnvoyFilter adds.
+    Inline,
+}
+
+/// The name of a plugin's extension config and filter in the ECDS form:
+/// `<EnvoyFilter name>.<plugin>`.
+pub fn extension_name(envoy_filter: &str, plugin: &str) -> String {
+    format!("{envoy_filter}.{plugin}")
+}
+
+/// The type URL of the Wasm HTTP filter's configuration.
+const WASM_TYPE_URL: &str = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm";
 
 /// An Istio `EnvoyFilter`.
 #[derive(Debug, Clone, Serialize)]
@@ -354,7 +392,11 @@ pub struct EnvoyFilter {
 pub struct EnvoyFilterBody {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub workload_selector: Option<LabelSelector>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub target_refs: Vec<TargetRef>,
     pub config_patches: Vec<ConfigPatch>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub priority: Option<i32>,
 }
 
 /// `EnvoyFilter.spec.workloadSelector`.
@@ -367,9 +409,11 @@ pub struct LabelSelector {
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ConfigPatch {
-    /// `CLUSTER` or `HTTP_FILTER`.
+    /// `CLUSTER`, `HTTP_FILTER` or `EXTENSION_CONFIG`.
     pub apply_to: &'static str,
-    pub r#match: PatchMatch,
+    /// Left out for `EXTENSION_CONFIG`, which is not bound to a listener.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub r#match: Option<PatchMatch>,
     pub patch: Patch,
 }
 
@@ -422,6 +466,8 @@ pub struct Patch {
 pub enum PatchValue {
     Cluster(Box<Cluster>),
     HttpFilter(HttpFilter),
+    /// An extension config, or a filter discovering it.
+    Json(Value),
 }
 
 /// Render an `EnvoyFilter` adding the registry cluster and inserting each plugin, in order,
@@ -432,12 +478,23 @@ pub fn envoy_filter(spec: &EnvoyFilterSpec) -> Result<EnvoyFilter, ManifestError
     }
     validate::metadata(&spec.metadata)?;
     validate::labels("workloadSelector.labels", &spec.selector)?;
+    if !spec.selector.is_empty() && !spec.target_refs.is_empty() {
+        return fail("workloadSelector and targetRefs: set at most one of them".into());
+    }
+    validate::envoy_filter_target_refs(&spec.target_refs)?;
+    if let Delivery::Ecds {
+        image_pull_secret: Some(secret),
+        ..
+    } = &spec.delivery
+    {
+        dns_secret(secret)?;
+    }
     let names: BTreeSet<&str> = spec.clusters.iter().map(|(n, _)| n.as_str()).collect();
     if names.len() != spec.clusters.len() {
         return fail("clusters: a cluster name is given twice".into());
     }
     for filter in &spec.filters {
-        if let Code::Remote(remote) = &filter.code {
+        if let (Code::Remote(remote), Delivery::Inline) = (&filter.code, &spec.delivery) {
             if !names.contains(remote.cluster.as_str()) {
                 return fail(format!(
                     "plugin {} fetches its code through cluster {:?}, which the EnvoyFilter does not add",
@@ -464,10 +521,10 @@ pub fn envoy_filter(spec: &EnvoyFilterSpec) -> Result<EnvoyFilter, ManifestError
     for cluster in clusters {
         patches.push(ConfigPatch {
             apply_to: "CLUSTER",
-            r#match: PatchMatch {
+            r#match: Some(PatchMatch {
                 context: cluster_context,
                 listener: None,
-            },
+            }),
             patch: Patch {
                 operation: "ADD",
                 value: PatchValue::Cluster(Box::new(cluster)),
@@ -477,9 +534,40 @@ pub fn envoy_filter(spec: &EnvoyFilterSpec) -> Result<EnvoyFilter, ManifestError
     // Each INSERT_BEFORE the router lands after the plugins inserted before it, so the
     // chain keeps the order given.
     for filter in &spec.filters {
+        let inline = wasm_config(filter, spec)?;
+        let value = match &spec.delivery {
+            Delivery::Inline => PatchValue::Json(inline),
+            Delivery::Ecds { .. } => {
+                let name = extension_name(&spec.metadata.name, &filter.plugin);
+                patches.push(ConfigPatch {
+                    apply_to: "EXTENSION_CONFIG",
+                    r#match: None,
+                    patch: Patch {
+                        operation: "ADD",
+                        value: PatchValue::Json(json!({
+                            "name": name,
+                            "typed_config": inline["typed_config"],
+                        })),
+                    },
+                });
+                // `initial_fetch_timeout: 0s`: the listener waits for the plugin rather
+                // than serving requests without it.
+                PatchValue::Json(json!({
+                    "name": name,
+                    "config_discovery": {
+                        "config_source": {
+                            "ads": {},
+                            "initial_fetch_timeout": "0s",
+                            "resource_api_version": "V3",
+                        },
+                        "type_urls": [WASM_TYPE_URL],
+                    },
+                }))
+            }
+        };
         patches.push(ConfigPatch {
             apply_to: "HTTP_FILTER",
-            r#match: PatchMatch {
+            r#match: Some(PatchMatch {
                 context: spec.context,
                 listener: Some(ListenerMatch {
                     filter_chain: FilterChainMatch {
@@ -491,10 +579,10 @@ pub fn envoy_filter(spec: &EnvoyFilterSpec) -> Result<EnvoyFilter, ManifestError
                         },
                     },
                 }),
-            },
+            }),
             patch: Patch {
                 operation: "INSERT_BEFORE",
-                value: PatchValue::HttpFilter(filter.to_http_filter()),
+                value,
             },
         });
     }
@@ -506,9 +594,51 @@ pub fn envoy_filter(spec: &EnvoyFilterSpec) -> Result<EnvoyFilter, ManifestError
             workload_selector: (!spec.selector.is_empty()).then(|| LabelSelector {
                 labels: spec.selector.clone(),
             }),
+            target_refs: spec.target_refs.clone(),
             config_patches: patches,
+            priority: spec.priority,
         },
     })
+}
+
+/// An image pull secret names a Secret: a DNS-1123 subdomain.
+fn dns_secret(secret: &str) -> Result<(), ManifestError> {
+    validate::dns_subdomain("imagePullSecret", secret)
+}
+
+/// A plugin's Wasm filter as JSON, with the fail strategy and, in the ECDS form, the pull
+/// settings istio-agent reads from the VM's environment.
+fn wasm_config(filter: &WasmFilter, spec: &EnvoyFilterSpec) -> Result<Value, ManifestError> {
+    let mut value = serde_json::to_value(filter.to_http_filter())
+        .map_err(|e| ManifestError(format!("plugin {}: {e}", filter.plugin)))?;
+    let config = &mut value["typed_config"]["config"];
+    if let Some(strategy) = spec.fail_strategy {
+        config["failure_policy"] = json!(match strategy {
+            FailStrategy::FailClose => "FAIL_CLOSED",
+            FailStrategy::FailOpen => "FAIL_OPEN",
+            FailStrategy::FailReload => "FAIL_RELOAD",
+        });
+    }
+    if let Delivery::Ecds {
+        image_pull_secret,
+        image_pull_policy,
+    } = &spec.delivery
+    {
+        let mut env = serde_json::Map::new();
+        if let Some(secret) = image_pull_secret {
+            env.insert("ISTIO_META_WASM_IMAGE_PULL_SECRET".into(), json!(secret));
+        }
+        if let Some(policy) = image_pull_policy {
+            env.insert(
+                "ISTIO_META_WASM_IMAGE_PULL_POLICY".into(),
+                json!(policy.to_string()),
+            );
+        }
+        if !env.is_empty() {
+            config["vm_config"]["environment_variables"] = json!({ "key_values": env });
+        }
+    }
+    Ok(value)
 }
 
 #[cfg(test)]
@@ -643,6 +773,10 @@ mod tests {
             filters,
             clusters: vec![("wasmgate-registry".into(), "http://registry:5000".into())],
             trust: BTreeMap::new(),
+            delivery: Delivery::Inline,
+            priority: None,
+            target_refs: Vec::new(),
+            fail_strategy: None,
         };
         let json = serde_json::to_value(envoy_filter(&spec).unwrap()).unwrap();
         assert_eq!(json["apiVersion"], "networking.istio.io/v1alpha3");
@@ -697,6 +831,10 @@ mod tests {
                 "other".into(),
                 Trust::Verify("/etc/istio/jwks-ca.pem".into()),
             )]),
+            delivery: Delivery::Inline,
+            priority: None,
+            target_refs: Vec::new(),
+            fail_strategy: None,
         };
         let validation = |spec: &EnvoyFilterSpec, i: usize| {
             let json = serde_json::to_value(envoy_filter(spec).unwrap()).unwrap();
@@ -721,5 +859,121 @@ mod tests {
         assert_eq!(validation(&spec, 1), serde_json::Value::Null);
         spec.trust.insert("typo".into(), Trust::Insecure);
         assert!(envoy_filter(&spec).unwrap_err().0.contains("\"typo\""));
+    }
+
+    #[test]
+    fn envoy_filter_ecds_form() {
+        let oci = Sha256::of(b"manifest");
+        let filters = vec![
+            WasmFilter::new(
+                "jwt-auth",
+                Code::Remote(Remote::new(
+                    "oci://ghcr.io/acme/wasm/jwt-auth:0.1.0",
+                    "unused",
+                    oci.clone(),
+                )),
+            ),
+            WasmFilter::new(
+                "rate-limit",
+                Code::Remote(Remote::new("https://r/m", "unused", sha())),
+            ),
+        ];
+        let mut spec = EnvoyFilterSpec {
+            metadata: Metadata {
+                name: "wasmgate".into(),
+                namespace: Some("istio-system".into()),
+            },
+            selector: BTreeMap::new(),
+            context: PatchContext::Gateway,
+            filters,
+            clusters: Vec::new(),
+            trust: BTreeMap::new(),
+            delivery: Delivery::Ecds {
+                image_pull_secret: Some("ghcr-pull".into()),
+                image_pull_policy: Some(PullPolicy::Always),
+            },
+            priority: Some(-10),
+            target_refs: vec!["Gateway/public".parse().unwrap()],
+            fail_strategy: Some(FailStrategy::FailReload),
+        };
+        let json = serde_json::to_value(envoy_filter(&spec).unwrap()).unwrap();
+        assert_eq!(json["spec"]["priority"], -10);
+        assert_eq!(
+            json["spec"]["targetRefs"],
+            json!([{"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "public"}])
+        );
+        let patches = json["spec"]["configPatches"].as_array().unwrap();
+        // No registry cluster: istio-agent fetches the modules.
+        let kinds: Vec<&str> = patches
+            .iter()
+            .map(|p| p["applyTo"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                "EXTENSION_CONFIG",
+                "HTTP_FILTER",
+                "EXTENSION_CONFIG",
+                "HTTP_FILTER"
+            ]
+        );
+        let extension = &patches[0];
+        assert!(extension.get("match").is_none());
+        assert_eq!(extension["patch"]["operation"], "ADD");
+        assert_eq!(extension["patch"]["value"]["name"], "wasmgate.jwt-auth");
+        let config = &extension["patch"]["value"]["typed_config"];
+        assert_eq!(
+            config["@type"],
+            "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"
+        );
+        assert_eq!(config["config"]["failure_policy"], "FAIL_RELOAD");
+        assert_eq!(
+            config["config"]["vm_config"]["code"]["remote"]["http_uri"]["uri"],
+            "oci://ghcr.io/acme/wasm/jwt-auth:0.1.0"
+        );
+        assert_eq!(
+            config["config"]["vm_config"]["code"]["remote"]["sha256"],
+            oci.hex()
+        );
+        assert_eq!(
+            config["config"]["vm_config"]["environment_variables"]["key_values"],
+            json!({
+                "ISTIO_META_WASM_IMAGE_PULL_SECRET": "ghcr-pull",
+                "ISTIO_META_WASM_IMAGE_PULL_POLICY": "Always",
+            })
+        );
+        let filter = &patches[1]["patch"]["value"];
+        assert_eq!(filter["name"], "wasmgate.jwt-auth");
+        assert_eq!(
+            filter["config_discovery"]["type_urls"],
+            json!(["type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"])
+        );
+        assert_eq!(
+            filter["config_discovery"]["config_source"]["initial_fetch_timeout"],
+            "0s"
+        );
+        assert_eq!(patches[1]["patch"]["operation"], "INSERT_BEFORE");
+        assert_eq!(patches[3]["patch"]["value"]["name"], "wasmgate.rate-limit");
+
+        spec.selector.insert("app".into(), "api".into());
+        assert!(envoy_filter(&spec)
+            .unwrap_err()
+            .0
+            .starts_with("workloadSelector and targetRefs"));
+        spec.selector.clear();
+        spec.target_refs = vec!["Service/api".parse().unwrap()];
+        assert!(envoy_filter(&spec)
+            .unwrap_err()
+            .0
+            .contains("an EnvoyFilter attaches only to"));
+        spec.target_refs.clear();
+        spec.delivery = Delivery::Ecds {
+            image_pull_secret: Some("Bad_Secret".into()),
+            image_pull_policy: None,
+        };
+        assert!(envoy_filter(&spec)
+            .unwrap_err()
+            .0
+            .starts_with("imagePullSecret: "));
     }
 }

@@ -181,6 +181,28 @@ pub fn target_refs(refs: &[TargetRef], namespace: Option<&str>) -> Result<(), Ma
     Ok(())
 }
 
+/// An EnvoyFilter's `targetRefs`: Istio attaches EnvoyFilters to a Gateway API `Gateway`
+/// (same namespace) or `GatewayClass` only.
+pub fn envoy_filter_target_refs(refs: &[TargetRef]) -> Result<(), ManifestError> {
+    for (i, target) in refs.iter().enumerate() {
+        let field = format!("targetRefs[{i}]");
+        if target.group != GATEWAY_API_GROUP
+            || !["Gateway", "GatewayClass"].contains(&target.kind.as_str())
+        {
+            let group = match target.group.as_str() {
+                "" => "core",
+                group => group,
+            };
+            return fail(format!(
+                "{field}: {group}/{}: an EnvoyFilter attaches only to {GATEWAY_API_GROUP}/Gateway or GatewayClass; use --selector for workloads",
+                target.kind
+            ));
+        }
+        dns_subdomain(&format!("{field}.name"), &target.name)?;
+    }
+    Ok(())
+}
+
 /// `match`: a port given twice in one selector is refused, like Istio does.
 pub fn traffic(selectors: &[TrafficSelector]) -> Result<(), ManifestError> {
     for (i, selector) in selectors.iter().enumerate() {

@@ -5,16 +5,32 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 use wasmgate_envoy::{render, Code, Remote, Sha256, Spec, WasmFilter};
-use wasmgate_istio::{envoy_filter, EnvoyFilterSpec, Metadata, PatchContext};
+use wasmgate_istio::{
+    envoy_filter, Delivery, EnvoyFilterSpec, FailStrategy, Metadata, PatchContext, PullPolicy,
+};
 
-/// Apply `ADD` cluster patches and `INSERT_BEFORE` router filter patches to a bootstrap.
+/// Apply `ADD` cluster patches and `INSERT_BEFORE` router filter patches to a bootstrap. A
+/// filter discovered by ECDS gets the `EXTENSION_CONFIG` of its name, as Envoy would, with
+/// the module fetched from `module_cluster` (istio-agent's part: it downloads the module
+/// itself).
 fn apply(mut bootstrap: Value, envoy_filter: &Value) -> Value {
+    let mut extensions = std::collections::BTreeMap::new();
     for patch in envoy_filter["spec"]["configPatches"].as_array().unwrap() {
-        let value = patch["patch"]["value"].clone();
+        let mut value = patch["patch"]["value"].clone();
+        if let Some(name) = value["config_discovery"]
+            .is_object()
+            .then(|| value["name"].clone())
+        {
+            let extension: &Value = extensions.get(name.as_str().unwrap()).unwrap();
+            value = serde_json::json!({ "name": name, "typed_config": extension["typed_config"] });
+        }
         match (
             patch["applyTo"].as_str(),
             patch["patch"]["operation"].as_str(),
         ) {
+            (Some("EXTENSION_CONFIG"), Some("ADD")) => {
+                extensions.insert(value["name"].as_str().unwrap().to_owned(), value);
+            }
             (Some("CLUSTER"), Some("ADD")) => bootstrap["static_resources"]["clusters"]
                 .as_array_mut()
                 .unwrap()
@@ -44,6 +60,21 @@ fn apply(mut bootstrap: Value, envoy_filter: &Value) -> Value {
 
 #[test]
 fn patches_placed_in_a_bootstrap_validate() {
+    patches_validate(Delivery::Inline, None);
+}
+
+#[test]
+fn ecds_patches_resolved_in_a_bootstrap_validate() {
+    patches_validate(
+        Delivery::Ecds {
+            image_pull_secret: Some("pull".into()),
+            image_pull_policy: Some(PullPolicy::IfNotPresent),
+        },
+        Some(FailStrategy::FailReload),
+    );
+}
+
+fn patches_validate(delivery: Delivery, fail_strategy: Option<FailStrategy>) {
     let sha = Sha256::of(b"module");
     let filters = ["jwt-auth", "rate-limit", "header-rewrite"]
         .map(|p| {
@@ -79,6 +110,10 @@ fn patches_placed_in_a_bootstrap_validate() {
             ),
         ],
         trust: BTreeMap::new(),
+        delivery,
+        priority: None,
+        target_refs: Vec::new(),
+        fail_strategy,
     })
     .unwrap();
     let base = render(&Spec {
