@@ -4,6 +4,7 @@
 //!
 //! The demo signing key is derived from a public string: it is for this demo only.
 
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -284,7 +285,9 @@ pub fn start(options: &Options) -> Result<Demo> {
 
     let log = dir.path().join("envoy.log");
     let admin_path = dir.path().join("admin-address.txt");
-    let envoy = Command::new(&options.envoy)
+    let mut command = Command::new(&options.envoy);
+    die_with_this_process(&mut command);
+    let envoy = command
         .arg("-c")
         .arg(&bootstrap_path)
         .args(["--concurrency", "1", "--disable-hot-restart", "-l", "info"])
@@ -404,26 +407,66 @@ Ctrl-C stops everything.
     )
 }
 
-/// Run the demo until Ctrl-C.
+/// Envoy is the demo's only child process (the registry and the servers are tasks of this
+/// one): it gets SIGKILL when this process dies, however it dies (SIGKILL, a crash), so it
+/// never keeps the demo's ports. Linux sends the signal when the *thread* that spawned Envoy
+/// exits: [`start`] must run on a thread that outlives the [`Demo`] (the CLI's main thread).
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)] // prctl has no safe wrapper in std, and must run in the forked child.
+fn die_with_this_process(command: &mut Command) {
+    use std::os::unix::process::CommandExt as _;
+    let parent = std::process::id();
+    let pre_exec = move || {
+        // SAFETY: between fork and exec only async-signal-safe calls that do not allocate:
+        // prctl and getppid.
+        let set = unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) };
+        if set == -1 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // This process may have died before prctl: then no signal would ever come.
+        // SAFETY: getppid cannot fail.
+        if u32::try_from(unsafe { libc::getppid() }).ok() != Some(parent) {
+            return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+        }
+        Ok(())
+    };
+    // SAFETY: the closure above is async-signal-safe, as pre_exec requires.
+    unsafe {
+        command.pre_exec(pre_exec);
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn die_with_this_process(_: &mut Command) {}
+
+/// Run the demo until Ctrl-C, SIGTERM or SIGHUP.
 pub fn run(options: &Options) -> Result<()> {
     eprintln!("starting the registry, publishing the plugins and starting Envoy…");
     let demo = start(options)?;
     print!("{}", instructions(&demo));
     let wait = demo.runtime.as_ref().map(|runtime| {
         runtime.block_on(async {
-            // SIGTERM too, so that `kill` or a supervisor also stops Envoy and the servers.
-            let mut term =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+            use tokio::signal::unix::{signal, SignalKind};
+            // SIGTERM too, so that `kill` or a supervisor also stops Envoy and the servers,
+            // and SIGHUP, which a closing terminal sends.
+            let mut term = signal(SignalKind::terminate())?;
+            let mut hangup = signal(SignalKind::hangup())?;
             tokio::select! {
                 interrupted = tokio::signal::ctrl_c() => interrupted,
                 _ = term.recv() => Ok(()),
+                _ = hangup.recv() => Ok(()),
             }
         })
     });
     if let Some(Err(e)) = wait {
         return Err(Error::failed(format!("demo: cannot wait for Ctrl-C: {e}")));
     }
-    eprintln!("\nstopping Envoy, the registry and the demo servers");
+    // After SIGHUP the terminal may be gone: a failed write must not stop the clean-up
+    // (eprintln! would panic).
+    let _ = writeln!(
+        std::io::stderr(),
+        "\nstopping Envoy, the registry and the demo servers"
+    );
     drop(demo);
     Ok(())
 }

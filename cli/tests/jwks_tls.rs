@@ -215,7 +215,11 @@ fn keys_come_only_from_a_server_with_a_certificate_from_the_configured_ca_for_th
     let before = good.served();
     let (status, body) = call(&envoy);
     assert_eq!(status, 401, "system bundle: {body}\n{}", envoy.log());
-    assert_eq!(good.served(), before, "system bundle: the JWKS server answered");
+    assert_eq!(
+        good.served(),
+        before,
+        "system bundle: the JWKS server answered"
+    );
 
     // Another CA, the right name.
     let (cert, key) = other.issue(&["localhost", "127.0.0.1"]);
