@@ -15,6 +15,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use test_env::{client, Envoy, Upstream};
 use wasmgate::demo;
 use wasmgate::render::{self, CodeFrom, EnvoyOptions, JwksTls, Pinned, Resolved};
+use wasmgate_envoy::SYSTEM_CA_BUNDLE;
 
 /// A CA that signs server certificates.
 struct Ca {
@@ -262,4 +263,115 @@ fn uri_of(server: &JwksServer) -> String {
         "https://localhost:{}/.well-known/jwks.json",
         server.addr.port()
     )
+}
+
+/// `wasmgate render envoy` with the JWKS flags: (exit code, bootstrap JSON, stderr).
+fn render_envoy(dir: &Path, flags: &[&str]) -> (i32, serde_json::Value, String) {
+    let lock = test_env::workspace_root().join("envoy/examples/wasmgate.lock.json");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wasmgate"))
+        .args(["render", "envoy", "--format", "json", "--plugin"])
+        .arg(format!("jwt-auth={}", dir.join("jwt.yaml").display()))
+        .arg("--lock")
+        .arg(&lock)
+        .args(flags)
+        .output()
+        .unwrap();
+    let bootstrap = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    (
+        out.status.code().unwrap_or(-1),
+        bootstrap,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The CA file of cluster `name`'s TLS, `null` when unchecked.
+fn trusted_ca(bootstrap: &serde_json::Value, name: &str) -> serde_json::Value {
+    let clusters = bootstrap["static_resources"]["clusters"]
+        .as_array()
+        .unwrap();
+    let cluster = clusters.iter().find(|c| c["name"] == name).unwrap();
+    cluster["transport_socket"]["typed_config"]["common_tls_context"]["validation_context"]
+        ["trusted_ca"]["filename"]
+        .clone()
+}
+
+#[test]
+fn the_flags_choose_the_ca_per_cluster_and_refuse_mistakes() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("jwt.yaml"),
+        "providers:
+  a: { issuer: https://a.example, remote_jwks: { uri: https://login.example.com/jwks, cluster: a_jwks } }
+  b: { issuer: https://b.example, remote_jwks: { uri: https://keys.example.org/jwks, cluster: b_jwks } }
+  c: { issuer: http://c.example, remote_jwks: { uri: http://10.0.0.1/jwks, cluster: c_jwks } }
+default: { provider_name: a }
+",
+    )
+    .unwrap();
+    let all = Ca::new("all").write_pem(dir.path(), "all.pem");
+    let b_only = Ca::new("b").write_pem(dir.path(), "b.pem");
+    let all = all.to_str().unwrap();
+    let b_only = b_only.to_str().unwrap();
+
+    // No flag: the system bundle; keys over plain http from another machine are warned about.
+    let (code, bootstrap, stderr) = render_envoy(dir.path(), &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(trusted_ca(&bootstrap, "a_jwks"), SYSTEM_CA_BUNDLE);
+    assert_eq!(trusted_ca(&bootstrap, "b_jwks"), SYSTEM_CA_BUNDLE);
+    assert!(
+        stderr.contains("JWKS cluster c_jwks fetches keys over plain http"),
+        "{stderr}"
+    );
+
+    // PATH for every cluster, CLUSTER=PATH for one.
+    let b_flag = format!("b_jwks={b_only}");
+    let (code, bootstrap, stderr) = render_envoy(
+        dir.path(),
+        &["--jwks-ca-file", all, "--jwks-ca-file", &b_flag],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(trusted_ca(&bootstrap, "a_jwks"), all);
+    assert_eq!(trusted_ca(&bootstrap, "b_jwks"), b_only);
+
+    // The opt-out: unchecked, and said loudly for each cluster.
+    let (code, bootstrap, stderr) = render_envoy(dir.path(), &["--insecure-jwks-tls"]);
+    assert_eq!(code, 0, "{stderr}");
+    for name in ["a_jwks", "b_jwks"] {
+        assert_eq!(trusted_ca(&bootstrap, name), serde_json::Value::Null);
+        assert!(
+            stderr.contains(&format!("(cluster {name}) is NOT checked")),
+            "{stderr}"
+        );
+    }
+
+    // Mistakes are refused before anything is written.
+    let refusals: [(&[&str], i32, &str); 4] = [
+        (
+            &["--jwks-ca-file", "a_jwsk=/x.pem"],
+            2,
+            "no remote JWKS uses a cluster \"a_jwsk\"",
+        ),
+        (&["--jwks-ca-file", "c_jwks=/x.pem"], 2, "plain http"),
+        (
+            &["--jwks-ca-file", "/nonexistent/ca.pem"],
+            1,
+            "/nonexistent/ca.pem",
+        ),
+        (
+            &["--insecure-jwks-tls", "--jwks-ca-file", all],
+            2,
+            "cannot be used with",
+        ),
+    ];
+    for (flags, expected, message) in refusals {
+        let (code, bootstrap, stderr) = render_envoy(dir.path(), flags);
+        assert_eq!(code, expected, "{flags:?}: {stderr}");
+        assert!(stderr.contains(message), "{flags:?}: {stderr}");
+        assert!(bootstrap.is_null());
+    }
+    let not_pem = dir.path().join("jwt.yaml");
+    let (code, _, stderr) =
+        render_envoy(dir.path(), &["--jwks-ca-file", not_pem.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("no PEM certificate"), "{stderr}");
 }
