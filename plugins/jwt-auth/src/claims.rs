@@ -32,20 +32,26 @@ impl Default for ClaimRules {
     }
 }
 
-/// A NumericDate claim: absent, or a JSON number (fractions are floored).
+/// A NumericDate claim: absent, or a JSON number not before 1970 (fractions are floored).
 fn numeric_date(claims: &Map<String, Value>, name: &str) -> Result<Option<i64>, Reason> {
-    match claims.get(name) {
-        None => Ok(None),
+    let secs = match claims.get(name) {
+        None => return Ok(None),
         Some(Value::Number(n)) => match n.as_i64() {
-            Some(secs) => Ok(Some(secs)),
+            Some(secs) => secs,
             None => match n.as_f64() {
                 // Dates beyond i64 seconds are saturated: far future or far past either way.
-                Some(f) if f.is_finite() => Ok(Some(f.floor() as i64)),
-                _ => Err(Reason::Malformed),
+                Some(f) if f.is_finite() => f.floor() as i64,
+                _ => return Err(Reason::Malformed),
             },
         },
-        Some(_) => Err(Reason::Malformed),
+        Some(_) => return Err(Reason::Malformed),
+    };
+    // No issuer dates a token before 1970; a negative `nbf` is a malformed token, not one
+    // valid since forever (and verifiers reading dates as unsigned refuse it).
+    if secs < 0 {
+        return Err(Reason::Malformed);
     }
+    Ok(Some(secs))
 }
 
 impl ClaimRules {

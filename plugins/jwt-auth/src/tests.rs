@@ -274,6 +274,125 @@ fn header_and_payload_must_be_json_objects() {
     }
 }
 
+/// An HS256 token of the raw header and payload texts, signed by `key`.
+fn signed_text(key: &mint::Signer, header: &str, payload: &str) -> String {
+    let input = format!("{}.{}", b64(header.as_bytes()), b64(payload.as_bytes()));
+    let sig = key.sign("HS256", input.as_bytes());
+    format!("{input}.{}", b64(&sig))
+}
+
+#[test]
+fn repeated_names_in_the_header_or_the_claims_are_refused() {
+    let key = key_for("HS256");
+    let keys = keyset(mint::jwks(&[("k1", &key)]));
+    let header = r#"{"alg":"HS256","kid":"k1"}"#;
+    let payload = format!(r#"{{"iss":"https://issuer","exp":{}}}"#, NOW + 600);
+    assert_eq!(check(&signed_text(&key, header, &payload), &keys), Ok(()));
+    let headers = [
+        // Whichever `alg` a verifier reads, the other one is a second opinion.
+        r#"{"alg":"none","alg":"HS256","kid":"k1"}"#.to_owned(),
+        r#"{"alg":"HS256","alg":"HS256","kid":"k1"}"#.to_owned(),
+        r#"{"alg":"HS256","kid":"nope","kid":"k1"}"#.to_owned(),
+        r#"{"alg":"HS256","kid":"k1","x":{"y":1,"y":2}}"#.to_owned(),
+    ];
+    for header in &headers {
+        let raw = signed_text(&key, header, &payload);
+        assert_eq!(check(&raw, &keys), Err(Reason::Malformed), "{header}");
+    }
+    let payloads = [
+        format!(
+            r#"{{"exp":{},"iss":"https://issuer","exp":{}}}"#,
+            NOW - 3600,
+            NOW + 600
+        ),
+        format!(
+            r#"{{"iss":"https://issuer","exp":{},"exp":{}}}"#,
+            NOW + 600,
+            NOW - 3600
+        ),
+        format!(
+            r#"{{"iss":"https://evil","iss":"https://issuer","exp":{}}}"#,
+            NOW + 600
+        ),
+        format!(
+            r#"{{"exp":{},"realm":{{"roles":["a"],"roles":["admin"]}}}}"#,
+            NOW + 600
+        ),
+    ];
+    for payload in &payloads {
+        let raw = signed_text(&key, header, payload);
+        assert_eq!(check(&raw, &keys), Err(Reason::Malformed), "{payload}");
+    }
+}
+
+#[test]
+fn registered_header_parameters_must_have_their_types() {
+    let key = key_for("HS256");
+    let keys = keyset(mint::jwks(&[("k1", &key)]));
+    let at = |extra: Value| {
+        let mut header = json!({ "alg": "HS256", "kid": "k1" });
+        for (name, value) in extra.as_object().unwrap() {
+            header[name] = value.clone();
+        }
+        check(&token_with_header(&header, &claims(), "HS256", &key), &keys)
+    };
+    for fine in [
+        json!({ "typ": "JWT", "cty": "JWT", "jku": "https://x/jwks", "x5u": "https://x/c" }),
+        json!({ "x5c": ["MIIB", "MIIC"], "x5t": "dGh1bWI", "x5t#S256": "dGh1bWI" }),
+        json!({ "jwk": { "kty": "oct" }, "b64": true, "x-other": [1, { "a": null }] }),
+    ] {
+        assert_eq!(at(fine.clone()), Ok(()), "{fine}");
+    }
+    for bad in [
+        json!({ "typ": 1 }),
+        json!({ "cty": null }),
+        json!({ "jku": ["https://x/jwks"] }),
+        json!({ "x5u": {} }),
+        json!({ "x5c": "MIIB" }),
+        json!({ "x5c": ["MIIB", 2] }),
+        json!({ "x5t": false }),
+        json!({ "x5t#S256": 7 }),
+        json!({ "jwk": "{}" }),
+        json!({ "crit": "exp", "exp": 1 }),
+        json!({ "crit": [1] }),
+        // RFC 7797 unencoded payloads are not implemented, with or without `crit`.
+        json!({ "b64": false }),
+        json!({ "b64": "true" }),
+        json!({ "b64": null }),
+    ] {
+        assert_eq!(at(bad.clone()), Err(Reason::Malformed), "{bad}");
+    }
+    assert_eq!(
+        check(
+            &signed_text(&key, r#"{"alg":"HS256","kid":["k1"]}"#, "{}"),
+            &keys
+        ),
+        Err(Reason::Malformed)
+    );
+}
+
+#[test]
+fn numeric_dates_before_1970_are_refused() {
+    let rules = ClaimRules::default();
+    let at = |claims: Value| rules.check(claims.as_object().unwrap(), NOW);
+    for name in ["exp", "nbf", "iat"] {
+        assert_eq!(at(json!({ name: -1 })), Err(Reason::Malformed), "{name}");
+        assert_eq!(at(json!({ name: -0.5 })), Err(Reason::Malformed), "{name}");
+        assert_eq!(
+            at(json!({ name: -1e300 })),
+            Err(Reason::Malformed),
+            "{name}"
+        );
+        assert_eq!(
+            at(json!({ name: i64::MIN })),
+            Err(Reason::Malformed),
+            "{name}"
+        );
+    }
+    assert_eq!(at(json!({ "nbf": 0, "iat": 0.5 })), Ok(None));
+    assert_eq!(at(json!({ "exp": 1e300 })), Ok(Some(i64::MAX)));
+}
+
 #[test]
 fn oversized_tokens_are_refused_before_parsing() {
     let key = key_for("HS256");

@@ -196,16 +196,38 @@ fn decode_object(segment: &str) -> Result<Map<String, Value>, Reason> {
     let bytes = URL_SAFE_NO_PAD
         .decode(segment)
         .map_err(|_| Reason::Malformed)?;
+    // Header parameter and claim names must be unique (RFC 7515 §4, RFC 7519 §4).
+    // serde_json keeps the last of two; a verifier that reads the first would see another
+    // `alg` or `exp` in the same token, so neither reading is trusted.
+    wasmgate_glue::check_duplicate_keys(&bytes).map_err(|_| Reason::Malformed)?;
     match serde_json::from_slice::<Value>(&bytes) {
         Ok(Value::Object(map)) => Ok(map),
         _ => Err(Reason::Malformed),
     }
 }
 
+/// Whether a header parameter has the type its registration gives it (RFC 7515 §4.1,
+/// RFC 7797 §3); unregistered names may hold anything.
+fn header_parameter_ok(name: &str, value: &Value) -> bool {
+    match name {
+        "alg" | "kid" | "typ" | "cty" | "jku" | "x5u" | "x5t" | "x5t#S256" => value.is_string(),
+        "crit" | "x5c" => value
+            .as_array()
+            .is_some_and(|items| items.iter().all(Value::is_string)),
+        "jwk" => value.is_object(),
+        // RFC 7797 unencoded payloads are not implemented: `false` would mean the payload
+        // segment is not base64url, so only the default, `true`, is read as it is.
+        "b64" => *value == Value::Bool(true),
+        _ => true,
+    }
+}
+
 impl<'a> Token<'a> {
     /// Parse a compact JWS strictly: three segments of unpadded base64url (no `=`, `+` or
     /// `/`, no stray bits), a JSON object header and payload, a supported `alg` (never
-    /// `none` in any spelling), no `crit`, and at most `max_bytes` bytes in all.
+    /// `none` in any spelling), no repeated names in either, registered header parameters
+    /// of their registered types, no `b64` but `true`, no `crit`, and at most `max_bytes`
+    /// bytes in all.
     pub fn parse(raw: &'a str, max_bytes: usize) -> Result<Token<'a>, Reason> {
         if raw.len() > max_bytes {
             return Err(Reason::TooLarge);
@@ -224,6 +246,12 @@ impl<'a> Token<'a> {
             },
             _ => return Err(Reason::Malformed),
         };
+        if !header_map
+            .iter()
+            .all(|(name, value)| header_parameter_ok(name, value))
+        {
+            return Err(Reason::Malformed);
+        }
         if header_map.contains_key("crit") {
             return Err(Reason::Crit);
         }
