@@ -16,7 +16,6 @@ use crate::configs::{self, Filter, Request, Scenario, NONE};
 use crate::nginx::{self, Nginx};
 use crate::report::{Download, Machine, ModuleSize, Report};
 use crate::{procfs, rls, stats, wrk};
-use serde_json::Value;
 
 /// The modules whose sizes are reported.
 const MODULES: [&str; 4] = ["header_rewrite", "jwt_auth", "rate_limit", "wasmgate_all"];
@@ -291,7 +290,7 @@ fn cpu_model() -> String {
 }
 
 /// The rate limit service's cluster, once [`start_rls`] has started it; or why it did not.
-static RLS: OnceLock<Result<Value, String>> = OnceLock::new();
+static RLS: OnceLock<Result<test_env::wasmgate_envoy::Cluster, String>> = OnceLock::new();
 
 /// Start the rate limit service when a selected configuration needs it.
 fn start_rls(rows: &[Row], work: &Path, cores: Cores) -> Option<rls::Rls> {

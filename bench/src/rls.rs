@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use test_env::wasmgate_envoy::{Cluster, Scheme};
 
 use crate::configs::{RLS_CLUSTER, RLS_LIMITS};
 
@@ -108,15 +108,8 @@ impl Rls {
         Ok(rls)
     }
 
-    /// The HTTP/2 cluster [`RLS_CLUSTER`] reaching the service.
-    pub fn cluster(&self) -> Value {
-        let mut cluster = test_env::static_cluster(RLS_CLUSTER, self.grpc);
-        cluster["typed_extension_protocol_options"] = json!({
-            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
-                "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
-                "explicit_http_config": { "http2_protocol_options": {} },
-            },
-        });
-        cluster
+    /// The HTTP/2 cluster [`RLS_CLUSTER`] reaching the service (the CLI's `grpc://` cluster).
+    pub fn cluster(&self) -> Cluster {
+        Cluster::for_socket(RLS_CLUSTER, Scheme::Grpc, self.grpc)
     }
 }

@@ -79,47 +79,18 @@ pub fn render(spec: &Spec) -> Result<Bootstrap, RenderError> {
             }
         }
     }
-    let mut http_filters: Vec<HttpFilter> = spec
+    let http_filters = spec
         .filters
         .iter()
         .map(WasmFilter::to_http_filter)
         .collect();
-    http_filters.push(HttpFilter::router());
-    Ok(Bootstrap {
-        admin: spec.admin.map(|addr| Admin {
-            address: Address::socket(addr),
-        }),
-        static_resources: StaticResources {
-            listeners: vec![Listener {
-                name: "wasmgate".into(),
-                address: Address::socket(spec.listen),
-                filter_chains: vec![FilterChain {
-                    filters: vec![NetworkFilter {
-                        name: "envoy.filters.network.http_connection_manager",
-                        typed_config: HttpConnectionManager {
-                            stat_prefix: "wasmgate",
-                            route_config: RouteConfig {
-                                name: "wasmgate",
-                                virtual_hosts: vec![VirtualHost {
-                                    name: "all",
-                                    domains: vec!["*"],
-                                    routes: vec![Route {
-                                        r#match: RouteMatch { prefix: "/" },
-                                        route: RouteAction {
-                                            cluster: UPSTREAM_CLUSTER,
-                                            timeout: "15s",
-                                        },
-                                    }],
-                                }],
-                            },
-                            http_filters,
-                        },
-                    }],
-                }],
-            }],
-            clusters,
-        },
-    })
+    Ok(Bootstrap::new(
+        spec.listen,
+        spec.admin,
+        http_filters,
+        Action::upstream(),
+        clusters,
+    ))
 }
 
 /// Refuse a trust setting that would have no effect: it names no cluster, or a plain `http`
@@ -136,14 +107,16 @@ pub fn check_trust(
                     "cluster {name}: a TLS setting is given, but the cluster is plain http"
                 )))
             }
-            None => return Err(RenderError(format!(
+            None => {
+                return Err(RenderError(format!(
                 "a TLS setting is given for cluster {name:?}, which is not defined (defined: {})",
                 clusters
                     .iter()
                     .map(|c| c.name.as_str())
                     .collect::<Vec<_>>()
                     .join(", ")
-            ))),
+            )))
+            }
         }
     }
     Ok(())
@@ -155,6 +128,54 @@ pub struct Bootstrap {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub admin: Option<Admin>,
     pub static_resources: StaticResources,
+}
+
+impl Bootstrap {
+    /// One listener on `listen` whose connection manager runs `http_filters`, then the router,
+    /// then `action` for every path; the admin interface on `admin` when given. [`render`]
+    /// checks a [`Spec`] and builds this; test harnesses that need native filters or other
+    /// actions build it directly.
+    pub fn new(
+        listen: SocketAddr,
+        admin: Option<SocketAddr>,
+        mut http_filters: Vec<HttpFilter>,
+        action: Action,
+        clusters: Vec<Cluster>,
+    ) -> Bootstrap {
+        http_filters.push(HttpFilter::router());
+        Bootstrap {
+            admin: admin.map(|addr| Admin {
+                address: Address::socket(addr),
+            }),
+            static_resources: StaticResources {
+                listeners: vec![Listener {
+                    name: "wasmgate".into(),
+                    address: Address::socket(listen),
+                    filter_chains: vec![FilterChain {
+                        filters: vec![NetworkFilter {
+                            name: "envoy.filters.network.http_connection_manager",
+                            typed_config: HttpConnectionManager {
+                                stat_prefix: "wasmgate",
+                                route_config: RouteConfig {
+                                    name: "wasmgate",
+                                    virtual_hosts: vec![VirtualHost {
+                                        name: "all",
+                                        domains: vec!["*"],
+                                        routes: vec![Route {
+                                            r#match: RouteMatch { prefix: "/" },
+                                            action,
+                                        }],
+                                    }],
+                                },
+                                http_filters,
+                            },
+                        }],
+                    }],
+                }],
+                clusters,
+            },
+        }
+    }
 }
 
 /// `admin`: where the admin interface listens.
@@ -222,7 +243,39 @@ pub struct VirtualHost {
 #[derive(Debug, Clone, Serialize)]
 pub struct Route {
     pub r#match: RouteMatch,
-    pub route: RouteAction,
+    #[serde(flatten)]
+    pub action: Action,
+}
+
+/// What a route does: one of `route` and `direct_response`.
+#[derive(Debug, Clone, Serialize)]
+pub enum Action {
+    /// Forward to a cluster.
+    #[serde(rename = "route")]
+    Route(RouteAction),
+    /// Answer from Envoy itself.
+    #[serde(rename = "direct_response")]
+    DirectResponse(DirectResponse),
+}
+
+impl Action {
+    /// Forward to [`UPSTREAM_CLUSTER`], 15 s per request.
+    pub fn upstream() -> Action {
+        Action::Route(RouteAction {
+            cluster: UPSTREAM_CLUSTER,
+            timeout: "15s",
+        })
+    }
+
+    /// Answer `status` with `body`, without an upstream.
+    pub fn respond(status: u16, body: &str) -> Action {
+        Action::DirectResponse(DirectResponse {
+            status,
+            body: InlineString {
+                inline_string: body.to_owned(),
+            },
+        })
+    }
 }
 
 /// `envoy.config.route.v3.RouteMatch` (by path prefix).
@@ -236,6 +289,19 @@ pub struct RouteMatch {
 pub struct RouteAction {
     pub cluster: &'static str,
     pub timeout: &'static str,
+}
+
+/// `envoy.config.route.v3.DirectResponseAction`.
+#[derive(Debug, Clone, Serialize)]
+pub struct DirectResponse {
+    pub status: u16,
+    pub body: InlineString,
+}
+
+/// `envoy.config.core.v3.DataSource` holding its text inline.
+#[derive(Debug, Clone, Serialize)]
+pub struct InlineString {
+    pub inline_string: String,
 }
 
 /// `envoy.config.core.v3.Address` (socket addresses only).
@@ -315,18 +381,18 @@ impl Cluster {
     pub fn for_url_trusting(name: &str, url: &str, trust: &Trust) -> Result<Cluster, RenderError> {
         let parsed = url::Url::parse(url)
             .map_err(|e| RenderError(format!("cluster {name}: URL {url:?}: {e}")))?;
-        let (tls, http2) = match parsed.scheme() {
-            "http" => (false, false),
-            "https" => (true, false),
-            "grpc" => (false, true),
-            "grpcs" => (true, true),
+        let scheme = match parsed.scheme() {
+            "http" => Scheme::Http,
+            "https" => Scheme::Https,
+            "grpc" => Scheme::Grpc,
+            "grpcs" => Scheme::Grpcs,
             other => {
                 return Err(RenderError(format!(
                     "cluster {name}: URL {url:?} has scheme {other:?}; expected http, https, grpc or grpcs"
                 )))
             }
         };
-        if http2 && parsed.port().is_none() {
+        if scheme.http2() && parsed.port().is_none() {
             return Err(RenderError(format!(
                 "cluster {name}: URL {url:?} has no port; a gRPC URL must name one"
             )));
@@ -341,8 +407,24 @@ impl Cluster {
             }
         };
         let port = parsed.port_or_known_default().unwrap_or(80);
+        Ok(Cluster::endpoint(name, scheme, host, port, trust))
+    }
+
+    /// The cluster reaching `addr` as `scheme` says, as [`Cluster::for_url`] renders
+    /// `scheme://addr`.
+    pub fn for_socket(name: &str, scheme: Scheme, addr: SocketAddr) -> Cluster {
+        Cluster::endpoint(
+            name,
+            scheme,
+            addr.ip().to_string(),
+            addr.port(),
+            &Trust::default(),
+        )
+    }
+
+    fn endpoint(name: &str, scheme: Scheme, host: String, port: u16, trust: &Trust) -> Cluster {
         let is_ip = host.parse::<IpAddr>().is_ok();
-        Ok(Cluster {
+        Cluster {
             name: name.to_owned(),
             connect_timeout: "5s",
             r#type: if is_ip { "STATIC" } else { "LOGICAL_DNS" },
@@ -362,18 +444,41 @@ impl Cluster {
                     }],
                 }],
             },
-            transport_socket: tls.then(|| TransportSocket {
+            transport_socket: scheme.tls().then(|| TransportSocket {
                 name: "envoy.transport_sockets.tls",
                 typed_config: UpstreamTls::new(&host, trust),
             }),
-            typed_extension_protocol_options: http2.then(|| ProtocolOptions {
+            typed_extension_protocol_options: scheme.http2().then(|| ProtocolOptions {
                 http: HttpProtocolOptions {
                     explicit_http_config: ExplicitHttpConfig {
                         http2_protocol_options: serde_json::Map::new(),
                     },
                 },
             }),
-        })
+        }
+    }
+}
+
+/// How a cluster speaks to its endpoint: the scheme of its URL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    /// Plain HTTP/1.1.
+    Http,
+    /// HTTP over TLS.
+    Https,
+    /// HTTP/2 without TLS, as a gRPC service (a rate limit service) needs.
+    Grpc,
+    /// HTTP/2 over TLS.
+    Grpcs,
+}
+
+impl Scheme {
+    fn tls(self) -> bool {
+        matches!(self, Scheme::Https | Scheme::Grpcs)
+    }
+
+    fn http2(self) -> bool {
+        matches!(self, Scheme::Grpc | Scheme::Grpcs)
     }
 }
 
@@ -525,6 +630,59 @@ mod tests {
             .unwrap_err()
             .0
             .contains("no port"));
+    }
+
+    #[test]
+    fn a_socket_cluster_is_its_url_cluster() {
+        let addr: SocketAddr = "[::1]:8081".parse().unwrap();
+        for (scheme, name) in [
+            (Scheme::Http, "http"),
+            (Scheme::Https, "https"),
+            (Scheme::Grpc, "grpc"),
+            (Scheme::Grpcs, "grpcs"),
+        ] {
+            assert_eq!(
+                serde_json::to_value(Cluster::for_socket("c", scheme, addr)).unwrap(),
+                serde_json::to_value(Cluster::for_url("c", &format!("{name}://{addr}")).unwrap())
+                    .unwrap(),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_route_forwards_or_answers_itself() {
+        let routes = |action| {
+            let bootstrap = Bootstrap::new(
+                "127.0.0.1:0".parse().unwrap(),
+                None,
+                vec![HttpFilter::Other {
+                    name: "envoy.filters.http.buffer".into(),
+                    typed_config: serde_json::json!({"max_request_bytes": 1}),
+                }],
+                action,
+                Vec::new(),
+            );
+            let json = serde_json::to_value(bootstrap).unwrap();
+            let hcm = &json["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+                ["typed_config"];
+            assert_eq!(hcm["http_filters"][0]["name"], "envoy.filters.http.buffer");
+            assert_eq!(
+                hcm["http_filters"][0]["typed_config"]["max_request_bytes"],
+                1
+            );
+            assert_eq!(hcm["http_filters"][1]["name"], "envoy.filters.http.router");
+            assert!(json.get("admin").is_none());
+            hcm["route_config"]["virtual_hosts"][0]["routes"][0].clone()
+        };
+        assert_eq!(
+            routes(Action::upstream()),
+            serde_json::json!({"match": {"prefix": "/"}, "route": {"cluster": "upstream", "timeout": "15s"}})
+        );
+        assert_eq!(
+            routes(Action::respond(200, "ok\n")),
+            serde_json::json!({"match": {"prefix": "/"}, "direct_response": {"status": 200, "body": {"inline_string": "ok\n"}}})
+        );
     }
 
     #[test]

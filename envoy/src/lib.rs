@@ -30,13 +30,13 @@ use std::time::Duration;
 
 pub use binary::find_binary;
 pub use bootstrap::{
-    check_trust, render, Address, Admin, Bootstrap, Cluster, RenderError, Spec, StaticResources,
-    UPSTREAM_CLUSTER,
+    check_trust, render, Action, Address, Admin, Bootstrap, Cluster, RenderError, Scheme, Spec,
+    StaticResources, UPSTREAM_CLUSTER,
 };
 pub use digest::{DigestError, Sha256};
 pub use tls::{
-    CommonTlsContext, DataSource, SanMatcher, StringMatcher, Trust, UpstreamTls,
-    ValidationContext, SYSTEM_CA_BUNDLE,
+    CommonTlsContext, DataSource, SanMatcher, StringMatcher, Trust, UpstreamTls, ValidationContext,
+    SYSTEM_CA_BUNDLE,
 };
 pub use wasm::{
     AsyncDataSource, Code, HttpFilter, LocalSource, PluginConfig, Remote, RemoteSource,

@@ -54,8 +54,11 @@ impl Remote {
 /// One Wasm plugin in an HTTP filter chain.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WasmFilter {
-    /// The plugin's name, also its `root_id` (which plugin a combined module runs).
+    /// The plugin's name (Envoy's `name` of the plugin, in its logs).
     pub plugin: String,
+    /// Which plugin a combined module runs; the plugin's name unless set (a module that
+    /// hosts one plugin runs it for any `root_id`).
+    pub root_id: String,
     pub code: Code,
     /// The plugin configuration as JSON text (`configuration`, a `StringValue`).
     pub configuration: String,
@@ -74,6 +77,7 @@ impl WasmFilter {
         let plugin = plugin.into();
         WasmFilter {
             vm_id: plugin.clone(),
+            root_id: plugin.clone(),
             plugin,
             code,
             configuration: String::new(),
@@ -88,7 +92,7 @@ impl WasmFilter {
             typed_config: Box::new(WasmTypedConfig {
                 config: PluginConfig {
                     name: self.plugin.clone(),
-                    root_id: self.plugin.clone(),
+                    root_id: self.root_id.clone(),
                     configuration: StringValue::new(&self.configuration),
                     failure_policy: if self.fail_open {
                         "FAIL_OPEN"
@@ -142,6 +146,11 @@ pub enum HttpFilter {
     Router {
         name: &'static str,
         typed_config: TypedRouter,
+    },
+    /// Any other filter, e.g. a native one a Wasm plugin is compared with.
+    Other {
+        name: String,
+        typed_config: serde_json::Value,
     },
 }
 
@@ -293,8 +302,11 @@ mod tests {
         let mut filter = WasmFilter::new("rate-limit", Code::Local("/m/rate_limit.wasm".into()));
         filter.fail_open = true;
         filter.vm_id = "wasmgate".into();
+        filter.root_id = String::new();
         let json = serde_json::to_value(filter.to_http_filter()).unwrap();
         let config = &json["typed_config"]["config"];
+        assert_eq!(config["name"], "rate-limit");
+        assert_eq!(config["root_id"], "");
         assert_eq!(config["failure_policy"], "FAIL_OPEN");
         assert_eq!(config["vm_config"]["vm_id"], "wasmgate");
         assert_eq!(

@@ -1,14 +1,15 @@
 //! A real Envoy process with a bootstrap written for the test.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use std::{env, fmt, fs};
 
 use serde_json::{json, Value};
+use wasmgate_envoy::{Action, Bootstrap, Cluster, Code, HttpFilter, Scheme, UPSTREAM_CLUSTER};
 
-use crate::workspace_root;
+use crate::{poll, workspace_root};
 
 /// How long Envoy may take to become ready before the start counts as failed.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -54,28 +55,18 @@ fn target_dir() -> PathBuf {
     env::var_os("CARGO_TARGET_DIR").map_or_else(|| workspace_root().join("target"), PathBuf::from)
 }
 
-/// A proxy-wasm HTTP filter for the bootstrap.
+/// A proxy-wasm HTTP filter for the bootstrap, as [`wasmgate_envoy::WasmFilter`] renders it
+/// for users; named `wasmgate` and with an empty `root_id` and `vm_id` unless set.
 #[derive(Debug, Clone)]
-pub struct WasmFilter {
-    module: PathBuf,
-    config: String,
-    root_id: String,
-    vm_id: String,
-    runtime: String,
-    fail_open: bool,
-}
+pub struct WasmFilter(wasmgate_envoy::WasmFilter);
 
 impl WasmFilter {
     /// A filter running `module` (a `.wasm` path) with an empty configuration.
     pub fn new(module: impl Into<PathBuf>) -> Self {
-        WasmFilter {
-            module: module.into(),
-            config: String::new(),
-            root_id: String::new(),
-            vm_id: String::new(),
-            runtime: "envoy.wasm.runtime.v8".into(),
-            fail_open: false,
-        }
+        let mut filter = wasmgate_envoy::WasmFilter::new("wasmgate", Code::Local(module.into()));
+        filter.root_id.clear();
+        filter.vm_id.clear();
+        WasmFilter(filter)
     }
 
     /// A filter running one of this workspace's modules by name (`"header_rewrite"`).
@@ -86,87 +77,60 @@ impl WasmFilter {
     /// The plugin configuration, as JSON.
     #[must_use]
     pub fn config(mut self, config: Value) -> Self {
-        self.config = config.to_string();
+        self.0.configuration = config.to_string();
         self
     }
 
     /// The plugin configuration, as raw text (for malformed configurations).
     #[must_use]
     pub fn raw_config(mut self, config: &str) -> Self {
-        self.config = config.into();
+        self.0.configuration = config.into();
         self
     }
 
+    /// Which plugin a combined module runs; also the plugin's name.
     #[must_use]
     pub fn root_id(mut self, root_id: &str) -> Self {
-        self.root_id = root_id.into();
+        self.0.root_id = root_id.into();
+        self.0.plugin = if root_id.is_empty() {
+            "wasmgate".into()
+        } else {
+            root_id.into()
+        };
         self
     }
 
     /// Filters with the same `vm_id` (and module) share one Wasm VM per worker.
     #[must_use]
     pub fn vm_id(mut self, vm_id: &str) -> Self {
-        self.vm_id = vm_id.into();
+        self.0.vm_id = vm_id.into();
         self
     }
 
-    #[must_use]
-    pub fn runtime(mut self, runtime: &str) -> Self {
-        self.runtime = runtime.into();
-        self
-    }
-
+    /// Let requests skip the plugin when its VM cannot load or has crashed (`FAIL_OPEN`).
     #[must_use]
     pub fn fail_open(mut self, fail_open: bool) -> Self {
-        self.fail_open = fail_open;
+        self.0.fail_open = fail_open;
         self
     }
 
     /// The filter as it goes into `http_filters`.
-    pub fn to_json(&self) -> Value {
-        json!({
-            "name": "envoy.filters.http.wasm",
-            "typed_config": {
-                "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
-                "config": {
-                    "name": if self.root_id.is_empty() { "wasmgate" } else { &self.root_id },
-                    "root_id": self.root_id,
-                    "fail_open": self.fail_open,
-                    "configuration": {
-                        "@type": "type.googleapis.com/google.protobuf.StringValue",
-                        "value": self.config,
-                    },
-                    "vm_config": {
-                        "vm_id": self.vm_id,
-                        "runtime": self.runtime,
-                        "code": { "local": { "filename": self.module } },
-                    },
-                },
-            },
-        })
+    pub fn to_http_filter(&self) -> HttpFilter {
+        self.0.to_http_filter()
     }
 }
 
-/// A static cluster of one loopback endpoint, e.g. for the upstream or a JWKS server.
-pub fn static_cluster(name: &str, addr: SocketAddr) -> Value {
-    json!({
-        "name": name,
-        "connect_timeout": "1s",
-        "type": "STATIC",
-        "load_assignment": {
-            "cluster_name": name,
-            "endpoints": [{ "lb_endpoints": [{ "endpoint": { "address": { "socket_address": {
-                "address": addr.ip().to_string(), "port_value": addr.port(),
-            }}}}]}],
-        },
-    })
+/// A plain HTTP cluster of one loopback endpoint, e.g. for the upstream or a JWKS server.
+pub fn static_cluster(name: &str, addr: SocketAddr) -> Cluster {
+    Cluster::for_socket(name, Scheme::Http, addr)
 }
 
-/// What to start: filters in order in front of a route to the `upstream` cluster.
+/// What to start: filters in order in front of a route to the `upstream` cluster, rendered
+/// by [`wasmgate_envoy::Bootstrap`] as the CLI renders users' bootstraps.
 #[derive(Debug, Clone)]
 pub struct EnvoyBuilder {
-    filters: Vec<Value>,
-    clusters: Vec<Value>,
+    filters: Vec<HttpFilter>,
+    clusters: Vec<Cluster>,
     upstream: Option<SocketAddr>,
     concurrency: u32,
     log_level: String,
@@ -178,20 +142,35 @@ impl EnvoyBuilder {
     /// Add a Wasm filter; filters run in the order they are added.
     #[must_use]
     pub fn wasm(mut self, filter: WasmFilter) -> Self {
-        self.filters.push(filter.to_json());
+        self.filters.push(filter.to_http_filter());
         self
     }
 
     /// Add any HTTP filter as JSON (`{"name": ..., "typed_config": ...}`), e.g. a native one.
+    ///
+    /// # Panics
+    /// When `filter` is not a string `name` and a `typed_config`, and nothing else (which
+    /// the bootstrap would not carry).
     #[must_use]
     pub fn filter(mut self, filter: Value) -> Self {
+        let filter = match filter {
+            Value::Object(mut fields) if fields.len() == 2 => {
+                match (fields.remove("name"), fields.remove("typed_config")) {
+                    (Some(Value::String(name)), Some(typed_config)) => {
+                        HttpFilter::Other { name, typed_config }
+                    }
+                    _ => panic!("an HTTP filter is {{\"name\", \"typed_config\"}}"),
+                }
+            }
+            other => panic!("an HTTP filter is {{\"name\", \"typed_config\"}}, not {other}"),
+        };
         self.filters.push(filter);
         self
     }
 
-    /// Add a cluster (see [`static_cluster`]).
+    /// Add a cluster (see [`static_cluster`] and [`Cluster::for_socket`]).
     #[must_use]
-    pub fn cluster(mut self, cluster: Value) -> Self {
+    pub fn cluster(mut self, cluster: Cluster) -> Self {
         self.clusters.push(cluster);
         self
     }
@@ -233,48 +212,34 @@ impl EnvoyBuilder {
         self
     }
 
-    /// The bootstrap this builder would start Envoy with.
+    /// The bootstrap this builder would start Envoy with: admin and listener on loopback
+    /// port 0.
+    ///
+    /// # Panics
+    /// When the bootstrap cannot be serialised.
     pub fn to_json(&self) -> Value {
         if let Some(bootstrap) = &self.bootstrap {
             return loopback_bootstrap(bootstrap.clone());
         }
-        let mut filters = self.filters.clone();
-        filters.push(json!({
-            "name": "envoy.filters.http.router",
-            "typed_config": { "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router" },
-        }));
         let mut clusters = self.clusters.clone();
-        let route = match self.upstream {
+        let action = match self.upstream {
             Some(addr) => {
-                clusters.push(static_cluster("upstream", addr));
-                json!({ "match": { "prefix": "/" }, "route": { "cluster": "upstream", "timeout": "10s" } })
+                clusters.push(static_cluster(UPSTREAM_CLUSTER, addr));
+                Action::upstream()
             }
-            None => {
-                json!({ "match": { "prefix": "/" }, "direct_response": { "status": 200, "body": { "inline_string": "ok\n" } } })
-            }
+            None => Action::respond(200, "ok\n"),
         };
-        json!({
-            "admin": { "address": loopback(0) },
-            "static_resources": {
-                "listeners": [{
-                    "name": "main",
-                    "address": loopback(0),
-                    "filter_chains": [{ "filters": [{
-                        "name": "envoy.filters.network.http_connection_manager",
-                        "typed_config": {
-                            "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-                            "stat_prefix": "ingress",
-                            "route_config": {
-                                "name": "local",
-                                "virtual_hosts": [{ "name": "all", "domains": ["*"], "routes": [route] }],
-                            },
-                            "http_filters": filters,
-                        },
-                    }]}],
-                }],
-                "clusters": clusters,
-            },
-        })
+        let bootstrap = Bootstrap::new(
+            LOOPBACK_ANY_PORT,
+            Some(LOOPBACK_ANY_PORT),
+            self.filters.clone(),
+            action,
+            clusters,
+        );
+        match serde_json::to_value(bootstrap) {
+            Ok(json) => json,
+            Err(e) => panic!("cannot serialise the bootstrap: {e}"),
+        }
     }
 
     /// Start Envoy and wait until its admin `/ready` says LIVE.
@@ -336,19 +301,23 @@ impl EnvoyBuilder {
     }
 }
 
-fn loopback(port: u16) -> Value {
-    json!({ "socket_address": { "address": "127.0.0.1", "port_value": port } })
+/// Loopback port 0: the kernel picks a free port, Envoy reports it (admin address path,
+/// `/listeners`), so tests never collide or leave the machine.
+const LOOPBACK_ANY_PORT: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
+
+fn loopback() -> Value {
+    json!({ "socket_address": { "address": "127.0.0.1", "port_value": 0 } })
 }
 
 /// Put a caller's bootstrap on loopback port 0 so tests never collide or leave the machine.
 fn loopback_bootstrap(mut bootstrap: Value) -> Value {
-    bootstrap["admin"] = json!({ "address": loopback(0) });
+    bootstrap["admin"] = json!({ "address": loopback() });
     if let Some(listeners) = bootstrap
         .pointer_mut("/static_resources/listeners")
         .and_then(Value::as_array_mut)
     {
         for listener in listeners {
-            listener["address"] = loopback(0);
+            listener["address"] = loopback();
         }
     }
     bootstrap
@@ -410,35 +379,37 @@ impl Envoy {
     }
 
     fn wait_ready(&mut self, admin_path: &Path) -> Result<(), StartError> {
-        let deadline = Instant::now() + READY_TIMEOUT;
-        loop {
+        let ready = poll(READY_TIMEOUT, || {
             if let Ok(Some(status)) = self.child.try_wait() {
-                return Err(StartError {
-                    status: status.code(),
-                    log: self.log(),
-                });
+                return Some(Err(status.code()));
             }
             if self.admin.is_none() {
                 self.admin = fs::read_to_string(admin_path)
                     .ok()
                     .and_then(|s| s.trim().parse().ok());
             }
-            if let Some(admin) = self.admin {
-                if let Ok((200, body)) = http_get(admin, "/ready") {
-                    if body.trim() == "LIVE" {
-                        self.listener = self.find_listener();
-                        return Ok(());
-                    }
-                }
+            let admin = self.admin?;
+            match http_get(admin, "/ready") {
+                Ok((200, body)) if body.trim() == "LIVE" => Some(Ok(())),
+                _ => None,
             }
-            if Instant::now() > deadline {
+        });
+        match ready {
+            Some(Ok(())) => {
+                self.listener = self.find_listener();
+                Ok(())
+            }
+            Some(Err(status)) => Err(StartError {
+                status,
+                log: self.log(),
+            }),
+            None => {
                 let _ = self.child.kill();
-                return Err(StartError {
+                Err(StartError {
                     status: None,
                     log: format!("not ready after {READY_TIMEOUT:?}\n{}", self.log()),
-                });
+                })
             }
-            std::thread::sleep(Duration::from_millis(50));
         }
     }
 
@@ -511,14 +482,25 @@ impl Envoy {
 
     /// Wait up to `timeout` for a log line containing `needle`.
     pub fn wait_for_log(&self, needle: &str, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if self.log().contains(needle) {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        poll(timeout, || self.log().contains(needle).then_some(())).is_some()
+    }
+
+    /// Wait up to `timeout` for the counter or gauge `name` to exist and satisfy `done`, and
+    /// return its value. Workers hand their counts to the admin interface on their own
+    /// schedule, so stats trail the traffic.
+    ///
+    /// # Panics
+    /// After `timeout`, with the last value seen.
+    pub fn wait_for_stat(&self, name: &str, timeout: Duration, done: impl Fn(u64) -> bool) -> u64 {
+        let mut last = None;
+        let value = poll(timeout, || {
+            last = self.stat(name);
+            last.filter(|value| done(*value))
+        });
+        match value {
+            Some(value) => value,
+            None => panic!("stat {name} is {last:?} after {timeout:?}, not the value waited for"),
         }
-        false
     }
 
     /// The Envoy process id.

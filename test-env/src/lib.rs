@@ -2,9 +2,12 @@
 //!
 //! - [`Envoy`]: writes a bootstrap with any list of filters (Wasm or native) in front of a
 //!   route, runs the Envoy binary on free loopback ports, waits for admin `/ready`, reads
-//!   stats, prints Envoy's log when the test fails, and kills Envoy on drop.
+//!   stats, prints Envoy's log when the test fails, and kills Envoy on drop. The bootstrap is
+//!   rendered by the `wasmgate-envoy` crate, as the CLI renders users' bootstraps.
 //! - [`Upstream`]: an echo server that answers with the request it received, and serves
 //!   fixed documents whose answers a test can switch.
+//! - [`wait_until`], [`wait_for`], [`poll`] and [`Envoy::wait_for_stat`]: wait for something
+//!   another process does, with a deadline and a message naming what never happened.
 //!
 //! ```no_run
 //! use test_env::{client, Envoy, Upstream, WasmFilter};
@@ -19,6 +22,7 @@
 
 mod envoy;
 mod upstream;
+mod wait;
 
 use std::path::{Path, PathBuf};
 
@@ -27,9 +31,11 @@ pub use envoy::{
     EnvoyBuilder, StartError, WasmFilter,
 };
 pub use upstream::{Echo, Mode, Upstream, ECHO_RESPONSE_HEADER, ECHO_STATUS};
+pub use wait::{poll, wait_for, wait_until};
 
 pub use reqwest;
 pub use serde_json;
+pub use wasmgate_envoy;
 
 /// The workspace's root folder.
 pub fn workspace_root() -> PathBuf {

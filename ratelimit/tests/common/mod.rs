@@ -10,7 +10,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use test_env::serde_json::{json, Value};
-use test_env::{static_cluster, Envoy, Upstream};
+use test_env::wasmgate_envoy::{Cluster, Scheme};
+use test_env::{Envoy, Upstream};
 
 /// A port nobody listens on right now (the OS's pick, released for the child to take).
 fn free_port() -> u16 {
@@ -224,16 +225,10 @@ pub fn limits_file(dir: &Path, yaml: &str) -> PathBuf {
     path
 }
 
-/// A static cluster `name` speaking HTTP/2 to `addr`, as a gRPC service needs.
-pub fn grpc_cluster(name: &str, addr: SocketAddr) -> Value {
-    let mut cluster = static_cluster(name, addr);
-    cluster["typed_extension_protocol_options"] = json!({
-        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
-            "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
-            "explicit_http_config": { "http2_protocol_options": {} },
-        },
-    });
-    cluster
+/// A static cluster `name` speaking HTTP/2 to `addr`, as a gRPC service needs: the CLI's
+/// `grpc://` cluster.
+pub fn grpc_cluster(name: &str, addr: SocketAddr) -> Cluster {
+    Cluster::for_socket(name, Scheme::Grpc, addr)
 }
 
 /// Envoy with the native `envoy.filters.http.ratelimit` filter calling the service at
