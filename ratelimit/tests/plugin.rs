@@ -58,14 +58,11 @@ fn status(envoy: &Envoy, headers: &[(&str, &str)]) -> u16 {
 /// every `cleanup_interval`): waits for `want`, then returns what is there.
 fn stat(envoys: &[&Envoy], rule: &str, name: &str, want: u64) -> u64 {
     let name = format!("wasmcustom.rate_limit.wasm-test.{rule}.{name}");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let value = envoys.iter().map(|e| e.stat(&name).unwrap_or(0)).sum();
-        if value >= want || Instant::now() > deadline {
-            return value;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let total = || envoys.iter().map(|e| e.stat(&name).unwrap_or(0)).sum();
+    test_env::poll(Duration::from_secs(5), || {
+        Some(total()).filter(|v| *v >= want)
+    })
+    .unwrap_or_else(total)
 }
 
 #[test]

@@ -7,7 +7,7 @@ use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use test_env::serde_json::{json, Value};
 use test_env::wasmgate_envoy::{Cluster, Scheme};
@@ -64,18 +64,18 @@ impl Redis {
                 panic!("cannot run redis-server: {e} (install it with `make setup` or set REDIS_SERVER)")
             });
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            // Exited: the port was taken meanwhile; a PING would reach someone else's server.
-            if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
-                panic!("redis-server on port {} exited: {status}", self.port);
-            }
-            if self.ping() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!("redis-server on port {} did not answer PING", self.port);
+        let port = self.port;
+        test_env::wait_until(
+            &format!("redis-server on port {port} to answer PING"),
+            Duration::from_secs(20),
+            || {
+                // Exited: the port was taken meanwhile; a PING would reach someone else's server.
+                if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
+                    panic!("redis-server on port {port} exited: {status}");
+                }
+                self.ping()
+            },
+        );
     }
 
     fn ping(&self) -> bool {
@@ -194,14 +194,12 @@ impl Service {
     pub fn terminate(mut self) -> std::process::ExitStatus {
         let pid = self.child.id().to_string();
         let _ = Command::new("kill").args(["-TERM", &pid]).status();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return status;
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        match test_env::poll(Duration::from_secs(20), || {
+            self.child.try_wait().ok().flatten()
+        }) {
+            Some(status) => status,
+            None => panic!("the service did not exit after SIGTERM\n{}", self.log()),
         }
-        panic!("the service did not exit after SIGTERM\n{}", self.log());
     }
 }
 
