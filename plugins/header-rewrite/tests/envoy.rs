@@ -239,10 +239,11 @@ fn conditions_ordering_protected_opt_in_and_metrics() {
 
     // Envoy flushes stats to the admin interface on its own schedule; poll a little.
     let stat = |name: &str| envoy.stat(&format!("wasmcustom.header_rewrite.{name}"));
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while stat("operations_applied") != Some(3) && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    envoy.wait_for_stat(
+        "wasmcustom.header_rewrite.operations_applied",
+        Duration::from_secs(10),
+        |v| v == 3,
+    );
     assert_eq!(stat("rules_matched"), Some(2));
     assert_eq!(stat("operations_applied"), Some(3));
     assert_eq!(stat("rule.tag-gold.matched"), Some(1));

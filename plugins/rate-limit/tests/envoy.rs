@@ -84,14 +84,11 @@ fn stat(envoy: &Envoy, rule: &str, name: &str) -> u64 {
 /// A stat once it satisfies `done`, or its value after 10 s. Each worker adds its counts to
 /// Envoy's stats every `cleanup_interval`, so they trail the traffic by up to that long.
 fn settled(envoy: &Envoy, rule: &str, name: &str, done: impl Fn(u64) -> bool) -> u64 {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let value = stat(envoy, rule, name);
-        if done(value) || Instant::now() > deadline {
-            return value;
-        }
-        thread::sleep(Duration::from_millis(50));
-    }
+    let value = || stat(envoy, rule, name);
+    test_env::poll(Duration::from_secs(10), || {
+        Some(value()).filter(|v| done(*v))
+    })
+    .unwrap_or_else(value)
 }
 
 /// A stat once it reaches `want`, or its value after 10 s.
