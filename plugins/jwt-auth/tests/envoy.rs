@@ -4,10 +4,10 @@
 #[path = "support/mint.rs"]
 mod mint;
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
-use test_env::{client, static_cluster, Envoy, Mode, Upstream, WasmFilter};
+use test_env::{client, static_cluster, wait_until, Envoy, Mode, Upstream, WasmFilter};
 
 fn now() -> i64 {
     SystemTime::now()
@@ -49,14 +49,6 @@ fn bearer(token: &str) -> String {
 fn ok_echo(reply: &Reply) -> test_env::Echo {
     assert_eq!(reply.status, 200, "{}", reply.body);
     serde_json::from_str(&reply.body).unwrap()
-}
-
-fn wait_for(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !ok() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn stat(envoy: &Envoy, name: &str) -> u64 {
@@ -281,7 +273,7 @@ fn remote_keys_first_request_waits_then_rotation_then_outages_keep_the_last_good
     // Outage with errors: refreshes fail, the last good keys keep working.
     jwks.set_mode("/jwks", Mode::Status(500));
     let failed = stat(&envoy, "jwks_fetch_failed");
-    wait_for("a failed refresh", Duration::from_secs(10), || {
+    wait_until("a failed refresh", Duration::from_secs(10), || {
         stat(&envoy, "jwks_fetch_failed") > failed
     });
     ok_echo(&get(&envoy, "/", &[("authorization", &bearer(&t1))]));
@@ -296,7 +288,7 @@ fn remote_keys_first_request_waits_then_rotation_then_outages_keep_the_last_good
     // Outage by timeout: the same.
     jwks.set_mode("/jwks", Mode::Slow(Duration::from_secs(5)));
     let failed = stat(&envoy, "jwks_fetch_failed");
-    wait_for("a timed-out refresh", Duration::from_secs(15), || {
+    wait_until("a timed-out refresh", Duration::from_secs(15), || {
         stat(&envoy, "jwks_fetch_failed") > failed
     });
     ok_echo(&get(&envoy, "/", &[("authorization", &bearer(&t2))]));
@@ -305,7 +297,7 @@ fn remote_keys_first_request_waits_then_rotation_then_outages_keep_the_last_good
     jwks.set_mode("/jwks", Mode::Ok);
     jwks.serve("/jwks", "application/json", jwks_doc(&[("k2", &k2)]));
     let ok = stat(&envoy, "jwks_fetch_ok");
-    wait_for("a good refresh", Duration::from_secs(15), || {
+    wait_until("a good refresh", Duration::from_secs(15), || {
         stat(&envoy, "jwks_fetch_ok") > ok
     });
     let t1_again = mint::token(
@@ -314,7 +306,7 @@ fn remote_keys_first_request_waits_then_rotation_then_outages_keep_the_last_good
         &k1,
         &json!({ "iss": "https://issuer", "sub": "x", "exp": now() + 60 }),
     );
-    wait_for("k1 to be refused", Duration::from_secs(5), || {
+    wait_until("k1 to be refused", Duration::from_secs(5), || {
         get(&envoy, "/", &[("authorization", &bearer(&t1_again))]).status == 401
     });
 }
@@ -362,7 +354,7 @@ fn two_workers_share_one_fetch() {
         .cluster(static_cluster("jwks", jwks.addr()))
         .concurrency(2)
         .start();
-    wait_for("the first fetch", Duration::from_secs(10), || {
+    wait_until("the first fetch", Duration::from_secs(10), || {
         stat(&envoy, "jwks_fetch_ok") >= 1
     });
     let token = mint::token("ES256", "k1", &key, &claims());
