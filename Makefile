@@ -14,10 +14,11 @@ WASM_BUILD_DIR := $(TARGET_DIR)/$(WASM_TARGET)/wasm
 # The shipped modules (after `wasm-opt -Oz`): what the tests, the bench and the CLI load.
 WASM_DIR     := $(TARGET_DIR)/modules
 # Plugin libraries, and the crates under modules/ that export them as Wasm modules (one per
-# plugin; wasmgate-all hosts them all in one module).
+# plugin; wasmgate-all hosts them all in one module; noop lets every request through: the floor
+# `make bench` compares each module with).
 PLUGINS      := header-rewrite jwt-auth rate-limit
-MODULE_CRATES := header-rewrite-module jwt-auth-module rate-limit-module wasmgate-all
-MODULES      := header_rewrite jwt_auth rate_limit wasmgate_all
+MODULE_CRATES := header-rewrite-module jwt-auth-module rate-limit-module wasmgate-all noop-module
+MODULES      := header_rewrite jwt_auth rate_limit wasmgate_all noop
 # The Wasm features rustc enables for wasm32-wasip1; binaryen refuses them unless told.
 WASM_OPT     := wasm-opt -Oz --strip-debug --enable-bulk-memory --enable-mutable-globals \
                 --enable-nontrapping-float-to-int --enable-sign-ext --enable-multivalue \
