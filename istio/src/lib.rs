@@ -3,13 +3,15 @@
 //! - [`wasm_plugin`]: `extensions.istio.io/v1alpha1` `WasmPlugin`;
 //! - [`traffic_extension`]: its successor `TrafficExtension` (Istio 1.30+);
 //! - [`envoy_filter`]: `networking.istio.io/v1alpha3` `EnvoyFilter` inserting the Wasm filters
-//!   (code fetched over HTTP with sha256) before the router, plus the cluster they fetch from.
+//!   (code fetched over HTTP with sha256) before the router, plus the cluster they fetch from;
+//! - [`mesh`]: the `ServiceEntry` and `DestinationRule` a plugin's callouts need in a mesh.
 //!
 //! Field names and enum values are Istio's own; every renderer refuses what Istio would refuse,
 //! naming the field.
 
 mod api;
 mod manifest;
+pub mod mesh;
 pub mod validate;
 
 pub use api::{
@@ -21,4 +23,5 @@ pub use manifest::{
     EnvoyFilter, EnvoyFilterSpec, ManifestError, PatchContext, PatchValue, PluginSpec,
     TrafficExtension, WasmPlugin,
 };
+pub use mesh::{DestinationRule, MeshService, ServiceEntry};
 pub use wasmgate_envoy::Sha256;
