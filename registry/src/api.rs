@@ -17,6 +17,7 @@ use futures_util::StreamExt as _;
 use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
 use tokio::io::{AsyncWriteExt as _, BufWriter};
+use wasmgate_artifact::wasm::{self, WasmError, WASM_HEADER};
 
 use crate::body::BodyError;
 use crate::download::{serve_file, Serve, IMMUTABLE, SHORT};
@@ -24,7 +25,6 @@ use crate::error::ApiError;
 use crate::names::{Digest, PluginName, Version};
 use crate::oci::{self, build_image, ImageSource};
 use crate::store::{Put, VersionMeta};
-use crate::wasm::{self, WasmError, WASM_HEADER};
 use crate::{metrics, Registry};
 
 /// Header: the SHA256 the client expects the upload to have (64 hex).
@@ -150,7 +150,7 @@ fn version_json(meta: &VersionMeta, schema: Option<Value>) -> Value {
     json!({
         "name": meta.name,
         "version": meta.version,
-        "sha256": meta.sha256,
+        "sha256": meta.sha256.hex(),
         "size": meta.size,
         "created": meta.created,
         "abi_version": meta.abi_version,
@@ -158,7 +158,7 @@ fn version_json(meta: &VersionMeta, schema: Option<Value>) -> Value {
         "description": meta.description,
         "schema": schema,
         "module_url": format!("/api/v1/plugins/{}/versions/{}/module", meta.name, meta.version),
-        "blob_url": format!("/api/v1/blobs/sha256:{}", meta.sha256),
+        "blob_url": format!("/api/v1/blobs/{}", meta.sha256),
         "oci": {
             "reference": format!("{}:{}", meta.name, meta.version),
             "manifest_digest": meta.oci.manifest.digest,
@@ -194,7 +194,7 @@ async fn list_versions(
         .ok_or_else(|| ApiError::not_found("plugin_not_found", format!("no plugin {name}")))?;
     let versions: Vec<Value> = versions
         .iter()
-        .map(|m| json!({ "version": m.version, "sha256": m.sha256, "size": m.size, "created": m.created }))
+        .map(|m| json!({ "version": m.version, "sha256": m.sha256.hex(), "size": m.size, "created": m.created }))
         .collect();
     Ok(Json(json!({ "name": name.as_str(), "versions": versions })))
 }
@@ -236,10 +236,7 @@ async fn download_module(
         .store()
         .get(&name, &version)
         .ok_or_else(|| version_not_found(&name, &version))?;
-    let digest = meta
-        .digest()
-        .ok_or_else(|| ApiError::internal("malformed digest in version metadata"))?;
-    send_module(&registry, &digest, SHORT, &headers).await
+    send_module(&registry, &meta.sha256, SHORT, &headers).await
 }
 
 async fn download_blob(
@@ -249,9 +246,8 @@ async fn download_blob(
 ) -> Result<Response, ApiError> {
     read_access(&registry, &headers)?;
     let UrlPath(digest) = path.map_err(path_error)?;
-    let digest: Digest = digest
-        .parse()
-        .map_err(|e: String| ApiError::bad_request("invalid_digest", e))?;
+    let digest = Digest::parse_canonical(&digest)
+        .map_err(|e| ApiError::bad_request("invalid_digest", e.to_string()))?;
     if !registry.store().has_module(&digest) {
         return Err(ApiError::not_found(
             "blob_not_found",
@@ -303,8 +299,7 @@ fn publish_headers(headers: &HeaderMap) -> Result<PublishHeaders, ApiError> {
     };
     let sha256 = text(SHA256_HEADER)?
         .map(|value| {
-            let hex = value.strip_prefix("sha256:").unwrap_or(&value);
-            Digest::from_hex(hex).map_err(|e| {
+            value.parse::<Digest>().map_err(|e| {
                 ApiError::bad_request("invalid_header", format!("{SHA256_HEADER}: {e}"))
             })
         })
@@ -535,10 +530,11 @@ async fn publish_module(
     }
 
     let inspected_path = temp_path.clone();
-    let info = tokio::task::spawn_blocking(move || {
+    let abi_version = tokio::task::spawn_blocking(move || {
         std::fs::File::open(&inspected_path)
             .map_err(|_| WasmError::Io)
             .and_then(wasm::inspect)
+            .and_then(|module| module.abi_version().map(str::to_owned))
     })
     .await
     .map_err(ApiError::internal)?
@@ -567,10 +563,10 @@ async fn publish_module(
         store.put_version(VersionMeta {
             name: name.to_string(),
             version: version.to_string(),
-            sha256: digest.hex(),
+            sha256: digest,
             size,
             created,
-            abi_version: info.abi_version,
+            abi_version,
             root_id: stated.root_id,
             description: stated.description,
             oci,
@@ -594,7 +590,7 @@ async fn publish_module(
 
 /// The answer when the version exists: the same module is a no-op, another one a conflict.
 fn existing_answer(existing: &VersionMeta, digest: &Digest) -> Result<Response, ApiError> {
-    if existing.sha256 == digest.hex() {
+    if existing.sha256 == *digest {
         Ok((StatusCode::OK, Json(version_json(existing, None))).into_response())
     } else {
         Err(ApiError::new(
@@ -602,7 +598,9 @@ fn existing_answer(existing: &VersionMeta, digest: &Digest) -> Result<Response, 
             "version_exists",
             format!(
                 "{} {} already exists with other content (sha256 {}); versions are immutable",
-                existing.name, existing.version, existing.sha256
+                existing.name,
+                existing.version,
+                existing.sha256.hex()
             ),
         ))
     }

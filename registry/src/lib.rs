@@ -24,9 +24,6 @@ pub mod names;
 mod oci;
 mod server;
 mod store;
-#[cfg(test)]
-mod test_module;
-pub mod wasm;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -37,14 +34,14 @@ use tokio::net::TcpListener;
 
 pub use api::app;
 pub use auth::{load_tokens, parse_tokens, tokens_from_env, TOKENS_ENV};
+/// The one OCI image builder: the registry's OCI API and `wasmgate push --oci` share it.
+pub use oci::{image as oci_image, ImageBlobs};
 pub use server::{
     raise_fd_limit, ServerOptions, DEFAULT_BODY_MIN_BYTES, DEFAULT_BODY_TIMEOUT,
     DEFAULT_HEADER_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_HEADER_BYTES,
     DEFAULT_SHUTDOWN_TIMEOUT,
 };
 pub use store::{BlobRef, OciImage, Recovery, VersionMeta};
-/// The one OCI image builder: the registry's OCI API and `wasmgate push --oci` share it.
-pub use oci::{image as oci_image, ImageBlobs};
 
 use metrics::Metrics;
 use store::Store;

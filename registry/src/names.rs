@@ -1,11 +1,12 @@
 //! Validated identifiers: a malformed name, version or digest cannot be represented, so nothing
-//! that reaches the store can point outside the data directory.
+//! that reaches the store can point outside the data directory. The digest is the artifact
+//! model's, shared with the CLI and the renderers.
 
 use std::cmp::Ordering;
 use std::fmt;
 use std::str::FromStr;
 
-use sha2::{Digest as _, Sha256};
+pub use wasmgate_artifact::Digest;
 
 /// The longest plugin name accepted.
 pub const MAX_NAME_LEN: usize = 64;
@@ -107,64 +108,6 @@ impl fmt::Display for Version {
     }
 }
 
-/// A SHA256 digest, written `sha256:<64 lowercase hex>`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Digest([u8; 32]);
-
-impl Digest {
-    /// The digest of `bytes`.
-    pub fn of(bytes: &[u8]) -> Digest {
-        Digest(Sha256::digest(bytes).into())
-    }
-
-    /// The digest a finished hasher holds.
-    pub fn from_hasher(hasher: Sha256) -> Digest {
-        Digest(hasher.finalize().into())
-    }
-
-    /// Parse the bare 64 hex characters (lowercase or uppercase).
-    pub fn from_hex(hex_digits: &str) -> Result<Digest, String> {
-        if hex_digits.len() != 64 {
-            return Err("a sha256 digest has 64 hex characters".into());
-        }
-        let mut bytes = [0u8; 32];
-        hex::decode_to_slice(hex_digits, &mut bytes)
-            .map_err(|_| "a sha256 digest has 64 hex characters".to_owned())?;
-        Ok(Digest(bytes))
-    }
-
-    /// The 64 lowercase hex characters.
-    pub fn hex(&self) -> String {
-        hex::encode(self.0)
-    }
-
-    /// The raw 32 bytes.
-    pub fn bytes(&self) -> &[u8; 32] {
-        &self.0
-    }
-}
-
-impl FromStr for Digest {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let hex_digits = s
-            .strip_prefix("sha256:")
-            .ok_or_else(|| "a digest is written sha256:<64 hex>".to_owned())?;
-        // The canonical form is lowercase; refusing uppercase keeps one URL per blob.
-        if hex_digits.bytes().any(|b| b.is_ascii_uppercase()) {
-            return Err("a digest is written in lowercase hex".into());
-        }
-        Digest::from_hex(hex_digits)
-    }
-}
-
-impl fmt::Display for Digest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "sha256:{}", self.hex())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -221,25 +164,5 @@ mod tests {
         versions.sort();
         let texts: Vec<&str> = versions.iter().map(Version::as_str).collect();
         assert_eq!(texts, ["1.2.0-rc.1", "1.2.0", "1.10.0"]);
-    }
-
-    #[test]
-    fn digests_round_trip_and_refuse_malformed_text() {
-        let digest = Digest::of(b"hello");
-        let text = digest.to_string();
-        assert_eq!(
-            text,
-            "sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
-        );
-        assert_eq!(text.parse::<Digest>(), Ok(digest));
-        for bad in [
-            "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824",
-            "sha256:2CF24DBA5FB0A30E26E83B2AC5B9E29E1B161E5C1FA7425E73043362938B9824",
-            "sha256:../../etc/passwd",
-            "sha512:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824",
-            "sha256:2cf24dba",
-        ] {
-            assert!(bad.parse::<Digest>().is_err(), "{bad}");
-        }
     }
 }

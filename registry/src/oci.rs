@@ -197,7 +197,7 @@ pub fn build_image(store: &Store, source: ImageSource<'_>) -> io::Result<OciImag
     store.commit_blob(&temp, &layer_digest)?;
     Ok(OciImage {
         layer: BlobRef {
-            digest: layer_digest.to_string(),
+            digest: layer_digest,
             size: built.layer.count,
         },
         config: store.put_blob_bytes(&built.config)?,
@@ -368,9 +368,8 @@ async fn manifest(
         )
     };
     let (meta, cache_control) = if reference.starts_with("sha256:") {
-        let digest: Digest = reference
-            .parse()
-            .map_err(|e: String| OciError::new(StatusCode::BAD_REQUEST, "DIGEST_INVALID", e))?;
+        let digest = Digest::parse_canonical(reference)
+            .map_err(|e| OciError::new(StatusCode::BAD_REQUEST, "DIGEST_INVALID", e.to_string()))?;
         (
             store.by_manifest(&plugin, &digest).ok_or_else(unknown)?,
             IMMUTABLE,
@@ -386,15 +385,9 @@ async fn manifest(
         let version: Version = reference.parse().map_err(|_| unknown())?;
         (store.get(&plugin, &version).ok_or_else(unknown)?, SHORT)
     };
-    let digest: Digest = meta
-        .oci
-        .manifest
-        .digest
-        .parse()
-        .map_err(OciError::internal)?;
     send(
         registry,
-        &digest,
+        &meta.oci.manifest.digest,
         MANIFEST_MEDIA_TYPE,
         cache_control,
         headers,
@@ -409,9 +402,8 @@ async fn blob(
     headers: &HeaderMap,
 ) -> Result<Response, OciError> {
     let plugin = known_name(registry, name)?;
-    let digest: Digest = digest
-        .parse()
-        .map_err(|e: String| OciError::new(StatusCode::BAD_REQUEST, "DIGEST_INVALID", e))?;
+    let digest = Digest::parse_canonical(digest)
+        .map_err(|e| OciError::new(StatusCode::BAD_REQUEST, "DIGEST_INVALID", e.to_string()))?;
     if !registry.store().image_blob(&plugin, &digest) {
         return Err(OciError::new(
             StatusCode::NOT_FOUND,
@@ -529,7 +521,7 @@ mod tests {
         let second = build_image(&store, source).unwrap();
         assert_eq!(first, second);
 
-        let layer = std::fs::read(store.blob_path(&first.layer.digest.parse().unwrap())).unwrap();
+        let layer = std::fs::read(store.blob_path(&first.layer.digest)).unwrap();
         assert_eq!(layer.len() as u64, first.layer.size);
         let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(layer.as_slice()));
         let mut entries = archive.entries().unwrap();
@@ -540,21 +532,24 @@ mod tests {
         assert_eq!(content, b"\0asm\x01\0\0\0");
 
         let manifest: serde_json::Value = serde_json::from_slice(
-            &std::fs::read(store.blob_path(&first.manifest.digest.parse().unwrap())).unwrap(),
+            &std::fs::read(store.blob_path(&first.manifest.digest)).unwrap(),
         )
         .unwrap();
         assert_eq!(
             manifest["annotations"]["module.wasm.image/variant"],
             "compat"
         );
-        assert_eq!(manifest["layers"][0]["digest"], first.layer.digest.as_str());
-        assert_eq!(manifest["config"]["digest"], first.config.digest.as_str());
+        assert_eq!(
+            manifest["layers"][0]["digest"],
+            first.layer.digest.to_string()
+        );
+        assert_eq!(
+            manifest["config"]["digest"],
+            first.config.digest.to_string()
+        );
         // The stored image is the shared builder's, byte for byte.
         let blobs = image(b"\0asm\x01\0\0\0", "a", "1.0.0").unwrap();
-        assert_eq!(
-            first.manifest.digest,
-            Digest::of(&blobs.manifest).to_string()
-        );
+        assert_eq!(first.manifest.digest, Digest::of(&blobs.manifest));
     }
 
     #[test]

@@ -22,13 +22,15 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use serde::{Deserialize, Serialize};
 
-use crate::names::{Digest, PluginName, Version};
+use wasmgate_artifact::{digest, Digest};
+
+use crate::names::{PluginName, Version};
 
 /// A blob a version refers to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BlobRef {
-    /// `sha256:<hex>`.
-    pub digest: String,
+    /// Written `sha256:<hex>`.
+    pub digest: Digest,
     /// Size in bytes.
     pub size: u64,
 }
@@ -51,8 +53,9 @@ pub struct VersionMeta {
     pub name: String,
     /// The semver version (also the OCI tag).
     pub version: String,
-    /// The module's SHA256, 64 lowercase hex characters.
-    pub sha256: String,
+    /// The module's SHA256, written as 64 lowercase hex characters.
+    #[serde(with = "digest::hex")]
+    pub sha256: Digest,
     /// The module's size in bytes.
     pub size: u64,
     /// When it was published, RFC 3339 UTC.
@@ -68,17 +71,12 @@ pub struct VersionMeta {
 }
 
 impl VersionMeta {
-    /// The module's digest; `None` only if the metadata was tampered with.
-    pub fn digest(&self) -> Option<Digest> {
-        Digest::from_hex(&self.sha256).ok()
-    }
-
-    fn blob_digests(&self) -> Vec<String> {
-        vec![
-            format!("sha256:{}", self.sha256),
-            self.oci.manifest.digest.clone(),
-            self.oci.config.digest.clone(),
-            self.oci.layer.digest.clone(),
+    fn blob_digests(&self) -> [Digest; 4] {
+        [
+            self.sha256,
+            self.oci.manifest.digest,
+            self.oci.config.digest,
+            self.oci.layer.digest,
         ]
     }
 }
@@ -168,7 +166,9 @@ impl Store {
         }
         for entry in fs::read_dir(store.root.join("blobs/sha256"))? {
             let path = entry?.path();
-            let digest = file_name(&path).map(|hex| format!("sha256:{hex}"));
+            // Only the lowercase name is a blob's path; any other spelling is a stray file.
+            let digest = file_name(&path)
+                .and_then(|hex| hex.parse::<Digest>().ok().filter(|d| d.hex() == hex));
             if !digest.is_some_and(|d| referenced.contains(&d)) {
                 remove_any(&path)?;
                 recovery.removed_orphan_blobs += 1;
@@ -184,14 +184,12 @@ impl Store {
         if meta.name != name.as_str() || meta.version != version.as_str() {
             return None;
         }
-        let module = Digest::from_hex(&meta.sha256).ok()?;
         for digest in meta.blob_digests() {
-            let digest: Digest = digest.parse().ok()?;
             if !self.blob_path(&digest).is_file() {
                 return None;
             }
         }
-        let size = fs::metadata(self.blob_path(&module)).ok()?.len();
+        let size = fs::metadata(self.blob_path(&meta.sha256)).ok()?.len();
         (size == meta.size).then_some((version, meta))
     }
 
@@ -241,7 +239,7 @@ impl Store {
             self.commit_blob(&temp, &digest)?;
         }
         Ok(BlobRef {
-            digest: digest.to_string(),
+            digest,
             size: bytes.len() as u64,
         })
     }
@@ -275,32 +273,29 @@ impl Store {
 
     /// Whether a blob belongs to one of the plugin's images (manifest, config or layer).
     pub fn image_blob(&self, name: &PluginName, digest: &Digest) -> bool {
-        let digest = digest.to_string();
         self.read_index().get(name).is_some_and(|versions| {
             versions.values().any(|m| {
-                m.oci.manifest.digest == digest
-                    || m.oci.config.digest == digest
-                    || m.oci.layer.digest == digest
+                m.oci.manifest.digest == *digest
+                    || m.oci.config.digest == *digest
+                    || m.oci.layer.digest == *digest
             })
         })
     }
 
     /// The version whose image manifest has this digest.
     pub fn by_manifest(&self, name: &PluginName, digest: &Digest) -> Option<Arc<VersionMeta>> {
-        let digest = digest.to_string();
         self.read_index()
             .get(name)?
             .values()
-            .find(|m| m.oci.manifest.digest == digest)
+            .find(|m| m.oci.manifest.digest == *digest)
             .cloned()
     }
 
     /// Whether some version's module has this digest.
     pub fn has_module(&self, digest: &Digest) -> bool {
-        let hex = digest.hex();
         self.read_index()
             .values()
-            .any(|versions| versions.values().any(|m| m.sha256 == hex))
+            .any(|versions| versions.values().any(|m| m.sha256 == *digest))
     }
 
     /// Record a version whose blobs are all durable. Exactly one of racing writers creates it;
@@ -435,7 +430,7 @@ mod tests {
         VersionMeta {
             name: name.into(),
             version: version.into(),
-            sha256: digest.hex(),
+            sha256: digest,
             size: module.len() as u64,
             created: "2026-01-01T00:00:00Z".into(),
             abi_version: "0.2.1".into(),
@@ -474,7 +469,7 @@ mod tests {
         assert_eq!(recovery.removed_orphan_blobs, 1);
         let name = "a".parse().unwrap();
         let got = reopened.get(&name, &"1.0.0".parse().unwrap()).unwrap();
-        assert_eq!(got.sha256, Digest::of(b"one").hex());
+        assert_eq!(got.sha256, Digest::of(b"one"));
     }
 
     #[test]

@@ -7,17 +7,12 @@ use std::sync::{Arc, Barrier};
 use common::test_module::{module_exporting, proxy_module, HEADER};
 use common::{client, error_code, files, publish, raw_request, Server, READ_TOKEN, TOKEN};
 use serde_json::Value;
-use sha2::{Digest as _, Sha256};
-
-fn sha256(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
-}
 
 #[test]
 fn publish_list_metadata_and_download() {
     let server = Server::start();
     let module = proxy_module("one");
-    let digest = sha256(&module);
+    let digest = common::sha256_hex(&module);
     let response = client()
         .put(server.url("/api/v1/plugins/header-rewrite/versions/0.1.0"))
         .bearer_auth(TOKEN)
@@ -133,7 +128,7 @@ fn publish_list_metadata_and_download() {
             .unwrap(),
         "version_not_found"
     );
-    let unknown_blob = format!("/api/v1/blobs/sha256:{}", sha256(b"nothing"));
+    let unknown_blob = format!("/api/v1/blobs/sha256:{}", common::sha256_hex(b"nothing"));
     assert_eq!(
         client()
             .get(server.url(&unknown_blob))
@@ -152,7 +147,10 @@ fn head_range_and_conditional_downloads() {
         publish(&server.url(""), "a", "1.0.0", &module).status(),
         201
     );
-    let url = server.url(&format!("/api/v1/blobs/sha256:{}", sha256(&module)));
+    let url = server.url(&format!(
+        "/api/v1/blobs/sha256:{}",
+        common::sha256_hex(&module)
+    ));
 
     let head = client().head(&url).send().unwrap();
     assert_eq!(head.status(), 200);
@@ -293,7 +291,10 @@ fn read_auth_protects_reads_but_not_health() {
             .status(),
         200
     );
-    let blob = server.url(&format!("/api/v1/blobs/sha256:{}", sha256(&module)));
+    let blob = server.url(&format!(
+        "/api/v1/blobs/sha256:{}",
+        common::sha256_hex(&module)
+    ));
     assert_eq!(client().get(&blob).send().unwrap().status(), 401);
     assert_eq!(
         client()
@@ -430,7 +431,7 @@ fn uploads_that_are_not_proxy_wasm_are_refused_and_leave_nothing() {
     let mismatch = client()
         .put(server.url("/api/v1/plugins/a/versions/1.0.0"))
         .bearer_auth(TOKEN)
-        .header("x-wasmgate-sha256", sha256(b"something else"))
+        .header("x-wasmgate-sha256", common::sha256_hex(b"something else"))
         .body(module.clone())
         .send()
         .unwrap();
@@ -473,7 +474,7 @@ fn versions_are_immutable() {
         client()
             .put(server.url("/api/v1/plugins/a/versions/1.0.0"))
             .bearer_auth(TOKEN)
-            .header("x-wasmgate-sha256", sha256(module))
+            .header("x-wasmgate-sha256", common::sha256_hex(module))
             .body(module.to_vec())
             .send()
             .unwrap()

@@ -11,13 +11,8 @@ use std::time::{Duration, Instant};
 use common::test_module::{proxy_module, LargeModule};
 use common::{client, files, publish, Binary, TOKEN};
 use serde_json::Value;
-use sha2::{Digest as _, Sha256};
 
 const MIB: u64 = 1024 * 1024;
-
-fn hex_sha256(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
-}
 
 /// A reader that sleeps between pieces, so an upload is still in flight when the test acts.
 struct Slow<R>(R);
@@ -61,7 +56,7 @@ fn assert_consistent(data: &Path) -> Vec<Value> {
     for blob in &blobs {
         let bytes = std::fs::read(data.join("blobs/sha256").join(blob)).unwrap();
         assert_eq!(
-            &hex_sha256(&bytes),
+            &common::sha256_hex(&bytes),
             blob,
             "a blob's content matches its name"
         );
@@ -131,7 +126,10 @@ fn memory_stays_flat_while_a_200_mb_upload_is_refused_or_a_large_one_streamed() 
         .bytes()
         .unwrap();
     assert_eq!(download.len() as u64, size);
-    assert_eq!(hex_sha256(&download), meta["sha256"].as_str().unwrap());
+    assert_eq!(
+        common::sha256_hex(&download),
+        meta["sha256"].as_str().unwrap()
+    );
 }
 
 #[test]
@@ -252,7 +250,7 @@ fn sigkill_at_any_moment_during_publishes_leaves_old_or_new_state() {
                 meta["version"].as_str().unwrap()
             ));
             let bytes = client().get(url).send().unwrap().bytes().unwrap();
-            assert_eq!(hex_sha256(&bytes), meta["sha256"].as_str().unwrap());
+            assert_eq!(common::sha256_hex(&bytes), meta["sha256"].as_str().unwrap());
         }
     }
 }

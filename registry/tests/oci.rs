@@ -8,10 +8,8 @@ use std::process::Command;
 use common::test_module::proxy_module;
 use common::{client, publish, Server};
 use serde_json::Value;
-use sha2::{Digest as _, Sha256};
-
 fn sha256(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+    format!("sha256:{}", common::sha256_hex(bytes))
 }
 
 fn oci_error(response: reqwest::blocking::Response) -> String {

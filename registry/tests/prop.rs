@@ -4,6 +4,7 @@
 //! (`PROPTEST_CASES` overrides the default 256).
 
 use proptest::prelude::*;
+use wasmgate_artifact::DigestError;
 use wasmgate_registry::names::{Digest, PluginName, Version, MAX_NAME_LEN};
 
 /// The README's name grammar, `^[a-z0-9]+([._-][a-z0-9]+)*$` up to 64 characters, written as
@@ -113,29 +114,38 @@ proptest! {
     }
 
     #[test]
-    fn prop_digests_accept_exactly_sha256_and_64_lowercase_hex(text in tricky()) {
+    fn prop_url_digests_accept_exactly_sha256_and_64_lowercase_hex(text in tricky()) {
         let grammar = text.strip_prefix("sha256:").is_some_and(|hex| {
             hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
         });
-        match text.parse::<Digest>() {
+        match Digest::parse_canonical(&text) {
             Ok(digest) => {
                 prop_assert!(grammar, "accepted outside the grammar: {:?}", text);
                 prop_assert_eq!(digest.to_string(), text);
             }
-            Err(message) => {
+            Err(error) => {
                 prop_assert!(!grammar, "refused within the grammar: {:?}", text);
-                prop_assert!(message.starts_with("a digest") || message.starts_with("a sha256"), "{}", message);
+                let message = error.to_string();
+                prop_assert!(message.starts_with("digest") || message.starts_with("sha256"), "{}", message);
             }
         }
     }
 
     #[test]
+    fn prop_stated_digests_accept_either_spelling_in_either_case(text in tricky()) {
+        let hex = text.strip_prefix("sha256:").unwrap_or(&text);
+        let grammar = hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit());
+        prop_assert_eq!(text.parse::<Digest>().is_ok(), grammar, "{:?}", text);
+    }
+
+    #[test]
     fn prop_every_digest_round_trips(bytes in any::<[u8; 32]>()) {
-        let hex = hex::encode(bytes);
-        let digest = Digest::from_hex(&hex).map_err(TestCaseError::fail)?;
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let digest: Digest = hex.parse().map_err(|e: DigestError| TestCaseError::fail(e.to_string()))?;
         prop_assert_eq!(digest.bytes(), &bytes);
-        prop_assert_eq!(Digest::from_hex(&hex.to_ascii_uppercase()), Ok(digest));
-        prop_assert_eq!(digest.to_string().parse::<Digest>(), Ok(digest));
+        prop_assert_eq!(hex.to_ascii_uppercase().parse::<Digest>(), Ok(digest));
+        prop_assert_eq!(Digest::parse_canonical(&digest.to_string()), Ok(digest));
         prop_assert_eq!(digest.to_string(), format!("sha256:{hex}"));
+        prop_assert_eq!(digest.hex(), hex);
     }
 }

@@ -2,8 +2,17 @@
 
 #![allow(dead_code)]
 
-#[path = "../../src/test_module.rs"]
-pub mod test_module;
+#[allow(unused_imports)]
+pub use wasmgate_artifact::test_module;
+
+/// The 64 hex digits of a SHA-256, computed apart from the registry's own digest type.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};

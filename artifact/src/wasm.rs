@@ -1,5 +1,7 @@
-//! Checks that an upload is a valid proxy-wasm module, reading it in pieces so memory stays
-//! bounded by the largest section rather than by the module.
+//! The one proxy-wasm module inspector: validates a module read in pieces (memory stays
+//! bounded by the largest section rather than by the module) and finds its exports and the
+//! proxy-wasm ABI it speaks. The registry refuses what [`Module::abi_version`] refuses; the CLI
+//! reports the same answer.
 
 use std::io::Read;
 
@@ -19,7 +21,7 @@ const READ_CHUNK: usize = 256 * 1024;
 /// The most read at once when the parser asks for a large section.
 const MAX_READ: usize = 16 * 1024 * 1024;
 
-/// Why an upload is not an acceptable module.
+/// Why bytes are not an acceptable module.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum WasmError {
     /// The bytes do not start with the Wasm magic number and version 1.
@@ -31,16 +33,34 @@ pub enum WasmError {
     /// A valid module that is not a proxy-wasm plugin.
     #[error("not a proxy-wasm module: {0}")]
     NotProxyWasm(String),
-    /// Reading the upload back failed.
+    /// Reading the module failed.
     #[error("cannot read the module")]
     Io,
 }
 
-/// What the registry records about a module.
+/// What a valid core Wasm module exports.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ModuleInfo {
-    /// The proxy-wasm ABI version from the `proxy_abi_version_X_Y_Z` export, as `X.Y.Z`.
-    pub abi_version: String,
+pub struct Module {
+    /// Every export (functions, memories, tables, globals), in module order.
+    pub exports: Vec<String>,
+    /// `X.Y.Z` of each exported function `proxy_abi_version_X_Y_Z`.
+    abi_versions: Vec<String>,
+}
+
+impl Module {
+    /// The proxy-wasm ABI version (`0.2.1`): a proxy-wasm module exports exactly one
+    /// `proxy_abi_version_*` function; none, or several, is not a proxy-wasm module.
+    pub fn abi_version(&self) -> Result<&str, WasmError> {
+        match self.abi_versions.as_slice() {
+            [version] => Ok(version),
+            [] => Err(WasmError::NotProxyWasm(format!(
+                "it exports no {ABI_EXPORT_PREFIX}* function"
+            ))),
+            _ => Err(WasmError::NotProxyWasm(format!(
+                "it exports more than one {ABI_EXPORT_PREFIX}* function"
+            ))),
+        }
+    }
 }
 
 /// Whether `prefix` (the first bytes of an upload, however many arrived) can still be a
@@ -50,11 +70,12 @@ pub fn header_ok(prefix: &[u8]) -> bool {
     prefix[..n] == WASM_HEADER[..n]
 }
 
-/// Parse and validate a module read from `reader`, and find its proxy-wasm ABI version.
-pub fn inspect(mut reader: impl Read) -> Result<ModuleInfo, WasmError> {
+/// Parse and validate a core module read from `reader`, and list what it exports.
+pub fn inspect(mut reader: impl Read) -> Result<Module, WasmError> {
     let mut parser = Parser::new(0);
     let mut validator = Validator::new();
     let mut allocations = FuncValidatorAllocations::default();
+    let mut exports: Vec<String> = Vec::new();
     let mut abi_versions: Vec<String> = Vec::new();
     let mut buf: Vec<u8> = Vec::new();
     let mut eof = false;
@@ -95,9 +116,10 @@ pub fn inspect(mut reader: impl Read) -> Result<ModuleInfo, WasmError> {
                 ));
             }
         }
-        if let Payload::ExportSection(exports) = &payload {
-            for export in exports.clone() {
+        if let Payload::ExportSection(section) = &payload {
+            for export in section.clone() {
                 let export = export.map_err(|e| WasmError::Invalid(e.message().to_owned()))?;
+                exports.push(export.name.to_owned());
                 if export.kind == ExternalKind::Func {
                     if let Some(version) = export.name.strip_prefix(ABI_EXPORT_PREFIX) {
                         abi_versions.push(version.replace('_', "."));
@@ -120,17 +142,10 @@ pub fn inspect(mut reader: impl Read) -> Result<ModuleInfo, WasmError> {
         }
         buf.drain(..consumed);
     }
-    match abi_versions.as_slice() {
-        [version] => Ok(ModuleInfo {
-            abi_version: version.clone(),
-        }),
-        [] => Err(WasmError::NotProxyWasm(format!(
-            "it exports no {ABI_EXPORT_PREFIX}* function"
-        ))),
-        _ => Err(WasmError::NotProxyWasm(format!(
-            "it exports more than one {ABI_EXPORT_PREFIX}* function"
-        ))),
-    }
+    Ok(Module {
+        exports,
+        abi_versions,
+    })
 }
 
 #[cfg(test)]
@@ -141,19 +156,25 @@ mod tests {
     #[test]
     fn a_proxy_wasm_module_reports_its_abi_version() {
         let module = module_exporting(&["proxy_abi_version_0_2_1", "proxy_on_memory_allocate"]);
+        let found = inspect(module.as_slice()).unwrap();
+        assert_eq!(found.abi_version(), Ok("0.2.1"));
         assert_eq!(
-            inspect(module.as_slice()),
-            Ok(ModuleInfo {
-                abi_version: "0.2.1".into()
-            })
+            found.exports,
+            ["proxy_abi_version_0_2_1", "proxy_on_memory_allocate"]
         );
     }
 
     #[test]
-    fn a_module_without_the_abi_export_is_refused() {
-        let module = module_exporting(&["_start"]);
+    fn a_module_without_one_abi_export_is_not_proxy_wasm() {
+        let plain = inspect(module_exporting(&["_start"]).as_slice()).unwrap();
+        assert_eq!(plain.exports, ["_start"]);
         assert!(matches!(
-            inspect(module.as_slice()),
+            plain.abi_version(),
+            Err(WasmError::NotProxyWasm(_))
+        ));
+        let two = module_exporting(&["proxy_abi_version_0_2_1", "proxy_abi_version_0_1_0"]);
+        assert!(matches!(
+            inspect(two.as_slice()).unwrap().abi_version(),
             Err(WasmError::NotProxyWasm(_))
         ));
     }
@@ -192,8 +213,8 @@ mod tests {
         std::io::Read::read_to_end(&mut LargeModule::new(total, piece), &mut bytes).unwrap();
         assert_eq!(bytes.len() as u64, LargeModule::size(total, piece));
         assert_eq!(
-            inspect(bytes.as_slice()).map(|i| i.abi_version),
-            Ok("0.2.1".to_owned())
+            inspect(bytes.as_slice()).unwrap().abi_version(),
+            Ok("0.2.1")
         );
     }
 }

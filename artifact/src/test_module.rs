@@ -1,9 +1,9 @@
-//! Hand-built Wasm modules for tests (shared with the integration tests by `#[path]`).
+//! Hand-built Wasm modules for tests (feature `test-module` for other crates' tests).
 
 use std::io::Read;
 
 /// The Wasm magic number and version 1.
-pub const HEADER: [u8; 8] = [0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00];
+pub use crate::wasm::WASM_HEADER as HEADER;
 
 fn leb(mut n: usize, out: &mut Vec<u8>) {
     loop {
