@@ -3,18 +3,24 @@
 
 mod cold;
 mod configs;
-mod measure;
+mod downloads;
+mod footprint;
+mod load;
 mod nginx;
 mod procfs;
 mod report;
+mod results;
 mod rls;
+mod run;
+mod settings;
+mod start;
 mod stats;
 mod wrk;
 
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    match measure::run() {
+    match run::run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("wasmgate-bench: {err}");

@@ -2,62 +2,10 @@
 
 use std::fmt::Write;
 
-use crate::measure::{Row, Settings, Status};
+use crate::results::{Download, Machine, ModuleSize, Row, Status};
+use crate::settings::Settings;
 use crate::stats::Summary;
 use crate::wrk;
-
-/// The machine and the run.
-#[derive(Debug, Clone)]
-pub struct Machine {
-    pub date: String,
-    pub envoy_version: String,
-    pub cores: usize,
-    pub cpu_model: String,
-    pub pinned: bool,
-    pub load_before: Option<f64>,
-    pub load_after: Option<f64>,
-    pub minutes: f64,
-}
-
-/// One module's size.
-#[derive(Debug, Clone)]
-pub struct ModuleSize {
-    pub name: &'static str,
-    /// Bytes, `None` when not built.
-    pub raw: Option<u64>,
-    /// Bytes after `wasm-opt -Oz`, or why not.
-    pub optimized: Result<u64, String>,
-}
-
-/// One server's download throughput.
-#[derive(Debug, Clone)]
-pub struct Download {
-    pub label: &'static str,
-    pub size: u64,
-    pub result: Result<wrk::Report, String>,
-}
-
-impl Download {
-    pub fn missing(label: &'static str, why: String) -> Download {
-        Download {
-            label,
-            size: 0,
-            result: Err(why),
-        }
-    }
-
-    pub fn measured(
-        label: &'static str,
-        size: u64,
-        result: Result<wrk::Report, String>,
-    ) -> Download {
-        Download {
-            label,
-            size,
-            result,
-        }
-    }
-}
 
 /// Everything a run produced.
 #[derive(Debug)]
