@@ -412,6 +412,26 @@ fn comparison_cases() -> Vec<Case> {
         "ES256",
         &ec,
     );
+    // RS256 over raw header and payload texts (repeated names cannot go through a `Value`).
+    let rs256_text = |header: &str, payload: &str| {
+        let input = format!(
+            "{}.{}",
+            mint::b64(header.as_bytes()),
+            mint::b64(payload.as_bytes())
+        );
+        format!(
+            "{input}.{}",
+            mint::b64(&rsa.sign("RS256", input.as_bytes()))
+        )
+    };
+    let claims_text = c.to_string();
+    let rs256_header = |extra: Value| {
+        let mut header = json!({ "alg": "RS256", "kid": "rsa" });
+        for (name, value) in extra.as_object().into_iter().flatten() {
+            header[name] = value.clone();
+        }
+        mint::token_with_header(&header, &c, "RS256", &rsa)
+    };
     let case = |name, token, valid| Case {
         name,
         token,
@@ -558,6 +578,28 @@ fn comparison_cases() -> Vec<Case> {
         case(
             "RS256 naming an EC key",
             mint::token("RS256", "ec", &rsa, &c),
+            false,
+        ),
+        // Repeated names: whichever one a verifier reads, the token says two things.
+        case(
+            "duplicate alg, none first",
+            rs256_text(r#"{"alg":"none","alg":"RS256","kid":"rsa"}"#, &claims_text),
+            false,
+        ),
+        case(
+            "duplicate exp, expired first",
+            rs256_text(
+                r#"{"alg":"RS256","kid":"rsa"}"#,
+                &format!(r#"{{"exp":{},{}"#, now() - 3600, &claims_text[1..]),
+            ),
+            false,
+        ),
+        stricter("b64 false", rs256_header(json!({ "b64": false }))),
+        stricter("typ a number", rs256_header(json!({ "typ": 1 }))),
+        stricter("x5c a string", rs256_header(json!({ "x5c": "MIIB" }))),
+        case(
+            "negative nbf",
+            mint::token("RS256", "rsa", &rsa, &with(&|c| c["nbf"] = json!(-1))),
             false,
         ),
         stricter("padded header", padded),
