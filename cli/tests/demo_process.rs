@@ -6,7 +6,7 @@
 use std::io::{BufRead as _, BufReader};
 use std::net::{SocketAddr, TcpListener};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A running `wasmgate demo` and what it printed.
 struct Running {
@@ -103,15 +103,8 @@ fn port_free(addr: SocketAddr) -> bool {
 }
 
 /// Wait (up to a minute, so a loaded machine does not fail the test) until `done`.
-fn eventually(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !done() {
-        assert!(
-            Instant::now() < deadline,
-            "still not the case after 60 s: {what}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+fn eventually(what: &str, done: impl FnMut() -> bool) {
+    test_env::wait_until(what, Duration::from_secs(60), done);
 }
 
 fn assert_all_stopped(running: &Running) {
@@ -127,14 +120,9 @@ fn assert_all_stopped(running: &Running) {
 }
 
 fn wait(cli: &mut Child) -> ExitStatus {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(status) = cli.try_wait().unwrap() {
-            return status;
-        }
-        assert!(Instant::now() < deadline, "the CLI did not exit");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    test_env::wait_for("the CLI to exit", Duration::from_secs(60), || {
+        cli.try_wait().unwrap()
+    })
 }
 
 fn signal(pid: u32, name: &str) {

@@ -8,7 +8,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine as _;
 use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
@@ -80,17 +80,16 @@ impl Drop for Process {
 
 /// Wait until `addr` accepts connections.
 fn wait_for_port(addr: &str, process: &mut Process) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if let Ok(Some(status)) = process.0.try_wait() {
-            panic!("{addr}: the server exited ({status})");
-        }
-        if TcpStream::connect(addr).is_ok() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("{addr} did not accept connections in 30 s");
+    test_env::wait_until(
+        &format!("{addr} to accept connections"),
+        Duration::from_secs(30),
+        || {
+            if let Ok(Some(status)) = process.0.try_wait() {
+                panic!("{addr}: the server exited ({status})");
+            }
+            TcpStream::connect(addr).is_ok()
+        },
+    );
 }
 
 /// Debian's `docker-registry` on a free port; `extra` is YAML appended under `http:` and at

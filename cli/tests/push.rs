@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 use test_env::{client, get_echo, Envoy, Upstream};
@@ -61,21 +61,15 @@ impl Drop for Process {
 }
 
 fn wait_for(url: &str, process: &mut Process) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
+    test_env::wait_until(&format!("{url} to answer"), Duration::from_secs(30), || {
         if let Ok(Some(status)) = process.0.try_wait() {
             panic!("{url}: the server exited ({status})");
         }
-        if client()
+        client()
             .get(url)
             .send()
             .is_ok_and(|r| r.status().is_success())
-        {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("{url} did not answer in 30 s");
+    });
 }
 
 fn module_sha(name: &str) -> String {
