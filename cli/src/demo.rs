@@ -65,7 +65,7 @@ pub fn plugins(jwks_uri: &str) -> Result<Vec<Configured>> {
 /// The demo signing key: derived from a public string, so anyone can mint demo tokens.
 fn signing_key() -> ed25519_dalek::SigningKey {
     let seed =
-        wasmgate_envoy::Sha256::of(b"wasmgate demo signing key - never use for anything real");
+        wasmgate_envoy::Digest::of(b"wasmgate demo signing key - never use for anything real");
     let mut bytes = [0u8; 32];
     for (i, byte) in bytes.iter_mut().enumerate() {
         *byte = u8::from_str_radix(&seed.hex()[2 * i..2 * i + 2], 16).unwrap_or(0);
@@ -231,7 +231,7 @@ pub fn start(options: &Options) -> Result<Demo> {
     let mut stop = Vec::new();
 
     // The temporary folder's name is random, so each run gets its own publish token.
-    let digest = wasmgate_envoy::Sha256::of(dir.path().as_os_str().as_encoded_bytes());
+    let digest = wasmgate_envoy::Digest::of(dir.path().as_os_str().as_encoded_bytes());
     let token = format!("demo-{}", &digest.hex()[..32]);
     let registry_config = wasmgate_registry::Config {
         bind: "127.0.0.1:0"

@@ -151,7 +151,7 @@ fn cmd_inspect(args: &cli::InspectArgs, output: Output) -> Result<()> {
         text.push_str(&format!(
             "{}\n  sha256       {}\n  size         {} bytes\n  abi version  {}\n  exports      {}\n",
             r.path,
-            r.sha256,
+            r.sha256.hex(),
             r.size,
             r.abi_version.as_deref().unwrap_or("none (not a proxy-wasm module)"),
             r.exports.join(", ")
@@ -224,12 +224,13 @@ fn cmd_push(args: &cli::PushArgs, output: Output) -> Result<()> {
         let entry = lock.entry(plugin.name, lock_path)?.clone();
         let module_file = package::module_path(&entry, lock_path);
         let module = wasmgate::error::read(&module_file)?;
-        let sha256 = wasmgate_envoy::Sha256::of(&module);
-        if entry.sha256.as_deref() != Some(sha256.hex()) {
+        let sha256 = wasmgate_envoy::Digest::of(&module);
+        if entry.sha256.as_deref() != Some(sha256.hex().as_str()) {
             return Err(Error::failed(format!(
                 "{}: {} has sha256 {sha256}, not the one in {}; run `wasmgate package` again",
                 plugin.name,
                 module_file.display(),
+                sha256.hex(),
                 lock_path.display()
             )));
         }
@@ -242,10 +243,12 @@ fn cmd_push(args: &cli::PushArgs, output: Output) -> Result<()> {
                 &entry.root_id,
                 plugin.summary,
             )?;
-            if meta.sha256.as_deref() != Some(sha256.hex()) {
+            if meta.sha256.as_deref() != Some(sha256.hex().as_str()) {
                 return Err(Error::failed(format!(
-                    "{}: the registry stored sha256 {:?}, expected {sha256}",
-                    plugin.name, meta.sha256
+                    "{}: the registry stored sha256 {:?}, expected {}",
+                    plugin.name,
+                    meta.sha256,
+                    sha256.hex()
                 )));
             }
             registry.publish_schema(plugin.name, &entry.version, &plugin.schema())?;
@@ -254,7 +257,7 @@ fn cmd_push(args: &cli::PushArgs, output: Output) -> Result<()> {
                 "{} {} -> {url}  sha256:{sha256}\n",
                 plugin.name, entry.version
             ));
-            rows.push(json!({ "plugin": plugin.name, "version": entry.version, "url": url, "sha256": sha256 }));
+            rows.push(json!({ "plugin": plugin.name, "version": entry.version, "url": url, "sha256": sha256.hex() }));
             updated.url = Some(url);
         } else if let Some(prefix) = &args.oci {
             let reference = oci::Reference::parse(
@@ -297,20 +300,20 @@ fn cmd_push(args: &cli::PushArgs, output: Output) -> Result<()> {
                 (None, false) => String::new(),
             };
             text.push_str(&format!(
-                "{} {} -> oci://{}  manifest sha256:{digest}{note}\n",
+                "{} {} -> oci://{}  manifest {digest}{note}\n",
                 plugin.name,
                 entry.version,
                 reference.display()
             ));
             rows.push(json!({
                 "plugin": plugin.name, "version": entry.version,
-                "oci": reference.display(), "manifest_digest": digest.oci(),
-                "layer_digest": image.layer_digest().oci(),
+                "oci": reference.display(), "manifest_digest": digest.to_string(),
+                "layer_digest": image.layer_digest().to_string(),
                 "unchanged": pushed.unchanged, "moved_from": pushed.moved_from,
             }));
             updated.oci = Some(OciPin {
                 reference: reference.display(),
-                manifest_digest: digest.oci(),
+                manifest_digest: digest.to_string(),
             });
         }
         lock.plugins.insert(plugin.name.to_owned(), updated);

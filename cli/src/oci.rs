@@ -17,7 +17,7 @@ use reqwest::blocking::{Client, RequestBuilder, Response};
 use reqwest::header::{ACCEPT, WWW_AUTHENTICATE};
 use reqwest::StatusCode;
 use serde::Deserialize;
-use wasmgate_envoy::Sha256;
+use wasmgate_envoy::Digest;
 
 use crate::error::{Error, Result};
 use crate::registry::root_cause;
@@ -38,13 +38,13 @@ pub struct Image {
 
 impl Image {
     /// The manifest's digest: what `skopeo inspect` shows and what Istio's `sha256` pins.
-    pub fn digest(&self) -> Sha256 {
-        Sha256::of(&self.manifest)
+    pub fn digest(&self) -> Digest {
+        Digest::of(&self.manifest)
     }
 
     /// The layer's digest.
-    pub fn layer_digest(&self) -> Sha256 {
-        Sha256::of(&self.layer)
+    pub fn layer_digest(&self) -> Digest {
+        Digest::of(&self.layer)
     }
 }
 
@@ -490,7 +490,7 @@ fn expect(response: Response, what: &str, ok: &[u16]) -> Result<Response> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pushed {
     /// The manifest digest now under the tag.
-    pub digest: Sha256,
+    pub digest: Digest,
     /// The tag already held this image: nothing was written.
     pub unchanged: bool,
     /// The digest the tag held before, when `--force` moved it.
@@ -566,7 +566,7 @@ pub fn push(image: &Image, reference: &Reference, options: &PushOptions) -> Resu
                 )?
                 .bytes()
                 .map_err(|e| Error::failed(format!("{what}: {}", root_cause(&e))))?;
-                Some(Sha256::of(&body).oci())
+                Some(Digest::of(&body).to_string())
             }
         },
         _ => {
@@ -574,7 +574,7 @@ pub fn push(image: &Image, reference: &Reference, options: &PushOptions) -> Resu
             None
         }
     };
-    if held.as_deref() == Some(digest.oci().as_str()) {
+    if held.as_deref() == Some(digest.to_string().as_str()) {
         return Ok(Pushed {
             digest,
             unchanged: true,
@@ -585,12 +585,12 @@ pub fn push(image: &Image, reference: &Reference, options: &PushOptions) -> Resu
         return Err(Error::failed(format!(
             "{}: the tag already holds {held}, not this module's image {}; refusing to move it (pass --force to move the tag)",
             reference.display(),
-            digest.oci()
+            digest.to_string()
         )));
     }
 
     for (what, blob) in [("layer", &image.layer), ("config", &image.config)] {
-        let blob_digest = Sha256::of(blob).oci();
+        let blob_digest = Digest::of(blob).to_string();
         let blob_url = format!("{base}/blobs/{blob_digest}");
         let head = session.send(what, &|c| c.head(&blob_url))?;
         if head.status().is_success() {
@@ -632,10 +632,10 @@ pub fn push(image: &Image, reference: &Reference, options: &PushOptions) -> Resu
         .get("docker-content-digest")
         .and_then(|v| v.to_str().ok())
     {
-        if said != digest.oci() {
+        if said != digest.to_string() {
             return Err(Error::failed(format!(
                 "manifest: the registry stored digest {said}, expected {}",
-                digest.oci()
+                digest.to_string()
             )));
         }
     }
@@ -660,7 +660,10 @@ mod tests {
             manifest["annotations"]["module.wasm.image/variant"],
             "compat"
         );
-        assert_eq!(manifest["layers"][0]["digest"], a.layer_digest().oci());
+        assert_eq!(
+            manifest["layers"][0]["digest"],
+            a.layer_digest().to_string()
+        );
         let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(&a.layer[..]));
         let entry = archive.entries().unwrap().next().unwrap().unwrap();
         assert_eq!(entry.path().unwrap().to_str(), Some("plugin.wasm"));

@@ -25,7 +25,7 @@ pub fn package(
                 path.display()
             ))
         })?;
-        let sha256 = report.sha256.hex().to_owned();
+        let sha256 = report.sha256.hex();
         let previous = lock.plugins.get(plugin.name);
         let unchanged = previous
             .is_some_and(|p| p.sha256.as_deref() == Some(sha256.as_str()) && p.version == version);

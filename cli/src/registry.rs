@@ -139,7 +139,7 @@ impl Registry {
         description: &str,
     ) -> Result<VersionMeta> {
         let what = format!("publish {name} {version}");
-        let sha256 = wasmgate_envoy::Sha256::of(&module);
+        let sha256 = wasmgate_envoy::Digest::of(&module);
         let response = self.send(
             self.client
                 .put(format!(

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 use serde_json::Value;
-use wasmgate_envoy::{Code, Remote, Sha256, Trust, WasmFilter};
+use wasmgate_envoy::{Code, Digest, Remote, Trust, WasmFilter};
 use wasmgate_istio::{
     Delivery, EnvVar, EnvoyFilterSpec, FailStrategy, Metadata, PatchContext, Phase, PluginSpec,
     PullPolicy, TargetRef, TrafficSelector,
@@ -35,11 +35,11 @@ pub enum Source<'a> {
 /// A plugin's module, pinned.
 #[derive(Debug, Clone)]
 pub struct Pinned {
-    pub sha256: Sha256,
+    pub sha256: Digest,
     /// Where the module is served over HTTP(S).
     pub http_url: Option<String>,
     /// The OCI image and its manifest digest.
-    pub oci: Option<(String, Sha256)>,
+    pub oci: Option<(String, Digest)>,
     /// The module on this machine.
     pub local: Option<PathBuf>,
 }
@@ -64,7 +64,7 @@ pub struct Warning {
     pub message: String,
 }
 
-fn digest(text: Option<&str>, origin: &str) -> Result<Sha256> {
+fn digest(text: Option<&str>, origin: &str) -> Result<Digest> {
     let text = text.ok_or_else(|| {
         Error::failed(format!(
             "{origin}: sha256 is missing; refusing to render a manifest that is not pinned by sha256"
@@ -107,11 +107,13 @@ fn pin_from_lock(lock: &Lock, path: &Path, configured: &Configured) -> Result<Pi
     let sha256 = digest(entry.sha256.as_deref(), &origin)?;
     let local = module_path(entry, path);
     if let Ok(bytes) = std::fs::read(&local) {
-        let actual = Sha256::of(&bytes);
+        let actual = Digest::of(&bytes);
         if actual != sha256 {
             return Err(Error::failed(format!(
-                "{origin}: {} has sha256 {actual}, the lock says {sha256}; run `wasmgate package` again",
-                local.display()
+                "{origin}: {} has sha256 {}, the lock says {}; run `wasmgate package` again",
+                local.display(),
+                actual.hex(),
+                sha256.hex()
             )));
         }
     }

@@ -262,7 +262,7 @@ fn inspect_reports_digest_abi_and_exports() {
     assert!(out.status.success(), "{}", stderr(&out));
     let report: Value = serde_json::from_str(&stdout(&out)).unwrap();
     let bytes = std::fs::read(&module).unwrap();
-    assert_eq!(report["sha256"], wasmgate_envoy::Sha256::of(&bytes).hex());
+    assert_eq!(report["sha256"], wasmgate_envoy::Digest::of(&bytes).hex());
     assert_eq!(report["size"], bytes.len());
     assert_eq!(report["abi_version"], "0.2.1");
     let exports: Vec<&str> = report["exports"]

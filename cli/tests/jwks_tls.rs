@@ -152,8 +152,8 @@ fn envoy(uri: &str, jwks_tls: JwksTls, upstream: &Upstream) -> Envoy {
         .start()
 }
 
-fn wasmgate_envoy_sha(path: &Path) -> wasmgate_envoy::Sha256 {
-    wasmgate_envoy::Sha256::of(&std::fs::read(path).unwrap())
+fn wasmgate_envoy_sha(path: &Path) -> wasmgate_envoy::Digest {
+    wasmgate_envoy::Digest::of(&std::fs::read(path).unwrap())
 }
 
 /// The status and body of `GET /api/hello` with a valid demo token.

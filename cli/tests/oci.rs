@@ -489,7 +489,7 @@ fn answer(mut stream: TcpStream, addr: SocketAddr, seen: &Seen) -> std::io::Resu
                 "201 Created",
                 vec![format!(
                     "Docker-Content-Digest: sha256:{}",
-                    wasmgate_envoy::Sha256::of(&body).hex()
+                    wasmgate_envoy::Digest::of(&body).hex()
                 )],
                 String::new(),
             ),

@@ -73,7 +73,7 @@ fn wait_for(url: &str, process: &mut Process) {
 }
 
 fn module_sha(name: &str) -> String {
-    wasmgate_envoy::Sha256::of(&std::fs::read(test_env::wasm_module(name)).unwrap())
+    wasmgate_envoy::Digest::of(&std::fs::read(test_env::wasm_module(name)).unwrap())
         .hex()
         .to_owned()
 }

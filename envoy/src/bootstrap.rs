@@ -518,7 +518,7 @@ pub struct TransportSocket {
 mod tests {
     use super::*;
     use crate::wasm::Remote;
-    use crate::Sha256;
+    use crate::Digest;
 
     fn spec() -> Spec {
         Spec {
@@ -529,7 +529,7 @@ mod tests {
                 Code::Remote(Remote::new(
                     "http://127.0.0.1:5000/m",
                     "registry",
-                    Sha256::of(b"m"),
+                    Digest::of(b"m"),
                 )),
             )],
             upstream: "http://127.0.0.1:8000".into(),

@@ -2,8 +2,8 @@
 //! file or fetched by URL and pinned by SHA-256, and a complete static bootstrap around it.
 //!
 //! ```
-//! use wasmgate_envoy::{render, Code, Remote, Sha256, Spec, WasmFilter};
-//! let sha: Sha256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855".parse().unwrap();
+//! use wasmgate_envoy::{render, Code, Remote, Digest, Spec, WasmFilter};
+//! let sha: Digest = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855".parse().unwrap();
 //! let filter = WasmFilter::new(
 //!     "header-rewrite",
 //!     Code::Remote(Remote::new("http://127.0.0.1:5000/m.wasm", "registry", sha)),
@@ -22,7 +22,6 @@
 
 mod binary;
 mod bootstrap;
-mod digest;
 mod tls;
 mod wasm;
 
@@ -33,7 +32,6 @@ pub use bootstrap::{
     check_trust, render, Action, Address, Admin, Bootstrap, Cluster, RenderError, Scheme, Spec,
     StaticResources, UPSTREAM_CLUSTER,
 };
-pub use digest::{DigestError, Sha256};
 pub use tls::{
     CommonTlsContext, DataSource, SanMatcher, StringMatcher, Trust, UpstreamTls, ValidationContext,
     SYSTEM_CA_BUNDLE,
@@ -42,6 +40,7 @@ pub use wasm::{
     AsyncDataSource, Code, HttpFilter, LocalSource, PluginConfig, Remote, RemoteSource,
     RetryPolicy, VmConfig, WasmFilter, RUNTIME_V8, WASM_FILTER,
 };
+pub use wasmgate_artifact::{Digest, DigestError};
 
 /// A protobuf JSON duration: `10s`, `1.500s`.
 fn duration(d: Duration) -> String {

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::digest::Sha256;
 use crate::duration;
+use wasmgate_artifact::Digest;
 
 /// Envoy's name for the Wasm HTTP filter.
 pub const WASM_FILTER: &str = "envoy.filters.http.wasm";
@@ -31,7 +31,7 @@ pub struct Remote {
     pub uri: String,
     /// The Envoy cluster the fetch goes through; it must exist in the same configuration.
     pub cluster: String,
-    pub sha256: Sha256,
+    pub sha256: Digest,
     /// How long one fetch may take.
     pub timeout: Duration,
     /// Fetch attempts after the first failure, with exponential back-off.
@@ -40,7 +40,7 @@ pub struct Remote {
 
 impl Remote {
     /// A fetch of `uri` through `cluster`: 10 s per attempt, 5 retries.
-    pub fn new(uri: impl Into<String>, cluster: impl Into<String>, sha256: Sha256) -> Self {
+    pub fn new(uri: impl Into<String>, cluster: impl Into<String>, sha256: Digest) -> Self {
         Remote {
             uri: uri.into(),
             cluster: cluster.into(),
@@ -239,7 +239,8 @@ pub struct LocalSource {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RemoteSource {
     pub http_uri: HttpUri,
-    pub sha256: Sha256,
+    #[serde(with = "wasmgate_artifact::digest::hex")]
+    pub sha256: Digest,
     pub retry_policy: RetryPolicy,
 }
 
@@ -272,7 +273,7 @@ mod tests {
 
     #[test]
     fn remote_code_is_pinned_and_retried() {
-        let sha = Sha256::of(b"module");
+        let sha = Digest::of(b"module");
         let mut filter = WasmFilter::new(
             "jwt-auth",
             Code::Remote(Remote::new("http://r/m.wasm", "registry", sha.clone())),

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use wasmgate_envoy::{render, Code, Remote, Sha256, Spec, Trust, WasmFilter, SYSTEM_CA_BUNDLE};
+use wasmgate_envoy::{render, Code, Digest, Remote, Spec, Trust, WasmFilter, SYSTEM_CA_BUNDLE};
 
 fn validate(spec: &Spec) {
     let bootstrap = render(spec).unwrap();
@@ -17,7 +17,7 @@ fn validate(spec: &Spec) {
 
 #[test]
 fn remote_code_through_registry_cluster_validates() {
-    let sha = Sha256::of(b"module");
+    let sha = Digest::of(b"module");
     let mut jwt = WasmFilter::new(
         "jwt-auth",
         Code::Remote(Remote::new(

@@ -24,4 +24,4 @@ pub use manifest::{
     TrafficExtension, WasmPlugin,
 };
 pub use mesh::{DestinationRule, MeshService, ServiceEntry};
-pub use wasmgate_envoy::Sha256;
+pub use wasmgate_envoy::Digest;

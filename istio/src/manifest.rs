@@ -6,7 +6,7 @@ use std::fmt;
 
 use serde::Serialize;
 use serde_json::{json, Value};
-use wasmgate_envoy::{check_trust, Cluster, Code, HttpFilter, Sha256, Trust, WasmFilter};
+use wasmgate_envoy::{check_trust, Cluster, Code, Digest, HttpFilter, Trust, WasmFilter};
 
 use crate::api::{
     EnvVar, FailStrategy, Metadata, Phase, PluginType, PullPolicy, TargetRef, TrafficSelector,
@@ -38,7 +38,7 @@ pub struct PluginSpec {
     pub plugin_name: String,
     /// `http(s)://` URL of the module, or `oci://` image.
     pub url: String,
-    pub sha256: Sha256,
+    pub sha256: Digest,
     /// `pluginConfig`: a JSON object, already validated against the plugin's own types.
     pub plugin_config: Value,
     pub phase: Option<Phase>,
@@ -58,7 +58,7 @@ pub struct PluginSpec {
 impl PluginSpec {
     /// The spec for `plugin_name` at `url` pinned by `sha256`, named after the plugin, with an
     /// empty configuration and Istio's defaults for everything else.
-    pub fn new(plugin_name: &str, url: &str, sha256: Sha256) -> Self {
+    pub fn new(plugin_name: &str, url: &str, sha256: Digest) -> Self {
         PluginSpec {
             metadata: Metadata {
                 name: plugin_name.to_owned(),
@@ -130,7 +130,7 @@ impl PluginSpec {
 }
 
 /// `url` must use a scheme Istio fetches, and a digest inside it must match `sha256`.
-fn check_url(url: &str, sha256: &Sha256) -> Result<(), ManifestError> {
+fn check_url(url: &str, sha256: &Digest) -> Result<(), ManifestError> {
     if url.is_empty() {
         return fail("url: is empty".into());
     }
@@ -142,11 +142,13 @@ fn check_url(url: &str, sha256: &Sha256) -> Result<(), ManifestError> {
         }
     }
     if let Some((_, pinned)) = url.rsplit_once("@sha256:") {
-        match format!("sha256:{pinned}").parse::<Sha256>() {
+        match format!("sha256:{pinned}").parse::<Digest>() {
             Ok(digest) if digest == *sha256 => {}
             Ok(digest) => {
                 return fail(format!(
-                    "url: pins sha256 {digest}, but sha256 is {sha256}; they must match"
+                    "url: pins sha256 {}, but sha256 is {}; they must match",
+                    digest.hex(),
+                    sha256.hex()
                 ))
             }
             Err(e) => return fail(format!("url: {e}")),
@@ -174,7 +176,8 @@ pub struct WasmPluginSpec {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub target_refs: Vec<TargetRef>,
     pub url: String,
-    pub sha256: Sha256,
+    #[serde(with = "wasmgate_artifact::digest::hex")]
+    pub sha256: Digest,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub image_pull_policy: Option<PullPolicy>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -252,7 +255,8 @@ pub struct TrafficExtensionSpec {
 #[serde(rename_all = "camelCase")]
 pub struct WasmConfig {
     pub url: String,
-    pub sha256: Sha256,
+    #[serde(with = "wasmgate_artifact::digest::hex")]
+    pub sha256: Digest,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub image_pull_policy: Option<PullPolicy>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -647,8 +651,8 @@ mod tests {
     use serde_json::json;
     use wasmgate_envoy::Remote;
 
-    fn sha() -> Sha256 {
-        Sha256::of(b"module")
+    fn sha() -> Digest {
+        Digest::of(b"module")
     }
 
     fn spec() -> PluginSpec {
@@ -720,12 +724,12 @@ mod tests {
             .starts_with("url: scheme \"ftp\""));
 
         let mut pinned = spec();
-        pinned.url = format!("oci://registry/jwt@sha256:{}", Sha256::of(b"other"));
+        pinned.url = format!("oci://registry/jwt@sha256:{}", Digest::of(b"other").hex());
         assert!(traffic_extension(&pinned)
             .unwrap_err()
             .0
             .contains("they must match"));
-        pinned.url = format!("oci://registry/jwt@sha256:{}", sha());
+        pinned.url = format!("oci://registry/jwt@sha256:{}", sha().hex());
         assert!(traffic_extension(&pinned).is_ok());
 
         let mut admission = spec();
@@ -863,7 +867,7 @@ mod tests {
 
     #[test]
     fn envoy_filter_ecds_form() {
-        let oci = Sha256::of(b"manifest");
+        let oci = Digest::of(b"manifest");
         let filters = vec![
             WasmFilter::new(
                 "jwt-auth",

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use serde_json::Value;
-use wasmgate_envoy::{render, Code, Remote, Sha256, Spec, WasmFilter};
+use wasmgate_envoy::{render, Code, Digest, Remote, Spec, WasmFilter};
 use wasmgate_istio::{
     envoy_filter, Delivery, EnvoyFilterSpec, FailStrategy, Metadata, PatchContext, PullPolicy,
 };
@@ -75,7 +75,7 @@ fn ecds_patches_resolved_in_a_bootstrap_validate() {
 }
 
 fn patches_validate(delivery: Delivery, fail_strategy: Option<FailStrategy>) {
-    let sha = Sha256::of(b"module");
+    let sha = Digest::of(b"module");
     let filters = ["jwt-auth", "rate-limit", "header-rewrite"]
         .map(|p| {
             let mut filter = WasmFilter::new(
