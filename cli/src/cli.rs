@@ -340,6 +340,27 @@ pub struct IstioArgs {
     /// the HTTP download.
     #[arg(long)]
     pub oci: bool,
+    #[command(flatten)]
+    pub mesh: MeshArgs,
+}
+
+/// How a plugin's callouts reach their services in the mesh: through Istio's
+/// `outbound|PORT||HOST` clusters, declared by the ServiceEntry (and for https the
+/// DestinationRule) rendered with the plugins.
+#[derive(Debug, Args)]
+pub struct MeshArgs {
+    /// Where a gRPC service a pluginConfig names is: `NAME=grpc://HOST:PORT` (rate-limit's
+    /// `rate_limit_service.cluster`). The cluster becomes `outbound|PORT||HOST` and a
+    /// ServiceEntry (protocol GRPC) is written for HOST.
+    #[arg(long = "cluster", value_name = "NAME=URL", value_parser = parse_cluster)]
+    pub clusters: Vec<(String, String)>,
+    #[command(flatten)]
+    pub jwks_tls: JwksTlsArgs,
+    /// A Secret holding the CA that https JWKS servers' certificates must chain to
+    /// (DestinationRule `credentialName`), instead of a CA file in the proxy: `SECRET` for
+    /// every https JWKS cluster, `CLUSTER=SECRET` for one.
+    #[arg(long = "jwks-ca-secret", value_name = "[CLUSTER=]SECRET")]
+    pub ca_secrets: Vec<String>,
 }
 
 fn parse_label(text: &str) -> Result<(String, String), String> {
@@ -421,7 +442,7 @@ pub struct EnvoyFilterArgs {
     #[arg(long, conflicts_with = "inline")]
     pub image_pull_policy: Option<PullPolicy>,
     #[command(flatten)]
-    pub jwks_tls: JwksTlsArgs,
+    pub mesh: MeshArgs,
 }
 
 /// `wasmgate examples`.

@@ -9,7 +9,8 @@
 //! - [`registry`], [`oci`]: publish to a Wasmgate registry or any OCI registry;
 //! - [`plugins`], [`pluginconfig`]: the plugins and their configurations, validated by the
 //!   plugins' own code;
-//! - [`render`]: Envoy bootstrap, WasmPlugin, TrafficExtension and EnvoyFilter;
+//! - [`render`]: Envoy bootstrap, WasmPlugin, TrafficExtension and EnvoyFilter; [`mesh`]:
+//!   the ServiceEntry and DestinationRule their callouts need in a mesh;
 //! - [`examples`]: the checked-in generated examples and their staleness check;
 //! - [`demo`]: registry, JWKS, upstream and Envoy running the three plugins.
 
@@ -18,6 +19,7 @@ pub mod error;
 pub mod examples;
 pub mod inspect;
 pub mod lock;
+pub mod mesh;
 pub mod oci;
 pub mod package;
 pub mod pluginconfig;

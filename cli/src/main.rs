@@ -3,6 +3,7 @@
 
 mod cli;
 
+use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -386,6 +387,17 @@ fn jwks_tls(args: &cli::JwksTlsArgs, check_files: bool) -> render::JwksTls {
     tls
 }
 
+/// `--jwks-ca-secret [CLUSTER=]SECRET` values: by cluster, `None` for every cluster.
+fn ca_secrets(values: &[String]) -> BTreeMap<Option<String>, String> {
+    values
+        .iter()
+        .map(|value| match value.split_once('=') {
+            Some((cluster, secret)) => (Some(cluster.to_owned()), secret.to_owned()),
+            None => (None, value.clone()),
+        })
+        .collect()
+}
+
 fn cmd_render(target: &RenderTarget, output: Output) -> Result<()> {
     match target {
         RenderTarget::Envoy(args) => {
@@ -432,6 +444,9 @@ fn cmd_render(target: &RenderTarget, output: Output) -> Result<()> {
                     image_pull_secret: args.image_pull_secret.clone(),
                     env: args.env.clone(),
                     oci: args.oci,
+                    clusters: args.mesh.clusters.clone(),
+                    jwks_tls: jwks_tls(&args.mesh.jwks_tls, false),
+                    ca_secrets: ca_secrets(&args.mesh.ca_secrets),
                 },
             )?;
             warn(output, &warnings);
@@ -442,14 +457,16 @@ fn cmd_render(target: &RenderTarget, output: Output) -> Result<()> {
         }
         RenderTarget::Envoyfilter(args) => {
             let plugins = resolve(&args.common)?;
-            let (manifest, warnings) = render::envoy_filter(
+            let (documents, warnings) = render::envoy_filter(
                 &plugins,
                 &render::EnvoyFilterOptions {
                     name: args.name.clone(),
                     namespace: args.namespace.clone(),
                     selector: render::selector(&args.selector)?,
                     context: args.context,
-                    jwks_tls: jwks_tls(&args.jwks_tls, false),
+                    jwks_tls: jwks_tls(&args.mesh.jwks_tls, false),
+                    clusters: args.mesh.clusters.clone(),
+                    ca_secrets: ca_secrets(&args.mesh.ca_secrets),
                     delivery: if args.inline {
                         wasmgate_istio::Delivery::Inline
                     } else {
@@ -467,7 +484,7 @@ fn cmd_render(target: &RenderTarget, output: Output) -> Result<()> {
             warn(output, &warnings);
             emit(
                 &args.common,
-                &render::encode(&[manifest], format(&args.common))?,
+                &render::encode(&documents, format(&args.common))?,
             )
         }
     }

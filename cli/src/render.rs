@@ -10,12 +10,13 @@ use serde::Serialize;
 use serde_json::Value;
 use wasmgate_envoy::{Code, Digest, Remote, Trust, WasmFilter};
 use wasmgate_istio::{
-    Delivery, EnvVar, EnvoyFilterSpec, FailStrategy, Metadata, PatchContext, Phase, PluginSpec,
-    PullPolicy, TargetRef, TrafficSelector,
+    Delivery, EnvVar, EnvoyFilterSpec, FailStrategy, MeshService, Metadata, PatchContext, Phase,
+    PluginSpec, PullPolicy, TargetRef, TrafficSelector,
 };
 
 use crate::error::{Error, Result};
 use crate::lock::Lock;
+use crate::mesh::{Mesh, MeshOptions};
 use crate::package::module_path;
 use crate::pluginconfig::Configured;
 use crate::registry::Registry;
@@ -487,6 +488,12 @@ pub struct IstioOptions {
     pub env: Vec<EnvVar>,
     /// Reference the OCI image (`oci://`) instead of the HTTP download.
     pub oci: bool,
+    /// `--cluster NAME=grpc://HOST:PORT`: where a gRPC service named in a pluginConfig is.
+    pub clusters: Vec<(String, String)>,
+    /// How `https` JWKS are checked (CA paths in the proxy's container).
+    pub jwks_tls: JwksTls,
+    /// `--jwks-ca-secret`: see [`MeshOptions::ca_secrets`].
+    pub ca_secrets: BTreeMap<Option<String>, String>,
 }
 
 /// Which Istio kind to render.
@@ -521,6 +528,27 @@ fn lints(plugin: &Resolved, options: &IstioOptions, phase: Option<Phase>) -> Vec
 pub enum IstioManifest {
     WasmPlugin(Box<wasmgate_istio::WasmPlugin>),
     TrafficExtension(Box<wasmgate_istio::TrafficExtension>),
+    EnvoyFilter(Box<wasmgate_istio::EnvoyFilter>),
+    ServiceEntry(Box<wasmgate_istio::ServiceEntry>),
+    DestinationRule(Box<wasmgate_istio::DestinationRule>),
+}
+
+/// The ServiceEntry (and for https the DestinationRule) of each service the callouts reach.
+fn mesh_documents(services: &[MeshService], namespace: Option<&str>) -> Result<Vec<IstioManifest>> {
+    let mut documents = Vec::new();
+    for service in services {
+        let fail =
+            |e: wasmgate_istio::ManifestError| Error::failed(format!("{}: {e}", service.cluster()));
+        documents.push(IstioManifest::ServiceEntry(Box::new(
+            wasmgate_istio::mesh::service_entry(service, namespace).map_err(fail)?,
+        )));
+        if let Some(rule) =
+            wasmgate_istio::mesh::destination_rule(service, namespace).map_err(fail)?
+        {
+            documents.push(IstioManifest::DestinationRule(Box::new(rule)));
+        }
+    }
+    Ok(documents)
 }
 
 /// Labels from `--selector KEY=VALUE` flags; a key given twice is a usage error.
@@ -554,8 +582,21 @@ pub fn istio(
     plugins: &[Resolved],
     options: &IstioOptions,
 ) -> Result<(Vec<IstioManifest>, Vec<Warning>)> {
+    let Mesh {
+        plugins,
+        services,
+        mut warnings,
+    } = crate::mesh::rewrite(
+        plugins,
+        &MeshOptions {
+            clusters: options.clusters.clone(),
+            jwks_tls: options.jwks_tls.clone(),
+            ca_secrets: options.ca_secrets.clone(),
+            adds_clusters: false,
+        },
+    )?;
+    let plugins = plugins.as_slice();
     let mut documents = Vec::new();
-    let mut warnings = Vec::new();
     let phases: Vec<Option<Phase>> = plugins
         .iter()
         .map(|p| options.phase.or(p.configured.plugin.phase))
@@ -620,6 +661,7 @@ pub fn istio(
         .map_err(|e| Error::failed(format!("{}: {e}", plugin.name())))?;
         documents.push(document);
     }
+    documents.extend(mesh_documents(&services, options.namespace.as_deref())?);
     Ok((documents, warnings))
 }
 
@@ -639,6 +681,11 @@ pub struct EnvoyFilterOptions {
     pub priority: Option<i32>,
     pub target_refs: Vec<TargetRef>,
     pub fail_strategy: Option<FailStrategy>,
+    /// `--cluster NAME=URL`: inline, one more cluster added; ECDS, where a gRPC service
+    /// named in a pluginConfig is (`grpc://HOST:PORT`).
+    pub clusters: Vec<(String, String)>,
+    /// ECDS: `--jwks-ca-secret`, see [`MeshOptions::ca_secrets`].
+    pub ca_secrets: BTreeMap<Option<String>, String>,
 }
 
 /// ECDS: each plugin's code from its HTTP URL or OCI image, fetched by istio-agent (no
@@ -676,16 +723,66 @@ fn ecds_filters(plugins: &[Resolved], oci: bool) -> Result<(Vec<WasmFilter>, Clu
 }
 
 /// One EnvoyFilter inserting every plugin, in order, with code fetched with sha256, with the
-/// warnings (see [`JwksTls`]).
+/// warnings (see [`JwksTls`]). In the ECDS form, callouts go through Istio's clusters and
+/// the ServiceEntry and DestinationRule documents for them follow the EnvoyFilter.
 pub fn envoy_filter(
     plugins: &[Resolved],
     options: &EnvoyFilterOptions,
-) -> Result<(wasmgate_istio::EnvoyFilter, Vec<Warning>)> {
+) -> Result<(Vec<IstioManifest>, Vec<Warning>)> {
+    let mut warnings = Vec::new();
+    let mut documents = Vec::new();
     let (filters, clusters) = match options.delivery {
-        Delivery::Inline => wasm_filters(plugins, CodeFrom::Remote)?,
-        Delivery::Ecds { .. } => ecds_filters(plugins, options.oci)?,
+        Delivery::Inline => {
+            let (filters, mut clusters) = wasm_filters(plugins, CodeFrom::Remote)?;
+            for (name, url) in &options.clusters {
+                match clusters.iter_mut().find(|(n, _)| n == name) {
+                    Some(existing) => existing.1 = url.clone(),
+                    None => clusters.push((name.clone(), url.clone())),
+                }
+            }
+            check_grpc_clusters(plugins, &clusters)?;
+            (filters, clusters)
+        }
+        Delivery::Ecds { .. } => {
+            let mesh = crate::mesh::rewrite(
+                plugins,
+                &MeshOptions {
+                    clusters: options.clusters.clone(),
+                    jwks_tls: options.jwks_tls.clone(),
+                    ca_secrets: options.ca_secrets.clone(),
+                    adds_clusters: true,
+                },
+            )?;
+            warnings.extend(mesh.warnings);
+            documents = mesh_documents(&mesh.services, options.namespace.as_deref())?;
+            let (filters, mut clusters) = ecds_filters(&mesh.plugins, options.oci)?;
+            // Istio builds the outbound clusters; a callout Istio cannot name keeps a
+            // cluster the EnvoyFilter adds.
+            clusters
+                .retain(|(name, _)| wasmgate_istio::mesh::parse_outbound_cluster(name).is_none());
+            (filters, clusters)
+        }
     };
-    let (trust, mut warnings) = jwks_trust(plugins, &clusters, &options.jwks_tls)?;
+    let jwks_tls = match options.delivery {
+        Delivery::Inline => options.jwks_tls.clone(),
+        // Per-cluster settings were taken by the mesh rewrite.
+        Delivery::Ecds { .. } => JwksTls {
+            cluster_ca_files: options
+                .jwks_tls
+                .cluster_ca_files
+                .iter()
+                .filter(|(name, _)| clusters.iter().any(|(n, _)| n == *name))
+                .map(|(n, p)| (n.clone(), p.clone()))
+                .collect(),
+            ..options.jwks_tls.clone()
+        },
+    };
+    let (trust, trust_warnings) = jwks_trust(plugins, &clusters, &jwks_tls)?;
+    for warning in trust_warnings {
+        if !warnings.contains(&warning) {
+            warnings.push(warning);
+        }
+    }
     if options.fail_strategy == Some(FailStrategy::FailOpen) {
         for plugin in plugins
             .iter()
@@ -716,7 +813,8 @@ pub fn envoy_filter(
         fail_strategy: options.fail_strategy,
     })
     .map_err(|e| Error::failed(e.0))?;
-    Ok((manifest, warnings))
+    documents.insert(0, IstioManifest::EnvoyFilter(Box::new(manifest)));
+    Ok((documents, warnings))
 }
 
 /// Serialize documents as YAML (separated by `---`) or JSON (one per document, or an array).

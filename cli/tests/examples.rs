@@ -92,14 +92,43 @@ fn envoyfilter_example_validates_in_a_bootstrap() {
 
 #[test]
 fn istio_examples_pin_every_module() {
-    for doc in load("istio/examples/wasmplugin.yaml") {
+    // Each file ends with the ServiceEntry and DestinationRule of the remote JWKS.
+    let kinds = |docs: &[Value]| -> Vec<String> {
+        docs.iter()
+            .map(|d| d["kind"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let plugins = load("istio/examples/wasmplugin.yaml");
+    assert_eq!(
+        kinds(&plugins),
+        [
+            "WasmPlugin",
+            "WasmPlugin",
+            "WasmPlugin",
+            "ServiceEntry",
+            "DestinationRule"
+        ]
+    );
+    for doc in &plugins[..3] {
         assert_eq!(doc["apiVersion"], "extensions.istio.io/v1alpha1");
-        assert_eq!(doc["kind"], "WasmPlugin");
         assert_eq!(doc["spec"]["sha256"].as_str().unwrap().len(), 64);
     }
     let extensions = load("istio/examples/trafficextension.yaml");
-    assert_eq!(extensions.len(), 3);
-    for doc in extensions {
+    assert_eq!(
+        kinds(&extensions),
+        [
+            "TrafficExtension",
+            "TrafficExtension",
+            "TrafficExtension",
+            "ServiceEntry",
+            "DestinationRule"
+        ]
+    );
+    assert_eq!(
+        kinds(&load("istio/examples/envoyfilter.yaml")),
+        ["EnvoyFilter", "ServiceEntry", "DestinationRule"]
+    );
+    for doc in &extensions[..3] {
         assert_eq!(doc["kind"], "TrafficExtension");
         assert!(doc["spec"]["wasm"]["url"]
             .as_str()
