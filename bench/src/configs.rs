@@ -198,9 +198,9 @@ pub fn all() -> Vec<Scenario> {
         scenario(NONE, "no filter", Request::Plain, vec![]),
         scenario(
             "wasm-noop",
-            "Wasm floor: header-rewrite, no rules",
+            "Wasm floor: noop.wasm, lets every request through",
             Request::Plain,
-            vec![header_rewrite_wasm(json!({ "rules": [] }))],
+            vec![wasm(FLOOR, "noop", "", json!({}))],
         ),
     ];
     for (alg, request) in [("RS256", Request::Rs256), ("ES256", Request::Es256)] {
@@ -404,6 +404,67 @@ pub fn all() -> Vec<Scenario> {
         .memory_only(),
     ]);
     out
+}
+
+/// The no-op module every other module is compared with in the module-cost table.
+pub const FLOOR: &str = "noop";
+
+/// One shipped module as the module-cost table starts it: alone in front of the route.
+#[derive(Debug, Clone)]
+pub struct ModuleCost {
+    /// The module's file name without `.wasm`.
+    pub module: &'static str,
+    /// One plugin, held to issue 14's target against the floor; `wasmgate_all` hosts three.
+    pub plugin: bool,
+    /// No filter (`module` empty) or the module with a typical configuration.
+    pub scenario: Scenario,
+}
+
+/// The module-cost configurations: no filter, the floor, each plugin's module with the
+/// configuration its load row uses, and `wasmgate_all` hosting all three on one `vm_id`.
+pub fn module_costs() -> Vec<ModuleCost> {
+    let cost = |module, plugin, id, filters| ModuleCost {
+        module,
+        plugin,
+        scenario: scenario(id, module, Request::Plain, filters).memory_only(),
+    };
+    vec![
+        cost("", false, NONE, vec![]),
+        cost(
+            FLOOR,
+            false,
+            "module-noop",
+            vec![wasm(FLOOR, "noop", "", json!({}))],
+        ),
+        cost(
+            "header_rewrite",
+            true,
+            "module-header-rewrite",
+            vec![header_rewrite_wasm(header_rules())],
+        ),
+        cost(
+            "jwt_auth",
+            true,
+            "module-jwt-auth",
+            vec![jwt_wasm(RS256_JWKS, true)],
+        ),
+        cost(
+            "rate_limit",
+            true,
+            "module-rate-limit",
+            vec![rate_limit_wasm("rate_limit", "")],
+        ),
+        cost(
+            "wasmgate_all",
+            false,
+            "module-all",
+            vec![
+                jwt_wasm_in("wasmgate_all", "wasmgate", RS256_JWKS, true),
+                rate_limit_wasm("wasmgate_all", "wasmgate"),
+                wasm("wasmgate_all", "header-rewrite", "wasmgate", header_rules()),
+            ],
+        ),
+    ]
 }
 
 fn wasm(module: &'static str, root_id: &'static str, vm_id: &'static str, config: Value) -> Filter {
@@ -633,6 +694,28 @@ mod tests {
             }
         }
         assert_eq!(all[0].id, NONE);
+    }
+
+    #[test]
+    fn module_costs_start_from_no_filter_then_the_floor() {
+        let costs = module_costs();
+        assert_eq!(costs[0].scenario.id, NONE);
+        assert!(costs[0].scenario.modules().is_empty());
+        assert_eq!(costs[1].module, FLOOR);
+        for cost in &costs[1..] {
+            assert!(!cost.scenario.load, "{} is load-tested", cost.module);
+            assert!(
+                cost.scenario.modules().iter().all(|m| *m == cost.module),
+                "{} loads another module",
+                cost.module
+            );
+        }
+        let plugins: Vec<&str> = costs
+            .iter()
+            .filter(|c| c.plugin)
+            .map(|c| c.module)
+            .collect();
+        assert_eq!(plugins, ["header_rewrite", "jwt_auth", "rate_limit"]);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 use std::fmt::Write;
 
+use crate::footprint::ModuleCost;
 use crate::results::{Download, Machine, ModuleSize, Row, Status};
 use crate::settings::Settings;
 use crate::stats::Summary;
@@ -237,6 +238,178 @@ impl Report {
     }
 }
 
+/// Opens the module-cost section of the results file: a run that measures only it
+/// (`BENCH_ONLY=memory`) rewrites what lies between the markers and nothing else.
+pub const MODULE_COSTS_BEGIN: &str =
+    "<!-- module costs: written by `make bench` or `BENCH_ONLY=memory`; other runs keep it -->";
+/// Closes the module-cost section.
+pub const MODULE_COSTS_END: &str = "<!-- module costs: end -->";
+
+/// Issue 14's target for each plugin against the floor: RSS added, in KiB.
+const TARGET_RSS_KIB: f64 = 4.0 * 1024.0;
+/// Issue 14's target for each plugin against the floor: start to ready, in ms.
+const TARGET_START_MS: f64 = 150.0;
+
+/// The module-cost section, markers included: each module's size, the RSS it adds to Envoy
+/// and its start to ready, next to the no-op floor.
+pub fn render_module_costs(machine: &Machine, costs: &[ModuleCost], starts: usize) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "{MODULE_COSTS_BEGIN}");
+    let _ = writeln!(
+        out,
+        "## Module costs: size, memory and start-up next to the floor\n"
+    );
+    let _ = writeln!(
+        out,
+        "{}; Envoy {}; {} cores, {}; load average (1 min) {} before, {} after; {starts} starts per module and concurrency (`BENCH_MEMORY_STARTS`), {:.1} min.\n",
+        machine.date,
+        machine.envoy_version,
+        machine.cores,
+        machine.cpu_model,
+        machine.load_before.map_or("?".into(), |l| format!("{l:.2}")),
+        machine.load_after.map_or("?".into(), |l| format!("{l:.2}")),
+        machine.minutes
+    );
+    let _ = writeln!(out, "Each module alone in a fresh Envoy (one filter with the configuration of its load row; `wasmgate_all` hosts all three plugins on one `vm_id`), no traffic; Envoy pinned to one core, configurations interleaved, medians over the starts. **RSS added**: Envoy's `VmRSS` once it stops growing after `/ready` (the workers load their VMs then), minus Envoy with no filter at the same `--concurrency`. **Start to ready**: process start to admin `/ready` answering `LIVE` (polled every 50 ms). In brackets: the difference from the floor, `noop.wasm` (a plugin that lets every request through, built like the others). Target (issue 14): each plugin within {:.0} MiB RSS and {TARGET_START_MS:.0} ms start-up of the floor, at both concurrencies (c).\n", TARGET_RSS_KIB / 1024.0);
+    let _ = writeln!(out, "| module | shipped size, KiB | RSS added, concurrency 1, MiB | RSS added, concurrency 4, MiB | start to ready, concurrency 1, ms | start to ready, concurrency 4, ms | within target of the floor |");
+    let _ = writeln!(out, "|---|--:|--:|--:|--:|--:|---|");
+    let median = |values: &[f64]| Summary::of(values).map(|s| s.median);
+    let none = costs.iter().find(|c| c.cost.module.is_empty());
+    let floor = costs
+        .iter()
+        .find(|c| c.cost.module == crate::configs::FLOOR);
+    let base_rss = |i: usize| none.and_then(|n| median(&n.rss_kib[i]));
+    let added = |c: &ModuleCost, i: usize| Some(median(&c.rss_kib[i])? - base_rss(i)?);
+    let started = |c: &ModuleCost, i: usize| median(&c.start_ms[i]);
+    let ok = |c: &ModuleCost| c.status == Status::Ok;
+    let floor = floor.filter(|f| ok(f));
+    for cost in costs {
+        let name = if cost.cost.module.is_empty() {
+            "no filter (baseline)".to_owned()
+        } else if cost.cost.module == crate::configs::FLOOR {
+            format!("`{}.wasm` (the floor)", cost.cost.module)
+        } else {
+            format!("`{}.wasm`", cost.cost.module)
+        };
+        if let Some(status) = status_text(&cost.status) {
+            let _ = writeln!(out, "| {name} | {status} | | | | | |");
+            continue;
+        }
+        let is_floor = floor.is_some_and(|f| std::ptr::eq(f, cost));
+        let versus = |value: Option<f64>, of_floor: Option<f64>, scale: f64, decimals: usize| {
+            let Some(value) = value else {
+                return "—".to_owned();
+            };
+            match of_floor {
+                Some(f) if !is_floor && !cost.cost.module.is_empty() => format!(
+                    "{:.*} ({:+.*})",
+                    decimals,
+                    value / scale,
+                    decimals,
+                    (value - f) / scale
+                ),
+                _ => format!("{:.*}", decimals, value / scale),
+            }
+        };
+        let size = versus(
+            cost.size.map(|b| b as f64),
+            floor.and_then(|f| f.size).map(|b| b as f64),
+            1024.0,
+            1,
+        );
+        let mut cells = vec![
+            name,
+            if cost.cost.module.is_empty() {
+                "—".into()
+            } else {
+                size
+            },
+        ];
+        for i in 0..2 {
+            cells.push(if cost.cost.module.is_empty() {
+                base_rss(i).map_or("—".into(), |b| format!("{:.1} in all", b / 1024.0))
+            } else {
+                versus(added(cost, i), floor.and_then(|f| added(f, i)), 1024.0, 1)
+            });
+        }
+        for i in 0..2 {
+            cells.push(versus(
+                started(cost, i),
+                floor.and_then(|f| started(f, i)),
+                1.0,
+                0,
+            ));
+        }
+        let verdict = if cost.cost.module.is_empty() {
+            String::new()
+        } else if is_floor {
+            "the floor".into()
+        } else if let Some(floor) = floor {
+            let mut over = Vec::new();
+            for (i, concurrency) in crate::footprint::CONCURRENCIES.iter().enumerate() {
+                if let (Some(a), Some(b)) = (added(cost, i), added(floor, i)) {
+                    if a - b > TARGET_RSS_KIB {
+                        over.push(format!(
+                            "RSS {:+.1} MiB (c={concurrency})",
+                            (a - b) / 1024.0
+                        ));
+                    }
+                }
+                if let (Some(a), Some(b)) = (started(cost, i), started(floor, i)) {
+                    if a - b > TARGET_START_MS {
+                        over.push(format!("start {:+.0} ms (c={concurrency})", a - b));
+                    }
+                }
+            }
+            match (over.is_empty(), cost.cost.plugin) {
+                (true, true) => "yes".into(),
+                (true, false) => "yes (three plugins; the target is per plugin)".into(),
+                (false, true) => format!("**no**: {}", over.join(", ")),
+                (false, false) => format!(
+                    "no: {} (three plugins; the target is per plugin)",
+                    over.join(", ")
+                ),
+            }
+        } else {
+            "— (the floor was not measured)".into()
+        };
+        cells.push(verdict);
+        let _ = writeln!(out, "| {} |", cells.join(" | "));
+    }
+    let _ = writeln!(out, "\n{MODULE_COSTS_END}");
+    out
+}
+
+/// The results file after a run: `main` (the load, memory, size and download sections) and
+/// `module_costs` (its section, markers included) replace what they cover in `existing`; what
+/// a run did not measure is kept as it was, so a partial run never erases another's figures.
+pub fn merge(existing: &str, main: Option<&str>, module_costs: Option<&str>) -> String {
+    let (old_main, old_costs) = match (
+        existing.find(MODULE_COSTS_BEGIN),
+        existing.find(MODULE_COSTS_END),
+    ) {
+        (Some(begin), Some(end)) if begin < end => {
+            let end = end + MODULE_COSTS_END.len();
+            (
+                format!("{}{}", &existing[..begin], &existing[end..]),
+                Some(existing[begin..end].to_owned()),
+            )
+        }
+        _ => (existing.to_owned(), None),
+    };
+    let main = main.map_or(old_main, str::to_owned);
+    let costs = module_costs.map(|c| c.trim_end().to_owned()).or(old_costs);
+    let mut out = main.trim_end().to_owned();
+    if let Some(costs) = costs {
+        if !out.is_empty() {
+            out.push_str("\n\n");
+        }
+        out.push_str(&costs);
+    }
+    out.push('\n');
+    out
+}
+
 fn status_text(status: &Status) -> Option<String> {
     match status {
         Status::Ok => None,
@@ -293,6 +466,100 @@ mod tests {
     fn spread_is_shown_with_the_median() {
         assert_eq!(with_spread(&[90.0, 100.0, 110.0], 0), "100 ±10 %");
         assert_eq!(with_spread(&[], 1), "—");
+    }
+
+    #[test]
+    fn a_partial_run_keeps_the_sections_it_did_not_measure() {
+        let costs = |figure: &str| {
+            format!("{MODULE_COSTS_BEGIN}\n## Module costs\n{figure}\n{MODULE_COSTS_END}\n")
+        };
+        let full = merge("", Some("# Results\nload v1\n"), Some(&costs("mem v1")));
+        assert!(full.starts_with("# Results\nload v1\n\n"), "{full}");
+        assert!(full.contains("mem v1"));
+        // BENCH_ONLY=memory: the load sections stay, the module costs are replaced.
+        let memory = merge(&full, None, Some(&costs("mem v2")));
+        assert!(
+            memory.contains("load v1") && memory.contains("mem v2"),
+            "{memory}"
+        );
+        assert!(!memory.contains("mem v1"));
+        // BENCH_ONLY=jwt: the module costs stay.
+        let jwt = merge(&memory, Some("# Results\nload v2\n"), None);
+        assert!(jwt.contains("load v2") && jwt.contains("mem v2"), "{jwt}");
+        assert!(!jwt.contains("load v1"));
+        assert_eq!(merge(&jwt, None, None), jwt);
+        // A file from before the section existed gains it.
+        let old = merge("# Results\nold\n", None, Some(&costs("mem")));
+        assert!(old.starts_with("# Results\nold\n\n<!--"), "{old}");
+        assert_eq!(merge("", None, Some(&costs("mem"))), costs("mem"));
+    }
+
+    #[test]
+    fn module_costs_are_judged_against_the_floor() {
+        let measured = |cost: crate::configs::ModuleCost, rss_mib: f64, start_ms: f64| ModuleCost {
+            size: Some(100 * 1024),
+            cost,
+            status: Status::Ok,
+            start_ms: [vec![start_ms], vec![start_ms]],
+            rss_kib: [vec![rss_mib * 1024.0], vec![rss_mib * 1024.0]],
+        };
+        let mut configs = crate::configs::module_costs().into_iter();
+        let costs = vec![
+            measured(configs.next().unwrap(), 64.0, 100.0),
+            measured(configs.next().unwrap(), 88.0, 600.0),
+            measured(configs.next().unwrap(), 91.9, 749.0),
+            measured(configs.next().unwrap(), 92.1, 700.0),
+            measured(configs.next().unwrap(), 90.0, 800.0),
+        ];
+        let machine = Machine {
+            date: "today".into(),
+            envoy_version: "1.40".into(),
+            cores: 2,
+            cpu_model: "cpu".into(),
+            pinned: true,
+            load_before: None,
+            load_after: Some(1.0),
+            minutes: 1.0,
+        };
+        let text = render_module_costs(&machine, &costs, 1);
+        assert!(
+            text.starts_with(MODULE_COSTS_BEGIN) && text.trim_end().ends_with(MODULE_COSTS_END)
+        );
+        let row = |name: &str| {
+            text.lines()
+                .find(|l| l.starts_with("| ") && l.contains(name))
+                .unwrap()
+                .to_owned()
+        };
+        assert!(
+            row("no filter").contains("| 64.0 in all |"),
+            "{}",
+            row("no filter")
+        );
+        assert!(
+            row("noop.wasm").ends_with("| the floor |"),
+            "{}",
+            row("noop.wasm")
+        );
+        // 3.9 MiB and 149 ms over the floor: met.
+        let header = row("header_rewrite.wasm");
+        assert!(
+            header.contains("| 27.9 (+3.9) |") && header.contains("| 749 (+149) |"),
+            "{header}"
+        );
+        assert!(header.ends_with("| yes |"), "{header}");
+        // 4.1 MiB over: not met, saying which figure.
+        assert!(
+            row("jwt_auth.wasm").contains("**no**: RSS +4.1 MiB (c=1)"),
+            "{}",
+            row("jwt_auth.wasm")
+        );
+        // 200 ms slower to start: not met.
+        assert!(
+            row("rate_limit.wasm").contains("**no**: start +200 ms (c=1)"),
+            "{}",
+            row("rate_limit.wasm")
+        );
     }
 
     #[test]

@@ -7,22 +7,74 @@ use std::time::Instant;
 
 use crate::configs::{self, NONE};
 use crate::nginx::{self, Nginx};
-use crate::report::Report;
+use crate::report::{self, Report};
 use crate::results::{Cores, Machine, Row};
 use crate::settings::Settings;
 use crate::{downloads, footprint, load, procfs, start};
 
-/// Run everything, print the table and write the results file.
+/// Run what `BENCH_ONLY` selects, print the tables and merge them into the results file.
 pub fn run() -> Result<(), String> {
     let settings = Settings::from_env()?;
-    let started = Instant::now();
     let cores = pin_self()?;
-    let machine_before = procfs::load_average();
     let envoy_version = envoy_version()?;
     eprintln!(
         "wasmgate-bench: Envoy {envoy_version}, {} cores; {settings:?}",
         cores.count
     );
+    let main = if settings.runs_load() {
+        Some(load_report(&settings, cores, &envoy_version)?)
+    } else {
+        None
+    };
+    let module_costs = if settings.runs_memory() {
+        eprintln!("module costs: size, memory and start-up per module");
+        let started = Instant::now();
+        let load_before = procfs::load_average();
+        let costs = footprint::module_costs(settings.memory_starts);
+        let machine = machine(&envoy_version, cores, started, load_before);
+        Some(report::render_module_costs(
+            &machine,
+            &costs,
+            settings.memory_starts,
+        ))
+    } else {
+        None
+    };
+    for text in main.iter().chain(&module_costs) {
+        println!("{text}");
+    }
+    // A missing file is a first run: nothing to keep.
+    let existing = fs::read_to_string(&settings.out).unwrap_or_default();
+    let text = report::merge(&existing, main.as_deref(), module_costs.as_deref());
+    fs::write(&settings.out, &text).map_err(|e| format!("{}: {e}", settings.out.display()))?;
+    eprintln!("written to {}", settings.out.display());
+    Ok(())
+}
+
+/// The machine and the run so far.
+fn machine(
+    envoy_version: &str,
+    cores: Cores,
+    started: Instant,
+    load_before: Option<f64>,
+) -> Machine {
+    Machine {
+        date: command_output("date", &["-u", "+%Y-%m-%d %H:%M UTC"]).unwrap_or_default(),
+        envoy_version: envoy_version.to_owned(),
+        cores: cores.count,
+        cpu_model: cpu_model(),
+        pinned: cores.envoy.is_some(),
+        load_before,
+        load_after: procfs::load_average(),
+        minutes: started.elapsed().as_secs_f64() / 60.0,
+    }
+}
+
+/// The load-tested configurations, then start time, memory, sizes and downloads: the report
+/// without the module-cost section.
+fn load_report(settings: &Settings, cores: Cores, envoy_version: &str) -> Result<String, String> {
+    let started = Instant::now();
+    let machine_before = procfs::load_average();
     let work = tempfile::Builder::new()
         .prefix("wasmgate-bench-")
         .tempdir()
@@ -48,13 +100,13 @@ pub fn run() -> Result<(), String> {
             rows[0].status
         ));
     }
-    load::warm_up(&mut rows, &mut running, &settings, cores);
+    load::warm_up(&mut rows, &mut running, settings, cores);
     if !running.contains_key(NONE) {
         return Err(format!("the no-filter Envoy failed: {:?}", rows[0].status));
     }
     for round in 0..settings.rounds {
         eprintln!("round {} of {}", round + 1, settings.rounds);
-        load::run_round(round, &mut rows, &mut running, &settings, cores)?;
+        load::run_round(round, &mut rows, &mut running, settings, cores)?;
     }
     for row in rows.iter_mut() {
         if let Some(envoy) = running.get(row.scenario.id) {
@@ -70,29 +122,16 @@ pub fn run() -> Result<(), String> {
     eprintln!("module sizes");
     let modules = footprint::module_sizes();
     eprintln!("downloads");
-    let downloads = downloads::downloads(work.path(), &settings, cores);
+    let downloads = downloads::downloads(work.path(), settings, cores);
 
     let report = Report {
-        machine: Machine {
-            date: command_output("date", &["-u", "+%Y-%m-%d %H:%M UTC"]).unwrap_or_default(),
-            envoy_version,
-            cores: cores.count,
-            cpu_model: cpu_model(),
-            pinned: cores.envoy.is_some(),
-            load_before: machine_before,
-            load_after: procfs::load_average(),
-            minutes: started.elapsed().as_secs_f64() / 60.0,
-        },
+        machine: machine(envoy_version, cores, started, machine_before),
         settings: settings.clone(),
         rows,
         modules,
         downloads,
     };
-    let text = report.render();
-    println!("{text}");
-    fs::write(&settings.out, &text).map_err(|e| format!("{}: {e}", settings.out.display()))?;
-    eprintln!("written to {}", settings.out.display());
-    Ok(())
+    Ok(report.render())
 }
 
 /// Pin this process (and so every Envoy it starts) to core 0, and leave core 1 to the load

@@ -7,6 +7,9 @@ use std::time::Duration;
 
 use crate::configs::{Scenario, NONE};
 
+/// The `BENCH_ONLY` word for the module-cost table (size, memory and start-up per module).
+pub const MEMORY: &str = "memory";
+
 /// What the environment asks for (see bench/README.md).
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -20,7 +23,10 @@ pub struct Settings {
     pub connections: u32,
     /// Extra Envoy starts per configuration for start time and memory (`BENCH_STARTS`).
     pub starts: usize,
-    /// Only configurations whose id contains one of these (`BENCH_ONLY`, comma separated).
+    /// Starts per module and concurrency for the module-cost table (`BENCH_MEMORY_STARTS`).
+    pub memory_starts: usize,
+    /// Only configurations whose id contains one of these (`BENCH_ONLY`, comma separated);
+    /// [`MEMORY`] names the module-cost table.
     pub only: Vec<String>,
     /// The results file (`BENCH_OUT`).
     pub out: PathBuf,
@@ -44,9 +50,20 @@ impl Settings {
             rounds: env_number("BENCH_ROUNDS", 3)?,
             connections: env_number("BENCH_CONNECTIONS", 16)?,
             starts: env_number("BENCH_STARTS", 1)?,
+            memory_starts: env_number("BENCH_MEMORY_STARTS", 3)?,
             only,
             out,
         })
+    }
+
+    /// Whether the load-tested configurations run: unless `BENCH_ONLY` names only [`MEMORY`].
+    pub fn runs_load(&self) -> bool {
+        self.only.is_empty() || self.only.iter().any(|o| o != MEMORY)
+    }
+
+    /// Whether the module-cost table runs: with no `BENCH_ONLY`, or one naming [`MEMORY`].
+    pub fn runs_memory(&self) -> bool {
+        self.only.is_empty() || self.only.iter().any(|o| o == MEMORY)
     }
 
     pub fn selects(&self, scenario: &Scenario) -> bool {
@@ -69,6 +86,31 @@ fn env_number<T: FromStr + Copy>(name: &str, default: T) -> Result<T, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn only(words: &[&str]) -> Settings {
+        Settings {
+            seconds: Duration::from_secs(1),
+            latency_seconds: Duration::from_secs(1),
+            rounds: 1,
+            connections: 1,
+            starts: 1,
+            memory_starts: 1,
+            only: words.iter().map(|w| (*w).to_owned()).collect(),
+            out: PathBuf::new(),
+        }
+    }
+
+    #[test]
+    fn bench_only_memory_runs_the_module_costs_alone() {
+        let all = only(&[]);
+        assert!(all.runs_load() && all.runs_memory());
+        let memory = only(&["memory"]);
+        assert!(!memory.runs_load() && memory.runs_memory());
+        let jwt = only(&["jwt"]);
+        assert!(jwt.runs_load() && !jwt.runs_memory());
+        let both = only(&["jwt", "memory"]);
+        assert!(both.runs_load() && both.runs_memory());
+    }
 
     #[test]
     fn settings_default_and_parse() {
