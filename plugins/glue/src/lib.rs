@@ -10,14 +10,21 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+// `#[derive(FromJson)]` names `::wasmgate_glue`, also in this crate's own tests.
+extern crate self as wasmgate_glue;
+
 mod fake;
 mod host;
+pub mod json;
 mod plugin;
 pub mod proxy;
 
 pub use fake::{FakeHost, ForeignFunction, LocalReply, RecordedCall, RecordedGrpcCall};
 pub use host::{GrpcCall, Headers, Host, HostError, HttpCall, LogLevel, MetricId, MetricKind};
+pub use json::FromJson;
 pub use plugin::{
     check_duplicate_keys, check_duplicate_keys_with, parse_json, Action, ConfigError, HttpFilter,
     Plugin,
 };
+/// `#[derive(FromJson)]`: see [`json`].
+pub use wasmgate_glue_derive::FromJson;

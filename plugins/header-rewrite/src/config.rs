@@ -2,10 +2,11 @@
 //! is refused before it reaches Envoy. The `rules` module checks and compiles it.
 
 use serde::Deserialize;
+use wasmgate_glue::FromJson;
 pub use wasmgate_http::StringMatch;
 
 /// The plugin configuration (the `configuration` of the Envoy Wasm filter).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, FromJson)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Config {
@@ -20,7 +21,7 @@ pub struct Config {
 }
 
 /// When the route cache is cleared after the request changed.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, FromJson)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ClearRouteCache {
@@ -34,7 +35,7 @@ pub enum ClearRouteCache {
 }
 
 /// One rule: conditions on the request, then operations on the request and on its response.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, FromJson)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Rule {
@@ -62,7 +63,7 @@ pub struct Rule {
 }
 
 /// Conditions on the request. Every condition given must hold.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, FromJson)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Match {
@@ -83,7 +84,7 @@ pub struct Match {
 }
 
 /// A condition on one request header: give `name` and exactly one of the other fields.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, FromJson)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct HeaderCondition {
@@ -107,7 +108,7 @@ pub struct HeaderCondition {
 }
 
 /// What a rule does when a template variable has no value in the request.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, FromJson)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum OnMissing {
@@ -119,7 +120,7 @@ pub enum OnMissing {
 }
 
 /// One operation. `value` and `replacement` are templates (see the README).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, FromJson)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Operation {

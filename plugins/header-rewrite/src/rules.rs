@@ -599,8 +599,12 @@ mod tests {
         assert_eq!(err.field, "rules[0].request[0].op");
         assert!(err.reason.contains("unknown variant `explode`"), "{err}");
         let err = refused(r#"{"rules":[{"request":[{"op":"set","name":"a","valeu":"1"}]}]}"#);
-        assert_eq!(err.field, "rules[0].request[0]");
-        assert!(err.reason.contains("unknown field `valeu`"), "{err}");
+        // Named after the key itself, as in every other object (issue 14).
+        assert_eq!(err.field, "rules[0].request[0].valeu");
+        assert_eq!(
+            err.reason,
+            "unknown field `valeu`, expected `name` or `value`"
+        );
     }
 
     #[test]

@@ -3,11 +3,11 @@
 
 use regex_lite::Regex;
 use serde::Deserialize;
-use wasmgate_glue::ConfigError;
+use wasmgate_glue::{ConfigError, FromJson};
 
 /// How a string is matched: `{"exact": "/a"}`, `{"prefix": "/api/"}`,
 /// `{"suffix": ".example.com"}` or `{"regex": "^/v(\\d+)/"}`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, FromJson)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum StringMatch {

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
 use serde::Deserialize;
-use wasmgate_glue::ConfigError;
+use wasmgate_glue::{ConfigError, FromJson};
 use wasmgate_http::Matcher;
 pub use wasmgate_http::StringMatch;
 
@@ -13,7 +13,7 @@ use crate::claims::{ClaimRules, RequiredClaim};
 use crate::jwk::{Jwks, KeySet};
 
 /// The plugin configuration (the `configuration` of the Envoy Wasm filter).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, FromJson)]
 #[serde(deny_unknown_fields)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Config {
@@ -44,7 +44,7 @@ pub struct Config {
 }
 
 /// Where RS* and ES* signatures are verified (PS*, EdDSA and HS* always in the module).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, FromJson)]
 #[serde(rename_all = "snake_case")]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum CryptoMode {
@@ -75,7 +75,7 @@ fn default_skew() -> u64 {
 }
 
 /// One token issuer: how its tokens are checked, where they are found, what goes upstream.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, FromJson)]
 #[serde(deny_unknown_fields)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Provider {
@@ -126,7 +126,7 @@ pub struct Provider {
 }
 
 /// A header holding a token.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, FromJson)]
 #[serde(deny_unknown_fields)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct HeaderSource {
@@ -138,7 +138,7 @@ pub struct HeaderSource {
 }
 
 /// A claim sent upstream as a header.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, FromJson)]
 #[serde(deny_unknown_fields)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ClaimToHeader {
@@ -149,7 +149,7 @@ pub struct ClaimToHeader {
 }
 
 /// Keys fetched with an HTTP callout.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, FromJson)]
 #[serde(deny_unknown_fields)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct RemoteJwks {
@@ -181,7 +181,7 @@ fn default_refetch_interval() -> String {
 }
 
 /// One rule.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, FromJson)]
 #[serde(deny_unknown_fields)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Rule {
@@ -201,7 +201,7 @@ pub struct Rule {
 
 /// Which requests a rule is for: at most one of `path`, `prefix`, `regex` (none: every
 /// path), and the methods (none: every method). The query string is not part of the path.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, FromJson)]
 #[serde(deny_unknown_fields)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct RouteMatch {
@@ -221,7 +221,7 @@ pub struct RouteMatch {
 
 /// A claim a rule requires: one of its values (a string, or strings in an array) equals
 /// one of `exact` or starts with one of `prefix`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, FromJson)]
 #[serde(deny_unknown_fields)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ClaimRequirement {
@@ -236,7 +236,7 @@ pub struct ClaimRequirement {
 }
 
 /// What a request needs (as in jwt_authn's `JwtRequirement`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, FromJson)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum Requirement {
@@ -253,7 +253,7 @@ pub enum Requirement {
 }
 
 /// An empty object, `{}`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, FromJson)]
 #[serde(deny_unknown_fields)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Empty {}

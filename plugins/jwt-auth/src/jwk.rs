@@ -4,6 +4,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use rsa::BigUint;
 use serde::Deserialize;
+use wasmgate_glue::FromJson;
 
 use crate::der::{self, Curve};
 use crate::token::Alg;
@@ -14,7 +15,7 @@ const MIN_RSA_BITS: usize = 2048;
 const MAX_RSA_BITS: usize = 8192;
 
 /// A JWKS document as written in the configuration or served by an issuer.
-#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize, FromJson)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Jwks {
     /// The keys.
@@ -22,7 +23,7 @@ pub struct Jwks {
 }
 
 /// One JSON Web Key. Members this plugin does not use (`x5c`, ...) are ignored.
-#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize, FromJson)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Jwk {
     /// Key type: `RSA`, `EC`, `OKP` or `oct`.

@@ -3,7 +3,7 @@
 
 use regex_lite::Regex;
 use serde::Deserialize;
-use wasmgate_glue::ConfigError;
+use wasmgate_glue::{ConfigError, FromJson};
 pub use wasmgate_http::StringMatch;
 use wasmgate_http::{regex, Matcher};
 
@@ -14,7 +14,7 @@ pub const MAX_KEYS_LIMIT: u32 = 1_000_000;
 const NANOS_PER_SEC: u64 = 1_000_000_000;
 
 /// The plugin configuration (the `configuration` of the Envoy Wasm filter).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, FromJson)]
 #[serde(deny_unknown_fields)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Config {
@@ -45,7 +45,7 @@ pub struct Config {
 }
 
 /// Where a rule's limit is kept.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, FromJson)]
 #[serde(rename_all = "snake_case")]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum Mode {
@@ -58,7 +58,7 @@ pub enum Mode {
 }
 
 /// The rate limit service global rules ask.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, FromJson)]
 #[serde(deny_unknown_fields)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct RateLimitService {
@@ -71,7 +71,7 @@ pub struct RateLimitService {
 }
 
 /// How the client's IP address is found.
-#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, Deserialize, FromJson)]
 #[serde(deny_unknown_fields)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ClientIp {
@@ -83,7 +83,7 @@ pub struct ClientIp {
 }
 
 /// The answer to a refused request.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, FromJson)]
 #[serde(deny_unknown_fields)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Response {
@@ -127,7 +127,7 @@ fn default_body() -> String {
 }
 
 /// A header name and value.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, FromJson)]
 #[serde(deny_unknown_fields)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct HeaderValue {
@@ -136,7 +136,7 @@ pub struct HeaderValue {
 }
 
 /// When the `x-ratelimit-*` headers are sent.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, FromJson)]
 #[serde(rename_all = "snake_case")]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum RateLimitHeaders {
@@ -147,7 +147,7 @@ pub enum RateLimitHeaders {
 }
 
 /// One limit: which requests it counts, under which key, and how many it allows.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, FromJson)]
 #[serde(deny_unknown_fields)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Rule {
@@ -197,7 +197,7 @@ fn default_max_keys() -> u32 {
 }
 
 /// Conditions on a request; all that are set must hold.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, FromJson)]
 #[serde(deny_unknown_fields)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Match {
@@ -218,7 +218,7 @@ pub struct Match {
 
 /// A condition on a request header. With neither `exact` nor `regex`, the header must be
 /// present (or absent, with `"present": false`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, FromJson)]
 #[serde(deny_unknown_fields)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct HeaderMatch {
@@ -234,7 +234,7 @@ pub struct HeaderMatch {
 }
 
 /// One part of a key.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, FromJson)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum KeyPart {
@@ -255,7 +255,7 @@ pub enum KeyPart {
 }
 
 /// What to do with a request lacking a key part.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, FromJson)]
 #[serde(rename_all = "snake_case")]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum MissingKey {
@@ -267,7 +267,7 @@ pub enum MissingKey {
 }
 
 /// What happens when the shared data fails (or compare-and-swap keeps losing).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, FromJson)]
 #[serde(rename_all = "snake_case")]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum FailureMode {
@@ -280,7 +280,7 @@ pub enum FailureMode {
 
 /// A limit: either `requests_per_unit` and `unit`, or a token bucket (`max_tokens`,
 /// `tokens_per_fill`, `fill_interval`).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, FromJson)]
 #[serde(deny_unknown_fields)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct LimitConfig {
@@ -302,7 +302,7 @@ pub struct LimitConfig {
 }
 
 /// The unit of `requests_per_unit`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, FromJson)]
 #[serde(rename_all = "snake_case")]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum Unit {
