@@ -2,7 +2,7 @@
 //! configuration types, used to validate a pluginConfig and to derive its JSON Schema.
 
 use serde_json::Value;
-use wasmgate_glue::{ConfigError, FakeHost, Plugin};
+use wasmgate_glue::{ConfigError, Plugin};
 use wasmgate_istio::Phase;
 
 use crate::error::{Error, Result};
@@ -35,10 +35,6 @@ impl PluginInfo {
     }
 }
 
-fn configure<P: Plugin>(config: &[u8]) -> Result<(), ConfigError> {
-    P::configure(config, &mut FakeHost::new()).map(drop)
-}
-
 fn schema<T: schemars::JsonSchema>() -> Value {
     serde_json::to_value(schemars::schema_for!(T)).unwrap_or(Value::Null)
 }
@@ -50,7 +46,7 @@ pub const PLUGINS: [PluginInfo; 3] = [
         module: "jwt_auth",
         phase: Some(Phase::Authn),
         summary: "verifies JWTs (JWKS inline or fetched) and forwards claims",
-        validate: configure::<jwt_auth::JwtAuth>,
+        validate: jwt_auth::JwtAuth::validate,
         schema: schema::<jwt_auth::Config>,
     },
     PluginInfo {
@@ -58,7 +54,7 @@ pub const PLUGINS: [PluginInfo; 3] = [
         module: "rate_limit",
         phase: Some(Phase::Authz),
         summary: "token-bucket rate limits by client, header, path or claim",
-        validate: configure::<rate_limit::RateLimit>,
+        validate: rate_limit::RateLimit::validate,
         schema: schema::<rate_limit::Config>,
     },
     PluginInfo {
@@ -66,7 +62,7 @@ pub const PLUGINS: [PluginInfo; 3] = [
         module: "header_rewrite",
         phase: None,
         summary: "sets, adds and removes request and response headers",
-        validate: configure::<header_rewrite::HeaderRewrite>,
+        validate: header_rewrite::HeaderRewrite::validate,
         schema: schema::<header_rewrite::Config>,
     },
 ];

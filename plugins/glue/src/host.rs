@@ -2,7 +2,7 @@
 //!
 //! Filter logic is written against [`Host`] so that it compiles and is tested on the build
 //! machine; the proxy-wasm glue ([`crate::proxy`]) implements it with real host calls and
-//! [`crate::fake::FakeHost`] implements it in memory for tests.
+//! the fake host (`FakeHost`, feature `fake`) implements it in memory for tests.
 
 use std::fmt;
 use std::time::{Duration, SystemTime};
@@ -67,6 +67,39 @@ impl fmt::Display for HostError {
 
 impl std::error::Error for HostError {}
 
+/// A response the plugin answers the downstream with, instead of the upstream's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalReply {
+    pub status: u32,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl LocalReply {
+    /// A reply with `status`, no headers and an empty body.
+    pub fn new(status: u32) -> Self {
+        LocalReply {
+            status,
+            headers: Vec::new(),
+            body: Vec::new(),
+        }
+    }
+
+    /// Add a header.
+    #[must_use]
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Set the body.
+    #[must_use]
+    pub fn body(mut self, body: impl Into<Vec<u8>>) -> Self {
+        self.body = body.into();
+        self
+    }
+}
+
 /// An HTTP callout to an Envoy cluster.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpCall<'a> {
@@ -128,8 +161,10 @@ pub trait Host {
     /// A failure is an error, never predictable bytes.
     fn random(&mut self, buf: &mut [u8]) -> Result<(), HostError>;
 
-    /// Answer the downstream directly and stop the filter chain for this stream.
-    fn send_local_reply(&mut self, status: u32, headers: &[(&str, &str)], body: &[u8]);
+    /// Answer the downstream with `reply` instead of the upstream's response. A header
+    /// callback returns [`crate::Action::Reply`] instead, which the glue sends and pauses on;
+    /// this is for callbacks that return nothing (callout answers).
+    fn reply(&mut self, reply: LocalReply);
     /// Let a request that a filter paused go on through the filter chain.
     fn resume_request(&mut self);
     /// Ask the router to pick the route again after headers changed.

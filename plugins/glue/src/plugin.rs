@@ -5,17 +5,34 @@ use std::cell::RefCell;
 use std::collections::HashSet;
 use std::fmt;
 
-use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, DeserializeOwned, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 
-use crate::host::Host;
+use crate::host::{Host, LocalReply};
 
 /// What a filter callback tells the proxy to do with the stream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     /// Go on to the next filter.
     Continue,
     /// Hold the stream until the filter resumes it (after a callout) or replies locally.
     Pause,
+    /// Answer the downstream with this reply; the stream goes no further.
+    Reply(LocalReply),
+}
+
+impl Action {
+    /// Carry the action out on `host` as the glue does: a reply is sent with
+    /// [`Host::reply`] and leaves the stream paused. Returns what is left for the proxy,
+    /// [`Action::Continue`] or [`Action::Pause`].
+    pub fn settle(self, host: &mut dyn Host) -> Action {
+        match self {
+            Action::Reply(reply) => {
+                host.reply(reply);
+                Action::Pause
+            }
+            other => other,
+        }
+    }
 }
 
 /// A configuration the plugin refuses, naming the field (`rules[2].match.path`) and the reason.
@@ -62,16 +79,24 @@ impl std::error::Error for ConfigError {}
 /// Parse a JSON configuration into `T`, naming the field when it fails.
 ///
 /// An empty document is read as `{}`, so a plugin whose fields all have defaults runs with
-/// no configuration at all. An object that repeats a key is refused, naming the object and
-/// the key, as [`check_duplicate_keys`] does. `T` derives [`FromJson`](crate::FromJson) (see
-/// [`crate::json`]: small in Wasm, errors naming the field).
-pub fn parse_json<T: crate::json::FromJson>(bytes: &[u8]) -> Result<T, ConfigError> {
+/// no configuration at all. An object that repeats a key is refused (see
+/// [`check_duplicate_keys`]).
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ConfigError> {
     let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
         b"{}"
     } else {
         bytes
     };
-    crate::json::decode(&crate::json::parse(bytes)?)
+    check_duplicate_keys(bytes)?;
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|err| {
+        let field = err.path().to_string();
+        let field = if field == "." { String::new() } else { field };
+        ConfigError::new(field, strip_position(&err.into_inner().to_string()))
+    })?;
+    de.end()
+        .map_err(|err| ConfigError::new("", strip_position(&err.to_string())))?;
+    Ok(value)
 }
 
 /// Refuse a JSON document in which an object repeats a key, naming the object and the key:
@@ -185,6 +210,14 @@ impl<'de> Visitor<'de> for Walk<'_> {
     }
 }
 
+/// serde_json appends " at line 1 column 42" to its messages; the field path says more.
+fn strip_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(at) => message[..at].to_owned(),
+        None => message.to_owned(),
+    }
+}
+
 /// A plugin: the root state compiled once from the configuration and shared by every stream.
 ///
 /// `configure` runs in `on_configure`; anything that can be checked or compiled (regexes,
@@ -197,6 +230,15 @@ pub trait Plugin: Sized + 'static {
 
     /// Build the plugin from its raw configuration; the error names the field at fault.
     fn configure(config: &[u8], host: &mut dyn Host) -> Result<Self, ConfigError>;
+
+    /// Check a configuration without a proxy (the CLI does, before writing a manifest):
+    /// the same errors as [`configure`](Self::configure) for the configuration itself.
+    /// By default `configure` runs against a host that has no effects and answers nothing
+    /// (no headers, no shared data, no clock, no random bytes, metrics discarded); a plugin
+    /// whose `configure` needs more of the host overrides this to parse and compile only.
+    fn validate(config: &[u8]) -> Result<(), ConfigError> {
+        Self::configure(config, &mut crate::detached::Detached).map(drop)
+    }
 
     /// A new filter for the HTTP stream `context_id`.
     fn create_filter(&self, context_id: u32) -> Self::Filter;
@@ -250,16 +292,16 @@ pub trait HttpFilter: 'static {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::FromJson;
+    use serde::Deserialize;
 
-    #[derive(Debug, FromJson)]
+    #[derive(Debug, Deserialize)]
     #[serde(deny_unknown_fields)]
     struct Rule {
         #[allow(dead_code)]
         name: String,
     }
 
-    #[derive(Debug, FromJson)]
+    #[derive(Debug, Deserialize)]
     #[serde(deny_unknown_fields)]
     struct Config {
         #[serde(default)]

@@ -11,7 +11,9 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{self, BufferType, ContextType, MapType, MetricType, Status};
 
-use crate::host::{GrpcCall, Headers, Host, HostError, HttpCall, LogLevel, MetricId, MetricKind};
+use crate::host::{
+    GrpcCall, Headers, Host, HostError, HttpCall, LocalReply, LogLevel, MetricId, MetricKind,
+};
 use crate::plugin::{Action, ConfigError, HttpFilter, Plugin};
 
 /// The version of the Wasmgate workspace, logged at VM start.
@@ -195,10 +197,15 @@ impl Host for RealHost {
         getrandom::getrandom(buf).map_err(|err| HostError::Failed(format!("random_get: {err}")))
     }
 
-    fn send_local_reply(&mut self, status: u32, headers: &[(&str, &str)], body: &[u8]) {
+    fn reply(&mut self, reply: LocalReply) {
+        let headers = reply
+            .headers
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_str()))
+            .collect();
         report(
             "send_http_response",
-            hostcalls::send_http_response(status, headers.to_vec(), Some(body)),
+            hostcalls::send_http_response(reply.status, headers, Some(&reply.body)),
         );
     }
 
@@ -292,10 +299,11 @@ impl Host for RealHost {
     }
 }
 
+/// Carry out a header callback's action: a reply is sent here, and pauses the stream.
 fn action(action: Action) -> types::Action {
-    match action {
+    match action.settle(&mut RealHost) {
         Action::Continue => types::Action::Continue,
-        Action::Pause => types::Action::Pause,
+        Action::Pause | Action::Reply(_) => types::Action::Pause,
     }
 }
 
@@ -472,13 +480,12 @@ struct Unconfigured {
 }
 
 impl HttpFilter for Unconfigured {
-    fn on_request_headers(&mut self, host: &mut dyn Host, _: bool) -> Action {
-        host.send_local_reply(
-            503,
-            &[("content-type", "text/plain")],
-            format!("{}: plugin is not configured\n", self.name).as_bytes(),
-        );
-        Action::Pause
+    fn on_request_headers(&mut self, _: &mut dyn Host, _: bool) -> Action {
+        Action::Reply(
+            LocalReply::new(503)
+                .header("content-type", "text/plain")
+                .body(format!("{}: plugin is not configured\n", self.name)),
+        )
     }
 }
 

@@ -44,6 +44,7 @@ fn run(plugin: &JwtAuth, mut host: FakeHost, token: &str) -> FakeHost {
     host = host.with_header("authorization", &format!("Bearer {token}"));
     host.reset_host_calls();
     let action = plugin.create_filter(3).on_request_headers(&mut host, true);
+    let action = host.settle(action);
     if host.local_reply.is_none() {
         assert_eq!(action, Action::Continue);
     }
@@ -145,9 +146,10 @@ fn crypto_host_without_a_usable_host_refuses_rs_and_es_tokens() {
             LogLevel::Critical,
             "every RS* and ES* token will be refused"
         ));
-        let mut stream = root.clone();
-        stream.metrics.clear();
-        stream.logs.clear();
+        // The same proxy (its foreign function), with its stats and logs forgotten.
+        let stream = root.clone();
+        stream.proxy.state().metrics.clear();
+        stream.proxy.state().logs.clear();
         let host = run(&plugin, stream, &token("ES256"));
         assert_eq!(status(&host), 401);
         assert_eq!(host.metric("jwt_auth.host_verify_failed"), Some(1));

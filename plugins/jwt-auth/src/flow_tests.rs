@@ -55,7 +55,8 @@ fn new_host() -> FakeHost {
 }
 
 fn run(plugin: &JwtAuth, host: &mut FakeHost) -> Action {
-    plugin.create_filter(7).on_request_headers(host, true)
+    let action = plugin.create_filter(7).on_request_headers(host, true);
+    host.settle(action)
 }
 
 fn status(host: &FakeHost) -> u32 {
@@ -481,7 +482,7 @@ fn repeated_tokens_are_served_from_the_cache_until_exp() {
     assert_eq!(host2.metric("jwt_auth.cache_hit"), Some(1));
     let mut later = new_host()
         .with_header("authorization", &format!("Bearer {token}"))
-        .with_now(host.now + Duration::from_secs(71));
+        .with_now(host.proxy.now() + Duration::from_secs(71));
     run(&plugin, &mut later);
     assert_eq!(status(&later), 401, "never past exp + skew");
     assert_eq!(later.metric("jwt_auth.cache_hit"), Some(0));
@@ -675,7 +676,7 @@ fn a_failed_first_fetch_answers_401_and_never_hangs() {
 fn an_unknown_callout_cluster_is_answered_not_hung() {
     let plugin = plugin(remote_config(json!({})));
     let mut host = new_host().with_header("authorization", &format!("Bearer {}", good()));
-    host.fail_calls = Some(wasmgate_glue::HostError::BadArgument);
+    host.proxy.state().fail_calls = Some(wasmgate_glue::HostError::BadArgument);
     assert_eq!(run(&plugin, &mut host), Action::Pause);
     assert_eq!(status(&host), 401);
 }
@@ -686,7 +687,7 @@ fn the_root_fetches_on_tick_once_for_all_workers_and_refreshes_before_expiry() {
     let mut b = plugin(remote_config(json!({})));
     let mut host = new_host();
     a.on_start(&mut host);
-    assert_eq!(host.tick_period, Some(Duration::from_secs(1)));
+    assert_eq!(host.proxy.peek().tick_period, Some(Duration::from_secs(1)));
     a.on_tick(&mut host);
     b.on_tick(&mut host);
     assert_eq!(host.calls.len(), 1, "one lease, one fetch");
@@ -768,7 +769,8 @@ fn an_unknown_kid_refetches_at_most_once_per_interval() {
             &format!("Bearer {}", bogus(kid)),
         );
         let mut filter = plugin.create_filter(10);
-        filter.on_request_headers(&mut r, true);
+        let action = filter.on_request_headers(&mut r, true);
+        r.settle(action);
         assert_eq!(r.calls.len(), fetches, "rate-limited");
         assert_eq!(status(&r), 401);
         assert!(reply_header(&r, "www-authenticate").contains("no key fits the token"));

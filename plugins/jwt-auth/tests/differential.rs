@@ -157,6 +157,7 @@ fn jwt_auth_refusal(
         .with_now(now)
         .with_header("authorization", &format!("Bearer {token}"));
     let action = plugin.create_filter(1).on_request_headers(&mut host, true);
+    let action = host.settle(action);
     match (action, &host.local_reply) {
         (Action::Continue, None) => None,
         (_, Some(reply)) => Some(

@@ -7,8 +7,8 @@ use std::rc::Rc;
 use std::time::{Duration, SystemTime};
 
 use wasmgate_glue::{
-    parse_json, Action, ConfigError, Headers, Host, HostError, HttpFilter, LogLevel, MetricId,
-    MetricKind, Plugin,
+    parse_json, Action, ConfigError, Headers, Host, HostError, HttpFilter, LocalReply, LogLevel,
+    MetricId, MetricKind, Plugin,
 };
 use wasmgate_http::{cookie, query_param_bytes};
 
@@ -224,6 +224,12 @@ impl Plugin for RateLimit {
         })
     }
 
+    // `configure` needs random bytes and shared data for the key-hash seed; a configuration
+    // is only parsed and compiled here.
+    fn validate(config: &[u8]) -> Result<(), ConfigError> {
+        parse_json::<Config>(config)?.compile().map(drop)
+    }
+
     fn create_filter(&self, context_id: u32) -> RateLimitFilter {
         RateLimitFilter {
             context_id,
@@ -433,12 +439,11 @@ impl HttpFilter for RateLimitFilter {
                         self.context_id
                     ),
                 );
-                host.send_local_reply(
-                    503,
-                    &[("content-type", "text/plain")],
-                    b"rate-limit: clock unavailable\n",
+                return Action::Reply(
+                    LocalReply::new(503)
+                        .header("content-type", "text/plain")
+                        .body("rate-limit: clock unavailable\n"),
                 );
-                return Action::Pause;
             }
         };
         let mut request = Request::default();
@@ -551,8 +556,11 @@ impl HttpFilter for RateLimitFilter {
         }
         if pending.calls.is_empty() {
             if let Some(pending) = self.pending.take() {
-                if self.decide(host, &shared, pending.evaluation, pending.now) == Action::Continue {
-                    host.resume_request();
+                match self.decide(host, &shared, pending.evaluation, pending.now) {
+                    Action::Continue => host.resume_request(),
+                    refused => {
+                        refused.settle(host);
+                    }
                 }
             }
         }
@@ -716,8 +724,7 @@ impl RateLimitFilter {
         }
         let active = &shared.rules[refusal.rule];
         bump(&active.counts.limited);
-        refuse(host, &shared.response, &refusal, &eval.add);
-        Action::Pause
+        Action::Reply(refuse(&shared.response, &refusal, &eval.add))
     }
 }
 
@@ -832,29 +839,20 @@ fn grpc_status_name(code: u32) -> &'static str {
     }
 }
 
-/// Answer a refused request with the configured response and the service's headers.
-fn refuse(
-    host: &mut dyn Host,
-    response: &CompiledResponse,
-    refusal: &Refusal,
-    add: &[(String, String)],
-) {
+/// The answer to a refused request: the configured response and the service's headers.
+fn refuse(response: &CompiledResponse, refusal: &Refusal, add: &[(String, String)]) -> LocalReply {
     let retry_after = decimal(refusal.retry_after);
     let report = refusal
         .report
         .filter(|_| response.rate_limit_headers != RateLimitHeaders::Never)
         .map(|r| r.headers());
-    let mut headers: Vec<(&str, &str)> = response
-        .headers
-        .iter()
-        .chain(add)
-        .map(|(n, v)| (n.as_str(), v.as_str()))
-        .collect();
-    headers.push(("retry-after", &retry_after));
-    if let Some(report) = &report {
-        headers.extend(report.iter().map(|(n, v)| (*n, v.as_str())));
+    let mut reply = LocalReply::new(response.status).body(response.body.clone());
+    reply.headers = response.headers.iter().chain(add).cloned().collect();
+    reply = reply.header("retry-after", &retry_after);
+    for (name, value) in report.iter().flatten() {
+        reply = reply.header(name, value);
     }
-    host.send_local_reply(response.status, &headers, &response.body);
+    reply
 }
 
 /// Whether every condition of the rule holds for the request.

@@ -3,7 +3,7 @@
 use super::*;
 use crate::store::PROBES;
 use serde_json::{json, Value};
-use wasmgate_glue::{FakeHost, HostError, LocalReply};
+use wasmgate_glue::{FakeHost, FakeProxy, HostError, LocalReply};
 
 /// A configured and started plugin, and the host every request runs on.
 struct Fixture {
@@ -13,7 +13,7 @@ struct Fixture {
 
 impl Fixture {
     fn new(config: Value) -> Fixture {
-        let mut host = FakeHost::new();
+        let mut host = FakeProxy::new().root();
         let mut plugin = RateLimit::configure(config.to_string().as_bytes(), &mut host).unwrap();
         plugin.on_start(&mut host);
         Fixture { plugin, host }
@@ -22,15 +22,11 @@ impl Fixture {
     /// Run one request through a new filter: the local reply if it was refused, and
     /// the response headers the filter added otherwise.
     fn send(&mut self, request: FakeHost) -> Result<Vec<(String, String)>, LocalReply> {
-        let mut host = request;
-        host.shared = std::mem::take(&mut self.host.shared);
-        host.metrics = std::mem::take(&mut self.host.metrics);
-        host.now = self.host.now;
-        host.fail_clock = self.host.fail_clock.clone();
-        host.fail_shared_writes = self.host.fail_shared_writes.clone();
+        let mut host = self.host.proxy.adopt(request);
         let mut filter = self.plugin.create_filter(7);
         let action = filter.on_request_headers(&mut host, true);
-        let result = match host.local_reply.take() {
+        let action = host.settle(action);
+        match host.local_reply.take() {
             Some(reply) => {
                 assert_eq!(action, Action::Pause);
                 Err(reply)
@@ -41,11 +37,7 @@ impl Fixture {
                 filter.on_response_headers(&mut host, true);
                 Ok(host.response.clone())
             }
-        };
-        self.host.shared = host.shared;
-        self.host.metrics = host.metrics;
-        self.host.logs.extend(host.logs);
-        result
+        }
     }
 
     fn allowed(&mut self, request: FakeHost, count: usize) -> usize {
@@ -106,7 +98,7 @@ fn a_failing_clock_refuses_every_request_even_with_failure_mode_allow() {
         "name": "per_ip", "key": ["client_ip"], "failure_mode": "allow",
         "limit": {"requests_per_unit": 3, "unit": "minute"},
     }]}));
-    f.host.fail_clock = Some(HostError::Failed("clock".into()));
+    f.host.proxy.state().fail_clock = Some(HostError::Failed("clock".into()));
     for _ in 0..2 {
         let reply = f.send(get("/")).unwrap_err();
         assert_eq!(reply.status, 503);
@@ -120,7 +112,7 @@ fn a_failing_clock_refuses_every_request_even_with_failure_mode_allow() {
     // The tick skips the sweep instead of collecting keys as of 1970.
     f.plugin.on_tick(&mut f.host);
     assert!(f.host.logged(LogLevel::Warn, "idle keys not collected"));
-    f.host.fail_clock = None;
+    f.host.proxy.state().fail_clock = None;
     assert_eq!(f.allowed(get("/"), 5), 3, "no tokens were taken meanwhile");
 }
 
@@ -130,12 +122,15 @@ fn slot_of_victim(mut host: FakeHost) -> String {
         "limit": {"requests_per_unit": 5, "unit": "minute"}}]});
     let mut plugin = RateLimit::configure(config.to_string().as_bytes(), &mut host).unwrap();
     plugin.on_start(&mut host);
-    let mut request = get("/").with_header("x-api-key", "victim");
-    request.shared = std::mem::take(&mut host.shared);
+    let mut request = host
+        .proxy
+        .adopt(get("/").with_header("x-api-key", "victim"));
     plugin
         .create_filter(1)
         .on_request_headers(&mut request, true);
     let mut taken: Vec<_> = request
+        .proxy
+        .peek()
         .shared
         .iter()
         .filter(|(_, (value, _))| value.len() > 1)
@@ -151,8 +146,8 @@ fn the_slot_hash_is_keyed_by_a_random_seed_shared_through_shared_data() {
     // Two Envoys draw different seeds: where a key lands cannot be computed in advance.
     let slots: std::collections::HashSet<_> = (0..4)
         .map(|i| {
-            let mut host = FakeHost::new();
-            host.random_drawn = i * 1_000;
+            let host = FakeHost::new();
+            host.proxy.state().random_drawn = i * 1_000;
             slot_of_victim(host)
         })
         .collect();
@@ -160,27 +155,30 @@ fn the_slot_hash_is_keyed_by_a_random_seed_shared_through_shared_data() {
     // Workers of one Envoy share the seed the first one stored, whatever they draw.
     let mut first = FakeHost::new();
     RateLimit::configure(b"{}", &mut first).unwrap();
-    let stored = first.shared[SEED_KEY].0.clone();
+    let stored = first.proxy.shared(SEED_KEY).unwrap();
     assert_eq!(stored.len(), 16);
     let mut worker = FakeHost::new();
-    worker.shared = first.shared.clone();
-    worker.random_drawn = 5_000;
+    worker.proxy.state().shared = first.proxy.peek().shared.clone();
+    worker.proxy.state().random_drawn = 5_000;
     RateLimit::configure(b"{}", &mut worker).unwrap();
-    assert_eq!(worker.shared[SEED_KEY].0, stored);
+    assert_eq!(worker.proxy.shared(SEED_KEY).unwrap(), stored);
     assert_eq!(slot_of_victim(worker), slot_of_victim(first));
 }
 
 #[test]
 fn no_randomness_refuses_the_configuration() {
     let mut host = FakeHost::new();
-    host.fail_random = Some(HostError::Failed("random_get".into()));
+    host.proxy.state().fail_random = Some(HostError::Failed("random_get".into()));
     let err = RateLimit::configure(b"{}", &mut host).unwrap_err();
     assert!(
         err.to_string()
             .starts_with("cannot get random bytes for the key-hash seed"),
         "{err}"
     );
-    assert!(!host.shared.contains_key(SEED_KEY), "no fixed seed stored");
+    assert!(
+        !host.proxy.peek().shared.contains_key(SEED_KEY),
+        "no fixed seed stored"
+    );
 }
 
 #[test]
@@ -315,7 +313,7 @@ fn store_failures_follow_the_failure_mode_and_are_counted() {
         {"name": "closed", "failure_mode": "deny", "match": {"path": {"exact": "/closed"}},
          "limit": {"requests_per_unit": 1, "unit": "minute"}},
     ]}));
-    f.host.fail_shared_writes = Some(HostError::Failed("boom".into()));
+    f.host.proxy.state().fail_shared_writes = Some(HostError::Failed("boom".into()));
     assert_eq!(f.allowed(get("/"), 3), 3);
     assert_eq!(f.stat("open", "store_errors"), 3);
     let reply = f.send(get("/closed")).unwrap_err();
@@ -346,8 +344,11 @@ fn the_cap_holds_and_idle_keys_are_collected_on_ticks() {
     let mut f = Fixture::new(json!({"cleanup_interval": "100ms", "rules": [{
         "name": "capped", "key": [{"header": "x-api-key"}], "max_keys": 16,
         "limit": {"requests_per_unit": 1000, "unit": "minute"}}]}));
-    assert_eq!(f.host.tick_period, Some(Duration::from_millis(100)));
-    let entries = f.host.shared.len();
+    assert_eq!(
+        f.host.proxy.state().tick_period,
+        Some(Duration::from_millis(100))
+    );
+    let entries = f.host.proxy.peek().shared.len();
     assert_eq!(
         entries,
         16 + 1 + 1,
@@ -362,7 +363,7 @@ fn the_cap_holds_and_idle_keys_are_collected_on_ticks() {
     // 16 keys with a slot each; the rest share the overflow bucket and its 1000 tokens.
     assert_eq!(allowed, 16 + 1000);
     assert_eq!(
-        f.host.shared.len(),
+        f.host.proxy.peek().shared.len(),
         entries,
         "a flood of keys adds no entries"
     );
@@ -374,6 +375,8 @@ fn the_cap_holds_and_idle_keys_are_collected_on_ticks() {
     assert_eq!(f.stat("capped", "live_keys"), 0);
     assert!(f
         .host
+        .proxy
+        .peek()
         .shared
         .iter()
         .filter(|(key, _)| !key.ends_with("/overflow") && *key != SEED_KEY)
@@ -414,15 +417,12 @@ fn a_config_error_names_the_field() {
 
 /// The host calls of one request through a started plugin, by phase.
 fn calls_per_request(f: &mut Fixture, request: FakeHost) -> (FakeHost, FakeHost) {
-    let mut host = request;
-    host.shared = std::mem::take(&mut f.host.shared);
-    host.now = f.host.now;
+    let mut host = f.host.proxy.adopt(request);
     let mut filter = f.plugin.create_filter(3);
     assert_eq!(filter.on_request_headers(&mut host, true), Action::Continue);
     let request = host.clone();
     host.reset_host_calls();
     filter.on_response_headers(&mut host, true);
-    f.host.shared = std::mem::take(&mut host.shared);
     (request, host)
 }
 

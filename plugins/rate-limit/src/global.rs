@@ -376,6 +376,6 @@ mod tests {
         for key in 0..100u128 {
             memory.remember(&mut host, key, verdict);
         }
-        assert_eq!(host.shared.len(), 4);
+        assert_eq!(host.proxy.peek().shared.len(), 4);
     }
 }

@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use wasmgate_glue::{Action, FakeHost, Headers, HostError, HttpFilter, LocalReply, Plugin};
+use wasmgate_glue::{
+    Action, FakeHost, FakeProxy, Headers, HostError, HttpFilter, LocalReply, Plugin,
+};
 
 use super::{RateLimit, RateLimitFilter};
 
@@ -38,8 +40,8 @@ fn answer(statuses: &[(bool, u32, u32, u8)]) -> Vec<u8> {
 
 struct Fixture {
     plugin: RateLimit,
-    /// Proxy-wide state: shared data, metrics, clock.
-    proxy: FakeHost,
+    /// The root context; its proxy is every stream's.
+    root: FakeHost,
 }
 
 /// A stream in flight: its filter, its host, and what `on_request_headers` returned.
@@ -51,19 +53,17 @@ struct Stream {
 
 impl Fixture {
     fn new(config: Value) -> Fixture {
-        let mut proxy = FakeHost::new();
-        let mut plugin = RateLimit::configure(config.to_string().as_bytes(), &mut proxy).unwrap();
-        plugin.on_start(&mut proxy);
-        Fixture { plugin, proxy }
+        let mut root = FakeProxy::new().root();
+        let mut plugin = RateLimit::configure(config.to_string().as_bytes(), &mut root).unwrap();
+        plugin.on_start(&mut root);
+        Fixture { plugin, root }
     }
 
-    fn start(&mut self, mut host: FakeHost) -> Stream {
-        host.shared = std::mem::take(&mut self.proxy.shared);
-        host.now = self.proxy.now;
-        host.fail_calls = self.proxy.fail_calls.clone();
+    fn start(&mut self, host: FakeHost) -> Stream {
+        let mut host = self.root.proxy.adopt(host);
         let mut filter = self.plugin.create_filter(9);
         let action = filter.on_request_headers(&mut host, true);
-        self.proxy.shared = std::mem::take(&mut host.shared);
+        let action = host.settle(action);
         Stream {
             filter,
             host,
@@ -74,16 +74,14 @@ impl Fixture {
     /// Deliver the service's answer to the stream's `index`-th call.
     fn answer(&mut self, stream: &mut Stream, index: usize, response: Result<&[u8], u32>) {
         let token = stream.host.grpc_calls[index].token;
-        stream.host.shared = std::mem::take(&mut self.proxy.shared);
         stream
             .filter
             .on_grpc_call_response(&mut stream.host, token, response);
-        self.proxy.shared = std::mem::take(&mut stream.host.shared);
     }
 
     fn stat(&mut self, rule: &str, stat: &str) -> i64 {
-        self.plugin.on_tick(&mut self.proxy);
-        self.proxy
+        self.plugin.on_tick(&mut self.root);
+        self.root
             .metric(&format!("rate_limit.api.{rule}.{stat}"))
             .unwrap_or_else(|| panic!("no stat {rule}.{stat}"))
     }
@@ -155,7 +153,7 @@ fn over_limit_refuses_like_local_mode_and_is_remembered_until_the_reset() {
     assert_eq!(header(&reply, "x-s"), Some("1"));
 
     // The flood that follows costs no call until the window resets.
-    f.proxy.advance(Duration::from_secs(10));
+    f.root.advance(Duration::from_secs(10));
     for _ in 0..3 {
         let s = f.start(get());
         assert_eq!(s.action, Action::Pause);
@@ -167,7 +165,7 @@ fn over_limit_refuses_like_local_mode_and_is_remembered_until_the_reset() {
     assert_eq!(other.host.grpc_calls.len(), 1, "another key is asked");
     assert_eq!(f.stat("per_ip", "remembered"), 3);
     assert_eq!(f.stat("per_ip", "limited"), 4);
-    f.proxy.advance(Duration::from_secs(20));
+    f.root.advance(Duration::from_secs(20));
     assert_eq!(
         f.start(get()).host.grpc_calls.len(),
         1,
@@ -203,7 +201,7 @@ fn failures_follow_each_rules_failure_mode_and_are_counted() {
     f.answer(&mut s, 0, Ok(&[0x12, 0x09]));
     assert!(s.host.local_reply.is_some());
     // A call that cannot be sent is decided at once.
-    f.proxy.fail_calls = Some(HostError::BadArgument);
+    f.root.proxy.state().fail_calls = Some(HostError::BadArgument);
     let s = f.start(get().with_request("GET", "/closed"));
     assert_eq!(s.action, Action::Pause);
     assert!(s.host.local_reply.is_some());
@@ -260,7 +258,7 @@ fn a_global_refusal_gives_back_the_tokens_of_a_later_local_rule() {
     let mut s = f.start(get());
     f.answer(&mut s, 0, Ok(&answer(&[(true, 9, 0, 1)])));
     assert!(s.host.local_reply.is_some());
-    f.proxy.advance(Duration::from_secs(2));
+    f.root.advance(Duration::from_secs(2));
     let mut s = f.start(get());
     f.answer(&mut s, 0, Ok(OK));
     assert_eq!(s.host.resumed, 1, "the local token was given back");
@@ -294,6 +292,6 @@ fn a_global_request_costs_one_clock_read_one_memory_read_and_one_call() {
     let s = f.start(get());
     assert_eq!(
         s.host.host_calls(),
-        [("now", 1), ("shared_data", 1), ("send_local_reply", 1)].into()
+        [("now", 1), ("shared_data", 1), ("reply", 1)].into()
     );
 }

@@ -270,7 +270,7 @@ pub fn push_decimal(out: &mut String, mut n: u64) {
 mod tests {
     use super::*;
     use crate::bucket::Bucket;
-    use wasmgate_glue::FakeHost;
+    use wasmgate_glue::{FakeHost, ProxyState};
 
     const SEC: u64 = 1_000_000_000;
     const T0: u64 = 1_767_225_600 * SEC;
@@ -295,9 +295,13 @@ mod tests {
     fn entries_are_created_once_and_then_kept() {
         let mut host = FakeHost::new();
         let table = table(&mut host, 3);
-        assert_eq!(host.shared.len(), 4);
-        assert!(host.shared.contains_key("rate_limit/d/r/2"));
-        assert!(host.shared.contains_key("rate_limit/d/r/overflow"));
+        assert_eq!(host.proxy.peek().shared.len(), 4);
+        assert!(host.proxy.peek().shared.contains_key("rate_limit/d/r/2"));
+        assert!(host
+            .proxy
+            .peek()
+            .shared
+            .contains_key("rate_limit/d/r/overflow"));
         let taken = table.take(&mut host, &LIMIT, 7, 1, T0).unwrap();
         table.create(&mut host).unwrap();
         let again = table.take(&mut host, &LIMIT, 7, 1, T0).unwrap();
@@ -375,115 +379,40 @@ mod tests {
 
     #[test]
     fn a_lost_compare_and_swap_is_retried_on_the_new_value() {
-        /// A host where another worker writes the slot between each read and write.
-        struct Racing {
-            inner: FakeHost,
-            races: u32,
-        }
-        impl Host for Racing {
-            fn shared_data(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
-                self.inner.shared_data(key)
-            }
-            fn set_shared_data(
-                &mut self,
-                key: &str,
-                value: &[u8],
-                cas: Option<u32>,
-            ) -> Result<(), HostError> {
-                if self.races > 0 {
-                    self.races -= 1;
-                    // Another worker takes one token from the same bucket.
-                    if let (Some(current), _) = self.inner.shared_data(key) {
-                        if let Slot::Taken {
-                            fingerprint,
-                            bucket,
-                        } = Slot::decode(&current)
-                        {
-                            let other = Slot::Taken {
-                                fingerprint,
-                                bucket: Bucket {
-                                    tokens: bucket.tokens - 1,
-                                    ..bucket
-                                },
-                            };
-                            self.inner.set_shared_data(key, &other.encode(), None)?;
-                        }
-                    }
+        /// Another worker takes one token from the bucket in `key` between our read and write.
+        fn other_worker_takes_one(
+            key: &str,
+        ) -> impl FnMut(&mut ProxyState) -> Result<(), HostError> {
+            let key = key.to_owned();
+            move |state| {
+                if let Some(Slot::Taken {
+                    fingerprint,
+                    bucket,
+                }) = state.shared_value(&key).map(Slot::decode)
+                {
+                    let other = Slot::Taken {
+                        fingerprint,
+                        bucket: Bucket {
+                            tokens: bucket.tokens - 1,
+                            ..bucket
+                        },
+                    };
+                    state.write_shared(&key, &other.encode());
                 }
-                self.inner.set_shared_data(key, value, cas)
-            }
-            fn header(&self, m: wasmgate_glue::Headers, n: &str) -> Option<String> {
-                self.inner.header(m, n)
-            }
-            fn headers(&self, m: wasmgate_glue::Headers) -> Vec<(String, String)> {
-                self.inner.headers(m)
-            }
-            fn set_header(&mut self, m: wasmgate_glue::Headers, n: &str, v: &str) {
-                self.inner.set_header(m, n, v)
-            }
-            fn add_header(&mut self, m: wasmgate_glue::Headers, n: &str, v: &str) {
-                self.inner.add_header(m, n, v)
-            }
-            fn remove_header(&mut self, m: wasmgate_glue::Headers, n: &str) {
-                self.inner.remove_header(m, n)
-            }
-            fn property(&self, p: &[&str]) -> Option<Vec<u8>> {
-                self.inner.property(p)
-            }
-            fn now(&self) -> Result<std::time::SystemTime, HostError> {
-                self.inner.now()
-            }
-            fn random(&mut self, buf: &mut [u8]) -> Result<(), HostError> {
-                self.inner.random(buf)
-            }
-            fn send_local_reply(&mut self, s: u32, h: &[(&str, &str)], b: &[u8]) {
-                self.inner.send_local_reply(s, h, b)
-            }
-            fn resume_request(&mut self) {
-                self.inner.resume_request()
-            }
-            fn clear_route_cache(&mut self) {
-                self.inner.clear_route_cache()
-            }
-            fn http_call(&mut self, c: &wasmgate_glue::HttpCall<'_>) -> Result<u32, HostError> {
-                self.inner.http_call(c)
-            }
-            fn grpc_call(&mut self, c: &wasmgate_glue::GrpcCall<'_>) -> Result<u32, HostError> {
-                self.inner.grpc_call(c)
-            }
-            fn call_response_body(&self, m: usize) -> Option<Vec<u8>> {
-                self.inner.call_response_body(m)
-            }
-            fn set_tick_period(&mut self, p: std::time::Duration) {
-                self.inner.set_tick_period(p)
-            }
-            fn define_metric(
-                &mut self,
-                k: wasmgate_glue::MetricKind,
-                n: &str,
-            ) -> Result<wasmgate_glue::MetricId, HostError> {
-                self.inner.define_metric(k, n)
-            }
-            fn increment_metric(&mut self, i: wasmgate_glue::MetricId, d: i64) {
-                self.inner.increment_metric(i, d)
-            }
-            fn record_metric(&mut self, i: wasmgate_glue::MetricId, v: u64) {
-                self.inner.record_metric(i, v)
-            }
-            fn log(&mut self, l: wasmgate_glue::LogLevel, m: &str) {
-                self.inner.log(l, m)
+                Ok(())
             }
         }
         let limit = Limit {
             max_tokens: 3,
             ..LIMIT
         };
-        let mut inner = FakeHost::new();
-        let table = table(&mut inner, 1);
-        let mut host = Racing { inner, races: 0 };
+        let mut host = FakeHost::new();
+        let table = table(&mut host, 1);
         table.take(&mut host, &limit, 0, 1, T0).unwrap();
         // The other worker takes one token first; ours is taken on top of it.
-        host.races = 1;
+        let slot = table.key(Place::Slot(0));
+        host.proxy
+            .race_writes(&slot, 1, other_worker_takes_one(&slot));
         let t = table.take(&mut host, &limit, 0, 1, T0).unwrap();
         assert_eq!(t.decision.remaining, 0);
         assert!(
@@ -500,14 +429,16 @@ mod tests {
             ..LIMIT
         };
         let other = Table::new("d", "q", 1);
-        other.create(&mut host.inner).unwrap();
+        other.create(&mut host).unwrap();
         other.take(&mut host, &plenty, 0, 1, T0).unwrap();
-        host.races = MAX_ATTEMPTS;
+        let slot = other.key(Place::Slot(0));
+        host.proxy
+            .race_writes(&slot, MAX_ATTEMPTS, other_worker_takes_one(&slot));
         assert_eq!(
             other.take(&mut host, &plenty, 0, 1, T0),
             Err(StoreError::Contention)
         );
-        assert_eq!(host.races, 0);
+        assert_eq!(host.proxy.races_left(), 0);
     }
 
     #[test]
@@ -543,9 +474,13 @@ mod tests {
             .unwrap();
         assert_eq!(table.sweep(&mut host, &LIMIT, 0..8, T0 + 30 * SEC), 2);
         assert_eq!(table.sweep(&mut host, &LIMIT, 0..8, T0 + 60 * SEC), 1);
-        assert_eq!(host.shared["rate_limit/d/r/1"].0, EMPTY_SLOT);
+        assert_eq!(host.proxy.shared("rate_limit/d/r/1").unwrap(), EMPTY_SLOT);
         assert_eq!(table.sweep(&mut host, &LIMIT, 0..2, T0 + 90 * SEC), 0);
-        assert_eq!(host.shared.len(), 9, "sweeping never adds entries");
+        assert_eq!(
+            host.proxy.peek().shared.len(),
+            9,
+            "sweeping never adds entries"
+        );
     }
 
     #[test]
