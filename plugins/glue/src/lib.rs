@@ -11,10 +11,14 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+// `#[derive(FromJson)]` names `::wasmgate_glue`, also in this crate's own tests.
+extern crate self as wasmgate_glue;
+
 mod detached;
 #[cfg(any(test, feature = "fake"))]
 mod fake;
 mod host;
+pub mod json;
 mod plugin;
 pub mod proxy;
 
@@ -25,7 +29,10 @@ pub use fake::{
 pub use host::{
     GrpcCall, Headers, Host, HostError, HttpCall, LocalReply, LogLevel, MetricId, MetricKind,
 };
+pub use json::FromJson;
 pub use plugin::{
     check_duplicate_keys, check_duplicate_keys_with, parse_json, Action, ConfigError, HttpFilter,
     Plugin,
 };
+/// `#[derive(FromJson)]`: see [`json`].
+pub use wasmgate_glue_derive::FromJson;

@@ -5,7 +5,7 @@ use std::cell::RefCell;
 use std::collections::HashSet;
 use std::fmt;
 
-use serde::de::{self, DeserializeOwned, DeserializeSeed, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 
 use crate::host::{Host, LocalReply};
 
@@ -79,24 +79,16 @@ impl std::error::Error for ConfigError {}
 /// Parse a JSON configuration into `T`, naming the field when it fails.
 ///
 /// An empty document is read as `{}`, so a plugin whose fields all have defaults runs with
-/// no configuration at all. An object that repeats a key is refused (see
-/// [`check_duplicate_keys`]).
-pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ConfigError> {
+/// no configuration at all. An object that repeats a key is refused, naming the object and
+/// the key, as [`check_duplicate_keys`] does. `T` derives [`FromJson`](crate::FromJson) (see
+/// [`crate::json`]: small in Wasm, errors naming the field).
+pub fn parse_json<T: crate::json::FromJson>(bytes: &[u8]) -> Result<T, ConfigError> {
     let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
         b"{}"
     } else {
         bytes
     };
-    check_duplicate_keys(bytes)?;
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|err| {
-        let field = err.path().to_string();
-        let field = if field == "." { String::new() } else { field };
-        ConfigError::new(field, strip_position(&err.into_inner().to_string()))
-    })?;
-    de.end()
-        .map_err(|err| ConfigError::new("", strip_position(&err.to_string())))?;
-    Ok(value)
+    crate::json::decode(&crate::json::parse(bytes)?)
 }
 
 /// Refuse a JSON document in which an object repeats a key, naming the object and the key:
@@ -210,14 +202,6 @@ impl<'de> Visitor<'de> for Walk<'_> {
     }
 }
 
-/// serde_json appends " at line 1 column 42" to its messages; the field path says more.
-fn strip_position(message: &str) -> String {
-    match message.rfind(" at line ") {
-        Some(at) => message[..at].to_owned(),
-        None => message.to_owned(),
-    }
-}
-
 /// A plugin: the root state compiled once from the configuration and shared by every stream.
 ///
 /// `configure` runs in `on_configure`; anything that can be checked or compiled (regexes,
@@ -292,16 +276,16 @@ pub trait HttpFilter: 'static {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde::Deserialize;
+    use crate::FromJson;
 
-    #[derive(Debug, Deserialize)]
+    #[derive(Debug, FromJson)]
     #[serde(deny_unknown_fields)]
     struct Rule {
         #[allow(dead_code)]
         name: String,
     }
 
-    #[derive(Debug, Deserialize)]
+    #[derive(Debug, FromJson)]
     #[serde(deny_unknown_fields)]
     struct Config {
         #[serde(default)]
