@@ -560,3 +560,61 @@ pub fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> 
     let body = response.text().map_err(std::io::Error::other)?;
     Ok((status, body))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    #[test]
+    fn the_bootstrap_is_the_one_users_get() {
+        let upstream: SocketAddr = "127.0.0.1:8000".parse().unwrap();
+        let tests = Envoy::builder()
+            .wasm(
+                WasmFilter::new("/m/jwt_auth.wasm")
+                    .root_id("jwt-auth")
+                    .vm_id("jwt-auth")
+                    .config(json!({"providers": {}})),
+            )
+            .upstream(upstream)
+            .to_json();
+        let mut filter =
+            wasmgate_envoy::WasmFilter::new("jwt-auth", Code::Local("/m/jwt_auth.wasm".into()));
+        filter.configuration = r#"{"providers":{}}"#.into();
+        let users = wasmgate_envoy::render(&wasmgate_envoy::Spec {
+            listen: LOOPBACK_ANY_PORT,
+            admin: Some(LOOPBACK_ANY_PORT),
+            filters: vec![filter],
+            upstream: format!("http://{upstream}"),
+            clusters: Vec::new(),
+            trust: BTreeMap::new(),
+        })
+        .unwrap();
+        assert_eq!(tests, serde_json::to_value(users).unwrap());
+    }
+
+    #[test]
+    fn a_native_filter_keeps_its_config_and_without_upstream_envoy_answers() {
+        let json = Envoy::builder()
+            .filter(json!({"name": "envoy.filters.http.buffer", "typed_config": {"x": 1}}))
+            .to_json();
+        let hcm = &json["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+            ["typed_config"];
+        assert_eq!(
+            hcm["http_filters"][0],
+            json!({"name": "envoy.filters.http.buffer", "typed_config": {"x": 1}})
+        );
+        assert_eq!(
+            hcm["route_config"]["virtual_hosts"][0]["routes"][0]["direct_response"]["status"],
+            200
+        );
+        assert_eq!(json["static_resources"]["clusters"], json!([]));
+    }
+
+    #[test]
+    #[should_panic(expected = "an HTTP filter is")]
+    fn a_filter_with_more_than_name_and_config_is_refused() {
+        let _ = Envoy::builder().filter(json!({"name": "f", "typed_config": {}, "disabled": true}));
+    }
+}
