@@ -585,7 +585,7 @@ pub fn push(image: &Image, reference: &Reference, options: &PushOptions) -> Resu
         return Err(Error::failed(format!(
             "{}: the tag already holds {held}, not this module's image {}; refusing to move it (pass --force to move the tag)",
             reference.display(),
-            digest.to_string()
+            digest
         )));
     }
 
@@ -635,7 +635,7 @@ pub fn push(image: &Image, reference: &Reference, options: &PushOptions) -> Resu
         if said != digest.to_string() {
             return Err(Error::failed(format!(
                 "manifest: the registry stored digest {said}, expected {}",
-                digest.to_string()
+                digest
             )));
         }
     }

@@ -397,7 +397,7 @@ fn wasm_filters(plugins: &[Resolved], code: CodeFrom) -> Result<(Vec<WasmFilter>
             (CodeFrom::Remote, Some((url, cluster))) => Code::Remote(Remote::new(
                 url.clone(),
                 cluster.clone(),
-                plugin.pinned.sha256.clone(),
+                plugin.pinned.sha256,
             )),
             _ => {
                 let path = plugin.pinned.local.clone().ok_or_else(|| {
@@ -630,7 +630,7 @@ pub fn istio(
                     plugin.name()
                 ))
             })?;
-            (url, plugin.pinned.sha256.clone())
+            (url, plugin.pinned.sha256)
         };
         let phase = options.phase.or(plugin.configured.plugin.phase);
         warnings.extend(lints(plugin, options, phase));
@@ -708,7 +708,7 @@ fn ecds_filters(plugins: &[Resolved], oci: bool) -> Result<(Vec<WasmFilter>, Clu
                     plugin.name()
                 ))
             })?;
-            (url, plugin.pinned.sha256.clone())
+            (url, plugin.pinned.sha256)
         };
         // istio-agent downloads the module itself and hands Envoy a local file: the
         // cluster named here is never used.

@@ -117,7 +117,7 @@ impl WasmFilter {
                                         cluster: remote.cluster.clone(),
                                         timeout: duration(remote.timeout),
                                     },
-                                    sha256: remote.sha256.clone(),
+                                    sha256: remote.sha256,
                                     retry_policy: RetryPolicy {
                                         retry_back_off: BackOff {
                                             base_interval: "1s",
@@ -276,7 +276,7 @@ mod tests {
         let sha = Digest::of(b"module");
         let mut filter = WasmFilter::new(
             "jwt-auth",
-            Code::Remote(Remote::new("http://r/m.wasm", "registry", sha.clone())),
+            Code::Remote(Remote::new("http://r/m.wasm", "registry", sha)),
         );
         filter.configuration = "{}".into();
         let json = serde_json::to_value(filter.to_http_filter()).unwrap();

@@ -23,7 +23,7 @@ fn remote_code_through_registry_cluster_validates() {
         Code::Remote(Remote::new(
             "http://127.0.0.1:5000/m/jwt.wasm",
             "registry",
-            sha.clone(),
+            sha,
         )),
     );
     jwt.configuration = r#"{"issuers":[]}"#.into();

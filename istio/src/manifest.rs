@@ -208,7 +208,7 @@ pub fn wasm_plugin(spec: &PluginSpec) -> Result<WasmPlugin, ManifestError> {
             selector: spec.selector(),
             target_refs: spec.target_refs.clone(),
             url: spec.url.clone(),
-            sha256: spec.sha256.clone(),
+            sha256: spec.sha256,
             image_pull_policy: spec.image_pull_policy,
             image_pull_secret: spec.image_pull_secret.clone(),
             plugin_config: spec.plugin_config.clone(),
@@ -285,7 +285,7 @@ pub fn traffic_extension(spec: &PluginSpec) -> Result<TrafficExtension, Manifest
             traffic: spec.traffic.clone(),
             wasm: WasmConfig {
                 url: spec.url.clone(),
-                sha256: spec.sha256.clone(),
+                sha256: spec.sha256,
                 image_pull_policy: spec.image_pull_policy,
                 image_pull_secret: spec.image_pull_secret.clone(),
                 plugin_config: spec.plugin_config.clone(),
@@ -874,7 +874,7 @@ mod tests {
                 Code::Remote(Remote::new(
                     "oci://ghcr.io/acme/wasm/jwt-auth:0.1.0",
                     "unused",
-                    oci.clone(),
+                    oci,
                 )),
             ),
             WasmFilter::new(

@@ -83,7 +83,7 @@ fn patches_validate(delivery: Delivery, fail_strategy: Option<FailStrategy>) {
                 Code::Remote(Remote::new(
                     format!("http://wasmgate-registry.wasmgate.svc:5000/api/v1/plugins/{p}/versions/0.1.0/module"),
                     "wasmgate-registry",
-                    sha.clone(),
+                    sha,
                 )),
             );
             filter.configuration = "{}".into();
