@@ -7,12 +7,12 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::{Map, Value};
 use wasmgate_glue::{
-    parse_json, Action, ConfigError, Headers, Host, HostError, HttpFilter, LocalReply, LogLevel,
-    MetricId, MetricKind, Plugin,
+    parse_json, Action, ConfigError, Headers, Host, HostError, HttpFilter, LogLevel, MetricId,
+    MetricKind, Plugin,
 };
 use wasmgate_http::{cookie_values, cookies, is_param, query_values, split};
 
-use crate::cache::{self, TokenCache};
+use crate::cache::TokenCache;
 use crate::claims::{header_value, lookup, scopes};
 use crate::config::{Compiled, Config, CryptoMode, Keys, Remote, Req, Source};
 use crate::hostcrypto::{self, Crypto, HostCrypto};
@@ -561,12 +561,13 @@ impl<'a> Eval<'a> {
             Err(err) => return Outcome::NoClock(err),
         };
         let now = i64::try_from(now_ms / 1000).unwrap_or(i64::MAX);
-        let key = cache::key(&token, provider);
-        let caching = shared.config.token_cache_size > 0;
-        if caching {
+        let mut key = None;
+        if shared.config.token_cache_size > 0 {
             let mut state = shared.state.borrow_mut();
             let generation = state.keys[provider].generation;
-            if let Some(claims) = state.cache.get(&key, now, generation) {
+            let k = state.cache.key(&token, provider);
+            key = Some(k);
+            if let Some(claims) = state.cache.get(&k, &token, now, generation) {
                 drop(state);
                 bump(host, shared.metrics.cache_hit);
                 return Outcome::Verified(Rc::new(Verified {
@@ -623,9 +624,10 @@ impl<'a> Eval<'a> {
             Err(reason) => return Outcome::Failed(reason),
         };
         let claims = Rc::new(parsed.claims);
-        if caching {
+        if let Some(key) = key {
             shared.state.borrow_mut().cache.insert(
                 key,
+                &token,
                 Rc::clone(&claims),
                 exp,
                 config.claims.clock_skew_seconds,
@@ -909,12 +911,13 @@ impl JwtAuthFilter {
             "error_description": "the proxy cannot tell the time to check the token",
         })
         .to_string();
+        host.send_local_reply(
+            503,
+            &[("content-type", "application/json")],
+            body.as_bytes(),
+        );
         self.paused = false;
-        Action::Reply(
-            LocalReply::new(503)
-                .header("content-type", "application/json")
-                .body(body),
-        )
+        Action::Pause
     }
 
     fn allow(&mut self, host: &mut dyn Host) -> Action {
@@ -958,13 +961,16 @@ impl JwtAuthFilter {
         };
         let body =
             serde_json::json!({ "error": error, "error_description": description }).to_string();
+        host.send_local_reply(
+            status,
+            &[
+                ("www-authenticate", &challenge),
+                ("content-type", "application/json"),
+            ],
+            body.as_bytes(),
+        );
         self.paused = false;
-        Action::Reply(
-            LocalReply::new(status)
-                .header("www-authenticate", &challenge)
-                .header("content-type", "application/json")
-                .body(body),
-        )
+        Action::Pause
     }
 }
 
@@ -989,6 +995,6 @@ impl HttpFilter for JwtAuthFilter {
         self.shared.fetched(host, provider, sent, status, &who);
         // A decision, never a hang: keys or not, the stream is answered or resumed here
         // (or waits for the keys of another provider, under that callout's timeout).
-        self.decide(host).settle(host);
+        self.decide(host);
     }
 }
