@@ -6,7 +6,7 @@ mod common;
 use std::io::Read;
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::test_module::{proxy_module, LargeModule};
 use common::{client, files, publish, Binary, TOKEN};
@@ -155,22 +155,18 @@ fn a_sigkill_in_the_middle_of_a_large_upload_leaves_a_consistent_store() {
             .send()
             .map(|r| r.status().as_u16())
     });
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let partial = loop {
-        let in_flight: u64 = std::fs::read_dir(data.join("tmp"))
-            .unwrap()
-            .filter_map(|e| e.ok()?.metadata().ok())
-            .map(|m| m.len())
-            .sum();
-        if in_flight > 2 * MIB {
-            break in_flight;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the upload never reached the disk"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    let partial = test_env::wait_for(
+        "the upload to reach the disk",
+        Duration::from_secs(30),
+        || {
+            let in_flight: u64 = std::fs::read_dir(data.join("tmp"))
+                .unwrap()
+                .filter_map(|e| e.ok()?.metadata().ok())
+                .map(|m| m.len())
+                .sum();
+            (in_flight > 2 * MIB).then_some(in_flight)
+        },
+    );
     registry.child.kill().unwrap();
     registry.child.wait().unwrap();
     assert!(

@@ -19,7 +19,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use reqwest::blocking::{Client, Response};
 use tokio::sync::oneshot;
@@ -255,14 +255,7 @@ impl Binary {
 
     /// Wait for the process to exit and return its exit code.
     pub fn wait(&mut self, timeout: Duration) -> Option<i32> {
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return status.code();
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
+        test_env::poll(timeout, || self.child.try_wait().ok().flatten())?.code()
     }
 }
 
