@@ -7,8 +7,8 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::{Map, Value};
 use wasmgate_glue::{
-    parse_json, Action, ConfigError, Headers, Host, HostError, HttpFilter, LocalReply, LogLevel,
-    MetricId, MetricKind, Plugin,
+    parse_json, Action, ConfigError, Headers, Host, HostError, HttpFilter, LogLevel, MetricId,
+    MetricKind, Plugin,
 };
 use wasmgate_http::{cookie_values, cookies, is_param, query_values, split};
 
@@ -97,6 +97,9 @@ struct Shared {
     metrics: Metrics,
     /// Where RS* and ES* signatures go (decided in `on_start`).
     crypto: Cell<CryptoPath>,
+    /// Whether a decision depends on the method (a rule names methods, or CORS preflights
+    /// pass): when not, `:method` is never read, one host call less per request.
+    reads_method: bool,
     state: RefCell<State>,
 }
 
@@ -303,6 +306,8 @@ impl Plugin for JwtAuth {
             shared: Rc::new(Shared {
                 metrics: Metrics::define(host),
                 crypto: Cell::new(CryptoPath::Module),
+                reads_method: config.bypass_cors_preflight
+                    || config.rules.iter().any(|r| !r.methods.is_empty()),
                 config,
                 state: RefCell::new(state),
             }),
@@ -473,24 +478,28 @@ enum Found {
 struct Eval<'a> {
     shared: &'a Shared,
     fetched: &'a [bool],
-    path: String,
+    path: &'a str,
     /// Request headers read so far: providers often share a source.
     headers: Vec<(String, Option<String>)>,
     outcomes: Vec<Option<Outcome>>,
 }
 
 impl<'a> Eval<'a> {
-    fn header(&mut self, host: &dyn Host, name: &str) -> Option<String> {
-        if let Some((_, value)) = self.headers.iter().find(|(n, _)| n == name) {
-            return value.clone();
-        }
-        let value = host.header(Headers::Request, name);
-        self.headers.push((name.to_owned(), value.clone()));
-        value
+    fn header(&mut self, host: &dyn Host, name: &str) -> Option<&str> {
+        let at = match self.headers.iter().position(|(n, _)| n == name) {
+            Some(at) => at,
+            None => {
+                let value = host.header(Headers::Request, name);
+                self.headers.push((name.to_owned(), value));
+                self.headers.len() - 1
+            }
+        };
+        self.headers[at].1.as_deref()
     }
 
     fn find(&mut self, host: &dyn Host, provider: usize) -> Found {
-        let sources = &self.shared.config.providers[provider].sources;
+        let shared = self.shared;
+        let sources = &shared.config.providers[provider].sources;
         let mut found: Option<(String, usize)> = None;
         for (index, source) in sources.iter().enumerate() {
             let token = match source {
@@ -498,13 +507,13 @@ impl<'a> Eval<'a> {
                     let Some(value) = self.header(host, name) else {
                         continue;
                     };
-                    match strip_prefix(&value, prefix) {
+                    match strip_prefix(value, prefix) {
                         Some(token) => token.to_owned(),
                         None => continue,
                     }
                 }
                 Source::Param(name) => {
-                    match query_values(query(&self.path), name)
+                    match query_values(query(self.path), name)
                         .collect::<Vec<_>>()
                         .as_slice()
                     {
@@ -517,7 +526,7 @@ impl<'a> Eval<'a> {
                     let Some(value) = self.header(host, "cookie") else {
                         continue;
                     };
-                    match cookie_values(&value, name).collect::<Vec<_>>().as_slice() {
+                    match cookie_values(value, name).collect::<Vec<_>>().as_slice() {
                         [] => continue,
                         [one] => (*one).to_owned(),
                         _ => return Found::Bad,
@@ -764,7 +773,12 @@ impl JwtAuthFilter {
     fn decide(&mut self, host: &mut dyn Host) -> Action {
         let shared = Rc::clone(&self.shared);
         let config = &shared.config;
-        let method = host.header(Headers::Request, ":method").unwrap_or_default();
+        // A rule without methods matches any, so the empty method stands for the unread one.
+        let method = if shared.reads_method {
+            host.header(Headers::Request, ":method").unwrap_or_default()
+        } else {
+            String::new()
+        };
         let path = host.header(Headers::Request, ":path").unwrap_or_default();
         if config.bypass_cors_preflight
             && method == "OPTIONS"
@@ -787,7 +801,7 @@ impl JwtAuthFilter {
         let mut eval = Eval {
             shared: &shared,
             fetched: &self.fetched,
-            path: path.clone(),
+            path: &path,
             headers: Vec::new(),
             outcomes: vec![None; config.providers.len()],
         };
@@ -821,16 +835,15 @@ impl JwtAuthFilter {
 
     /// Put what the providers want upstream, and strip tokens that are not forwarded.
     fn forward(&self, host: &mut dyn Host, path: &str, verified: &[Rc<Verified>]) {
-        let mut path = path.to_owned();
-        let mut path_changed = false;
+        // Copied only when a token is taken out of the query.
+        let mut new_path: Option<String> = None;
         for v in verified {
             let provider = &self.shared.config.providers[v.provider];
             if !provider.forward {
                 match &provider.sources[v.source] {
                     Source::Header { name, .. } => host.remove_header(Headers::Request, name),
                     Source::Param(name) => {
-                        path = remove_param(&path, name);
-                        path_changed = true;
+                        new_path = Some(remove_param(new_path.as_deref().unwrap_or(path), name));
                     }
                     Source::Cookie(name) => {
                         let header = host.header(Headers::Request, "cookie").unwrap_or_default();
@@ -854,7 +867,7 @@ impl JwtAuthFilter {
                 }
             }
         }
-        if path_changed {
+        if let Some(path) = new_path {
             host.set_header(Headers::Request, ":path", &path);
         }
     }
@@ -911,12 +924,13 @@ impl JwtAuthFilter {
             "error_description": "the proxy cannot tell the time to check the token",
         })
         .to_string();
+        host.send_local_reply(
+            503,
+            &[("content-type", "application/json")],
+            body.as_bytes(),
+        );
         self.paused = false;
-        Action::Reply(
-            LocalReply::new(503)
-                .header("content-type", "application/json")
-                .body(body),
-        )
+        Action::Pause
     }
 
     fn allow(&mut self, host: &mut dyn Host) -> Action {
@@ -960,13 +974,16 @@ impl JwtAuthFilter {
         };
         let body =
             serde_json::json!({ "error": error, "error_description": description }).to_string();
+        host.send_local_reply(
+            status,
+            &[
+                ("www-authenticate", &challenge),
+                ("content-type", "application/json"),
+            ],
+            body.as_bytes(),
+        );
         self.paused = false;
-        Action::Reply(
-            LocalReply::new(status)
-                .header("www-authenticate", &challenge)
-                .header("content-type", "application/json")
-                .body(body),
-        )
+        Action::Pause
     }
 }
 
@@ -991,6 +1008,6 @@ impl HttpFilter for JwtAuthFilter {
         self.shared.fetched(host, provider, sent, status, &who);
         // A decision, never a hang: keys or not, the stream is answered or resumed here
         // (or waits for the keys of another provider, under that callout's timeout).
-        self.decide(host).settle(host);
+        self.decide(host);
     }
 }
