@@ -32,6 +32,8 @@ mod flow_tests;
 #[path = "../tests/support/mint.rs"]
 mod mint;
 #[cfg(test)]
+mod speed_tests;
+#[cfg(test)]
 mod tests;
 
 pub use config::Config;
