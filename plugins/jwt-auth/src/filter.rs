@@ -7,8 +7,8 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::{Map, Value};
 use wasmgate_glue::{
-    parse_json, Action, ConfigError, Headers, Host, HostError, HttpFilter, LogLevel, MetricId,
-    MetricKind, Plugin,
+    parse_json, Action, ConfigError, Headers, Host, HostError, HttpFilter, LocalReply, LogLevel,
+    MetricId, MetricKind, Plugin,
 };
 use wasmgate_http::{cookie_values, cookies, is_param, query_values, split};
 
@@ -924,13 +924,12 @@ impl JwtAuthFilter {
             "error_description": "the proxy cannot tell the time to check the token",
         })
         .to_string();
-        host.send_local_reply(
-            503,
-            &[("content-type", "application/json")],
-            body.as_bytes(),
-        );
         self.paused = false;
-        Action::Pause
+        Action::Reply(
+            LocalReply::new(503)
+                .header("content-type", "application/json")
+                .body(body),
+        )
     }
 
     fn allow(&mut self, host: &mut dyn Host) -> Action {
@@ -974,16 +973,13 @@ impl JwtAuthFilter {
         };
         let body =
             serde_json::json!({ "error": error, "error_description": description }).to_string();
-        host.send_local_reply(
-            status,
-            &[
-                ("www-authenticate", &challenge),
-                ("content-type", "application/json"),
-            ],
-            body.as_bytes(),
-        );
         self.paused = false;
-        Action::Pause
+        Action::Reply(
+            LocalReply::new(status)
+                .header("www-authenticate", &challenge)
+                .header("content-type", "application/json")
+                .body(body),
+        )
     }
 }
 
@@ -1008,6 +1004,6 @@ impl HttpFilter for JwtAuthFilter {
         self.shared.fetched(host, provider, sent, status, &who);
         // A decision, never a hang: keys or not, the stream is answered or resumed here
         // (or waits for the keys of another provider, under that callout's timeout).
-        self.decide(host);
+        self.decide(host).settle(host);
     }
 }
