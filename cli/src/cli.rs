@@ -255,7 +255,7 @@ pub struct EnvoyArgs {
     #[arg(long, default_value = "127.0.0.1:9901")]
     pub admin: SocketAddr,
     /// Where requests go: `http://host:port`.
-    #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:8000")]
+    #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:8000", value_parser = parse_url)]
     pub upstream: String,
     /// Load modules from the files in the lock file instead of fetching them from the
     /// registry with sha256.
@@ -289,10 +289,21 @@ pub struct JwksTlsArgs {
 fn parse_cluster(text: &str) -> Result<(String, String), String> {
     match text.split_once('=') {
         Some((name, url)) if !name.is_empty() && !url.is_empty() => {
+            if !url.contains("://") {
+                return Err(format!(
+                    "{text:?}: the URL has no scheme; expected NAME=http://host:port (or grpc://host:port)"
+                ));
+            }
             Ok((name.to_owned(), url.to_owned()))
         }
         _ => Err(format!("{text:?}: expected NAME=URL")),
     }
+}
+
+fn parse_url(text: &str) -> Result<String, String> {
+    wasmgate::error::check_url_scheme("URL", text)
+        .map(|()| text.to_owned())
+        .map_err(|e| e.to_string())
 }
 
 /// Istio options shared by WasmPlugin and TrafficExtension.

@@ -67,3 +67,16 @@ pub fn write(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
     std::fs::write(path, bytes)
         .map_err(|e| Error::failed(format!("cannot write {}: {e}", path.display())))
 }
+
+/// A URL given without a scheme (`127.0.0.1:8000`, `localhost:8000`) is a usage error that
+/// says what is expected, instead of the URL parser's "relative URL without a base" or a
+/// host taken for a scheme.
+pub fn check_url_scheme(what: &str, url: &str) -> Result<()> {
+    if url.contains("://") {
+        Ok(())
+    } else {
+        Err(Error::usage(format!(
+            "{what} {url:?}: no scheme; expected http://host:port"
+        )))
+    }
+}

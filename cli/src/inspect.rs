@@ -30,7 +30,17 @@ pub fn inspect_file(path: &Path) -> Result<ModuleReport> {
 /// Inspect module bytes with the registry's inspector; `path` only names them in the report
 /// and in errors.
 pub fn inspect(bytes: &[u8], path: &str) -> Result<ModuleReport> {
-    let module = wasm::inspect(bytes).map_err(|e| Error::failed(format!("{path}: {e}")))?;
+    // Checked here, whatever the file's length: one line for the common mistake, where the
+    // parser's own message for a short file spans several.
+    if !bytes.starts_with(b"\0asm") {
+        return Err(Error::failed(format!(
+            "{path}: not a WebAssembly module (it does not start with \\0asm)"
+        )));
+    }
+    let module = wasm::inspect(bytes).map_err(|e| {
+        let message = e.to_string().split_whitespace().collect::<Vec<_>>().join(" ");
+        Error::failed(format!("{path}: {message}"))
+    })?;
     Ok(ModuleReport {
         path: path.to_owned(),
         size: bytes.len() as u64,

@@ -17,8 +17,37 @@ use wasmgate::{inspect, oci, package, plugins, registry, wasmbuild};
 
 use crate::cli::{Cli, Command, CommonRenderArgs, Output, RenderTarget};
 
+/// `--output json` among raw arguments that clap could not parse.
+fn json_requested(args: &[String]) -> bool {
+    args.iter().any(|a| a == "--output=json")
+        || args.windows(2).any(|w| w[0] == "--output" && w[1] == "json")
+}
+
 fn main() {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            use clap::error::ErrorKind;
+            let args: Vec<String> = std::env::args().collect();
+            let asked = matches!(err.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion);
+            if asked || !json_requested(&args) {
+                err.exit();
+            }
+            // An argument error is an error like any other for a machine reading JSON.
+            let usage = err.render().to_string();
+            let message = usage
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .trim_start_matches("error: ")
+                .to_owned();
+            eprintln!(
+                "{}",
+                json!({ "error": { "message": message, "usage": usage, "exit_code": 2 } })
+            );
+            std::process::exit(2);
+        }
+    };
     // The registry and the rate-limit service log through `tracing`: their requests and
     // lifecycle under `serve` and `ratelimit`, only trouble otherwise.
     let default_filter = match cli.command {

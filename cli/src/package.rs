@@ -44,13 +44,32 @@ pub fn package(
     Ok(())
 }
 
-/// `path` relative to the lock file's folder when it lies under it, else absolute.
+/// `path` relative to the lock file's folder (with `..` where needed), so the lock file can
+/// be committed and used from another checkout; absolute only when no relative path exists
+/// (another drive on Windows).
 fn relative_to(path: &Path, lock_path: &Path) -> PathBuf {
-    let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    use std::path::Component;
+    let absolute = |p: &Path| {
+        std::path::absolute(p)
+            .unwrap_or_else(|_| p.to_path_buf())
+            .components()
+            .filter(|c| *c != Component::CurDir)
+            .collect::<PathBuf>()
+    };
     let path = absolute(path);
     let base = absolute(lock_path.parent().unwrap_or(Path::new(".")));
-    path.strip_prefix(&base)
-        .map_or(path.clone(), Path::to_path_buf)
+    let (to, from): (Vec<_>, Vec<_>) = (path.components().collect(), base.components().collect());
+    let common = to.iter().zip(&from).take_while(|(a, b)| a == b).count();
+    // Nothing in common but the root on a Unix system is still fine; a different prefix
+    // (drive) is not.
+    if common == 0 || from[common..].contains(&Component::ParentDir) {
+        return path;
+    }
+    from[common..]
+        .iter()
+        .map(|_| Component::ParentDir)
+        .chain(to[common..].iter().copied())
+        .collect()
 }
 
 /// The module file of a lock entry, resolved against the lock file's folder.
@@ -62,5 +81,59 @@ pub fn module_path(entry: &LockEntry, lock_path: &Path) -> PathBuf {
             .parent()
             .unwrap_or(Path::new("."))
             .join(&entry.module)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(module: &str) -> LockEntry {
+        LockEntry {
+            version: "0.1.0".into(),
+            root_id: "a".into(),
+            module: PathBuf::from(module),
+            sha256: None,
+            size: 0,
+            abi_version: "0.2.1".into(),
+            url: None,
+            oci: None,
+        }
+    }
+
+    #[test]
+    fn module_paths_are_relative_to_the_lock_file() {
+        let cases = [
+            (
+                "/w/target/modules/a.wasm",
+                "/w/wasmgate.lock.json",
+                "target/modules/a.wasm",
+            ),
+            (
+                "/w/target/modules/a.wasm",
+                "/w/deploy/wasmgate.lock.json",
+                "../target/modules/a.wasm",
+            ),
+            ("/w/a.wasm", "/x/y/wasmgate.lock.json", "../../w/a.wasm"),
+            ("/w/./m/a.wasm", "/w/m/l.json", "a.wasm"),
+        ];
+        for (module, lock, wanted) in cases {
+            assert_eq!(
+                relative_to(Path::new(module), Path::new(lock)),
+                Path::new(wanted)
+            );
+            // Resolved against the lock file's folder, it is the module again.
+            let mut back = PathBuf::new();
+            for part in module_path(&entry(wanted), Path::new(lock)).components() {
+                match part {
+                    std::path::Component::ParentDir => {
+                        back.pop();
+                    }
+                    std::path::Component::CurDir => {}
+                    other => back.push(other),
+                }
+            }
+            assert_eq!(back, Path::new(&module.replace("/./", "/")));
+        }
     }
 }

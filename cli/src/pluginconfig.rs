@@ -95,7 +95,17 @@ pub fn check(plugin: &PluginInfo, config: &Value) -> Result<()> {
 /// Read a YAML or JSON document (JSON is YAML) into a JSON value; an empty file is `{}`.
 pub fn load(path: &Path) -> Result<Value> {
     let bytes = read(path)?;
-    parse(&bytes).map_err(|e| e.context(&path.display().to_string()))
+    let value = parse(&bytes).map_err(|e| e.context(&path.display().to_string()))?;
+    // An empty file is more likely a mistake (the wrong file, a failed write) than a wish
+    // for an empty configuration, which `{}` says.
+    let empty = bytes.iter().all(u8::is_ascii_whitespace) || value.is_null();
+    if empty {
+        return Err(Error::failed(format!(
+            "{}: the file is empty (no YAML or JSON document); write {{}} for an empty configuration",
+            path.display()
+        )));
+    }
+    Ok(value)
 }
 
 /// Parse YAML or JSON text into a JSON value; an empty document is `{}`. An object that

@@ -53,6 +53,7 @@ impl Registry {
     /// A client for the registry at `base`; `token` authorizes publishing (and reading, when
     /// the registry requires it).
     pub fn new(base: &str, token: Option<String>) -> Result<Registry> {
+        crate::error::check_url_scheme("registry URL", base)?;
         let parsed = url::Url::parse(base)
             .map_err(|e| Error::usage(format!("registry URL {base:?}: {e}")))?;
         if parsed.scheme() != "http" {

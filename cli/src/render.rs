@@ -75,6 +75,24 @@ fn digest(text: Option<&str>, origin: &str) -> Result<Digest> {
         .map_err(|e| Error::failed(format!("{origin}: malformed sha256: {e}")))
 }
 
+/// A warning for each plugin whose module file, named by the lock file, is missing: the
+/// manifest still pins the lock's sha256, but nobody checked that file against it.
+pub fn missing_modules(plugins: &[Resolved]) -> Vec<Warning> {
+    plugins
+        .iter()
+        .filter_map(|plugin| {
+            let path = plugin.pinned.local.as_ref()?;
+            (!path.exists()).then(|| Warning {
+                plugin: plugin.name().to_owned(),
+                message: format!(
+                    "module file {} (from the lock file) is missing, so its sha256 was not checked; run `make wasm` and `wasmgate package`",
+                    path.display()
+                ),
+            })
+        })
+        .collect()
+}
+
 /// Find the module of each plugin and its digest.
 pub fn resolve(source: Source<'_>, plugins: Vec<Configured>) -> Result<Vec<Resolved>> {
     let mut seen = BTreeSet::new();
@@ -107,16 +125,22 @@ fn pin_from_lock(lock: &Lock, path: &Path, configured: &Configured) -> Result<Pi
     }
     let sha256 = digest(entry.sha256.as_deref(), &origin)?;
     let local = module_path(entry, path);
-    if let Ok(bytes) = std::fs::read(&local) {
-        let actual = Digest::of(&bytes);
-        if actual != sha256 {
-            return Err(Error::failed(format!(
-                "{origin}: {} has sha256 {}, the lock says {}; run `wasmgate package` again",
-                local.display(),
-                actual.hex(),
-                sha256.hex()
-            )));
+    // A missing module is refused where the file itself is needed (`--local`) and warned
+    // about otherwise ([`missing_modules`]): its digest cannot be checked.
+    match std::fs::read(&local) {
+        Ok(bytes) => {
+            let actual = Digest::of(&bytes);
+            if actual != sha256 {
+                return Err(Error::failed(format!(
+                    "{origin}: {} has sha256 {}, the lock says {}; run `wasmgate package` again",
+                    local.display(),
+                    actual.hex(),
+                    sha256.hex()
+                )));
+            }
         }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::failed(format!("{origin}: {}: {e}", local.display()))),
     }
     let oci = match &entry.oci {
         Some(pin) => Some((
@@ -406,6 +430,13 @@ fn wasm_filters(plugins: &[Resolved], code: CodeFrom) -> Result<(Vec<WasmFilter>
                         plugin.name()
                     ))
                 })?;
+                if !path.exists() {
+                    return Err(Error::failed(format!(
+                        "{}: module file {} (from the lock file) is missing; run `make wasm` and `wasmgate package`",
+                        plugin.name(),
+                        path.display()
+                    )));
+                }
                 Code::Local(std::path::absolute(&path).unwrap_or(path))
             }
         };
@@ -459,7 +490,10 @@ pub fn envoy(
         }
     }
     check_grpc_clusters(plugins, &clusters)?;
-    let (trust, warnings) = jwks_trust(plugins, &clusters, &options.jwks_tls)?;
+    let (trust, mut warnings) = jwks_trust(plugins, &clusters, &options.jwks_tls)?;
+    if options.code == CodeFrom::Remote {
+        warnings.extend(missing_modules(plugins));
+    }
     let bootstrap = wasmgate_envoy::render(&wasmgate_envoy::Spec {
         listen: options.listen,
         admin: options.admin,
@@ -595,6 +629,7 @@ pub fn istio(
             adds_clusters: false,
         },
     )?;
+    warnings.extend(missing_modules(&plugins));
     let plugins = plugins.as_slice();
     let mut documents = Vec::new();
     let phases: Vec<Option<Phase>> = plugins
@@ -729,7 +764,7 @@ pub fn envoy_filter(
     plugins: &[Resolved],
     options: &EnvoyFilterOptions,
 ) -> Result<(Vec<IstioManifest>, Vec<Warning>)> {
-    let mut warnings = Vec::new();
+    let mut warnings = missing_modules(plugins);
     let mut documents = Vec::new();
     let (filters, clusters) = match options.delivery {
         Delivery::Inline => {
