@@ -29,7 +29,7 @@ APT_PACKAGES := skopeo docker-registry apache2-utils binaryen redis-server
 # when their command is missing.
 BENCH_APT_PACKAGES := wrk nginx
 
-.PHONY: help test setup toolchain envoy apt wasm size lint unit fuzz demo bench bench-apt clean
+.PHONY: help test setup toolchain envoy apt wasm size lint unit fuzz demo install bench bench-apt clean
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -98,8 +98,13 @@ FUZZ_CASES ?= 20000
 fuzz: ## Every property test of the workspace (`prop_*`) with FUZZ_CASES cases each (~minutes).
 	PROPTEST_CASES=$(FUZZ_CASES) $(CARGO) test --workspace prop_
 
+# Other ports: make demo DEMO_ARGS="--listen 127.0.0.1:10001 --admin 127.0.0.1:9902"
+DEMO_ARGS ?=
 demo: setup wasm ## Registry + the three plugins fetched by Envoy with sha256; prints curl commands. Ctrl-C stops.
-	$(CARGO) run --quiet -p wasmgate -- demo
+	$(CARGO) run --quiet -p wasmgate -- demo $(DEMO_ARGS)
+
+install: ## Put the `wasmgate` CLI on PATH (cargo install --path cli, into ~/.cargo/bin).
+	$(CARGO) install --locked --path cli
 
 bench: setup wasm bench-apt ## Each plugin against its native Envoy filter; writes bench/RESULTS.md (~10 min).
 	$(CARGO) build --release -p wasmgate-bench -p wasmgate-registry -p wasmgate-ratelimit

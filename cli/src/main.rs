@@ -244,6 +244,12 @@ fn cmd_push(args: &cli::PushArgs, output: Output) -> Result<()> {
     } else {
         select_plugins(&args.plugins)?
     };
+    if selected.is_empty() {
+        return Err(Error::failed(format!(
+            "{}: no plugin to push (the lock file has none); run `wasmgate package` first",
+            lock_path.display()
+        )));
+    }
     let registry = match &args.registry {
         Some(url) => Some(registry::Registry::new(url, args.token.clone())?),
         None => None,

@@ -264,3 +264,90 @@ fn an_empty_config_file_is_an_error() {
     let out = render("object.yaml");
     assert!(out.status.success(), "{}", stderr(&out));
 }
+
+/// The `wasmgate render` lines of the README's command list, continuation lines joined and
+/// comments dropped.
+fn readme_render_commands() -> Vec<Vec<String>> {
+    let readme = Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md");
+    let text = std::fs::read_to_string(readme).unwrap();
+    let mut commands = Vec::new();
+    let mut current = String::new();
+    for line in text.lines() {
+        let line = line.split("  #").next().unwrap_or_default().trim_end();
+        if current.is_empty() && !line.starts_with("wasmgate render") {
+            continue;
+        }
+        match line.strip_suffix('\\') {
+            Some(head) => current.push_str(head),
+            None => {
+                current.push_str(line);
+                commands.push(current.split_whitespace().map(str::to_owned).collect());
+                current.clear();
+            }
+        }
+    }
+    commands
+}
+
+#[test]
+fn the_readme_render_commands_run_as_written_from_cli_examples() {
+    let commands = readme_render_commands();
+    assert!(commands.len() >= 4, "{commands:?}");
+    // cli/examples after `package` and `push` (to a registry and an OCI registry): the lock
+    // has each module's URL and image.
+    let dir = packaged();
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    for config in ["jwt.yaml", "rl.yaml", "hr.yaml"] {
+        std::fs::copy(examples.join(config), dir.path().join(config)).unwrap();
+    }
+    let mut lock: Value = serde_json::from_slice(
+        &std::fs::read(dir.path().join("deploy/wasmgate.lock.json")).unwrap(),
+    )
+    .unwrap();
+    for (name, entry) in lock["plugins"].as_object_mut().unwrap() {
+        entry["module"] = format!("modules/{}.wasm", name.replace('-', "_")).into();
+        entry["oci"] = serde_json::json!({
+            "reference": format!("127.0.0.1:5000/wasmgate/{name}:0.1.0"),
+            "manifest_digest": format!("sha256:{}", "a".repeat(64)),
+        });
+    }
+    std::fs::write(
+        dir.path().join("wasmgate.lock.json"),
+        serde_json::to_vec(&lock).unwrap(),
+    )
+    .unwrap();
+    for command in commands {
+        // The README renders from a running registry; here the lock file stands in for it.
+        let mut args: Vec<&str> = Vec::new();
+        let mut words = command[1..].iter();
+        while let Some(word) = words.next() {
+            if word == "--registry" {
+                words.next();
+                continue;
+            }
+            args.push(word);
+        }
+        let out = wasmgate(&args, dir.path());
+        assert!(out.status.success(), "{command:?}: {}", stderr(&out));
+    }
+}
+
+#[test]
+fn a_push_with_nothing_to_push_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("wasmgate.lock.json"), r#"{"plugins": {}}"#).unwrap();
+    for target in [
+        &["--registry", "http://127.0.0.1:1"][..],
+        &["--oci", "127.0.0.1:1/wasmgate", "--plain-http"],
+    ] {
+        let mut args = vec!["push"];
+        args.extend_from_slice(target);
+        let out = wasmgate(&args, dir.path());
+        assert_eq!(out.status.code(), Some(1), "{target:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("no plugin to push"),
+            "{target:?}: {}",
+            stderr(&out)
+        );
+    }
+}
