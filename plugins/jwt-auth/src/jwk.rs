@@ -153,8 +153,10 @@ impl KeySet {
     /// publish encryption keys or new key types next to its signing keys). The error says
     /// why the document as a whole is unusable; a set with no usable key is an error.
     pub fn lenient(document: &[u8]) -> Result<(KeySet, usize), String> {
-        let jwks: Jwks =
-            serde_json::from_slice(document).map_err(|e| format!("not a JWKS document: {e}"))?;
+        // Decoded as the configuration's inline JWKS is: one decoder, one behaviour.
+        let jwks: Jwks = wasmgate_glue::json::parse(document)
+            .and_then(|json| wasmgate_glue::json::decode(&json))
+            .map_err(|e| format!("not a JWKS document: {e}"))?;
         let total = jwks.keys.len();
         let keys: Vec<Key> = jwks.keys.iter().filter_map(|k| parse_key(k).ok()).collect();
         if keys.is_empty() {
