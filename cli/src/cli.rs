@@ -476,6 +476,12 @@ pub struct DemoArgs {
     /// Where Envoy's admin interface listens.
     #[arg(long, default_value = "127.0.0.1:9901")]
     pub admin: SocketAddr,
+    /// The first of the two listeners sharing one global limit (rate-limit's global mode).
+    #[arg(long, default_value = "127.0.0.1:10001")]
+    pub global_a: SocketAddr,
+    /// The second listener sharing the global limit.
+    #[arg(long, default_value = "127.0.0.1:10002")]
+    pub global_b: SocketAddr,
     /// Folder holding the built modules [default: the workspace's target/modules].
     #[arg(long, value_name = "DIR")]
     pub modules: Option<PathBuf>,

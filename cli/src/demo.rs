@@ -1,6 +1,8 @@
 //! `wasmgate demo`: the registry on its default storage (in a temporary folder), the three
 //! plugins published to it, a demo JWKS server and echo upstream, and Envoy fetching every
-//! module from the registry with sha256. Prints curl commands showing each plugin at work.
+//! module from the registry with sha256; plus the rate-limit service and two listeners
+//! sharing one global limit through it ([`global`]). Prints curl commands showing each plugin
+//! at work.
 //!
 //! The demo signing key is derived from a public string: it is for this demo only.
 
@@ -24,6 +26,8 @@ use crate::pluginconfig::{check, parse, Configured};
 use crate::plugins;
 use crate::registry::Registry;
 use crate::render::{self, CodeFrom, EnvoyOptions, Source};
+
+pub mod global;
 
 /// The demo's pluginConfigs, in chain order.
 pub const CONFIGS: [(&str, &str); 3] = [
@@ -118,6 +122,8 @@ pub struct Options {
     pub listen: SocketAddr,
     /// Envoy's admin interface; port 0 picks a free one.
     pub admin: SocketAddr,
+    /// The two listeners sharing a global limit; port 0 picks a free one.
+    pub global: [SocketAddr; 2],
     /// Folder holding the built modules (`jwt_auth.wasm`, …).
     pub modules: PathBuf,
     pub envoy: PathBuf,
@@ -130,6 +136,10 @@ pub struct Demo {
     pub listener: SocketAddr,
     /// Envoy's admin interface.
     pub admin: SocketAddr,
+    /// The two listeners sharing one global limit ([`global::LISTENERS`]).
+    pub global: [SocketAddr; 2],
+    /// The rate-limit service's gRPC address.
+    pub ratelimit: SocketAddr,
     /// The registry's base URL.
     pub registry: String,
     /// The Envoy bootstrap the demo rendered.
@@ -252,6 +262,8 @@ pub fn start(options: &Options) -> Result<Demo> {
     stop.push(jwks_stop);
     let (upstream_addr, upstream_stop) = spawn_server(&runtime, Router::new().fallback(echo))?;
     stop.push(upstream_stop);
+    let (ratelimit_addr, ratelimit_stop) = global::start_service(&runtime)?;
+    stop.push(ratelimit_stop);
 
     let registry_url = format!("http://{registry_addr}");
     let client = Registry::new(&registry_url, Some(token))?;
@@ -266,7 +278,7 @@ pub fn start(options: &Options) -> Result<Demo> {
 
     let configured = plugins(&format!("http://{jwks_addr}{JWKS_PATH}"))?;
     let resolved = render::resolve(Source::Registry(&client), configured)?;
-    let (bootstrap, _) = render::envoy(
+    let (mut bootstrap, _) = render::envoy(
         &resolved,
         &EnvoyOptions {
             listen: options.listen,
@@ -277,6 +289,11 @@ pub fn start(options: &Options) -> Result<Demo> {
             jwks_tls: render::JwksTls::default(),
         },
     )?;
+    let rate_limit = resolved
+        .iter()
+        .find(|p| p.configured.plugin.name == "rate-limit")
+        .ok_or_else(|| Error::failed("demo: rate-limit is not among the plugins"))?;
+    global::add_listeners(&mut bootstrap, options.global, rate_limit, ratelimit_addr)?;
     let bootstrap_path = dir.path().join("envoy.yaml");
     crate::error::write(
         &bootstrap_path,
@@ -309,6 +326,8 @@ pub fn start(options: &Options) -> Result<Demo> {
     let mut demo = Demo {
         listener: options.listen,
         admin: options.admin,
+        global: options.global,
+        ratelimit: ratelimit_addr,
         registry: registry_url,
         bootstrap: bootstrap_path,
         envoy,
@@ -356,14 +375,29 @@ fn wait_ready(demo: &mut Demo, admin_path: &Path) -> Result<()> {
                     .send()
                     .and_then(|r| r.json())
                     .map_err(|e| Error::failed(format!("demo: Envoy admin: {e}")))?;
-                let address = &listeners["listener_statuses"][0]["local_address"]["socket_address"];
-                demo.listener = format!(
-                    "{}:{}",
-                    address["address"].as_str().unwrap_or("127.0.0.1"),
-                    address["port_value"].as_u64().unwrap_or(0)
-                )
-                .parse()
-                .map_err(|_| Error::failed("demo: Envoy reports no listener"))?;
+                let bound = |name: &str| -> Result<SocketAddr> {
+                    let status = listeners["listener_statuses"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .find(|s| s["name"] == name);
+                    let address = status.map(|s| &s["local_address"]["socket_address"]);
+                    address
+                        .and_then(|a| {
+                            format!(
+                                "{}:{}",
+                                a["address"].as_str().unwrap_or("127.0.0.1"),
+                                a["port_value"].as_u64().unwrap_or(0)
+                            )
+                            .parse()
+                            .ok()
+                        })
+                        .ok_or_else(|| {
+                            Error::failed(format!("demo: Envoy reports no listener {name}"))
+                        })
+                };
+                demo.listener = bound("wasmgate")?;
+                demo.global = [bound(global::LISTENERS[0])?, bound(global::LISTENERS[1])?];
                 return Ok(());
             }
         }
@@ -399,10 +433,18 @@ rate-limit: 3 requests a minute per client under /limited
 header-rewrite: a request header for the upstream, a response header for you
   curl -i {base}/public    # response has x-wasmgate: header-rewrite; the echoed request has x-wasmgate-demo
 
+rate-limit, global: listeners {a} and {b} ask one rate-limit service ({ratelimit}, counters in
+memory), {limit} requests a minute for both together
+  for url in {a} {b} {a} {b} {a} {b}; do curl -s -o /dev/null -w '%{{http_code}} ' $url/; done; echo   # 200 200 200 200 200 429
+
 Ctrl-C stops everything.
 ",
         registry = demo.registry,
         admin = demo.admin,
+        a = format_args!("http://{}", demo.global[0]),
+        b = format_args!("http://{}", demo.global[1]),
+        ratelimit = demo.ratelimit,
+        limit = global::LIMIT,
         bootstrap = demo.bootstrap.display(),
     )
 }

@@ -565,6 +565,7 @@ fn cmd_demo(args: &cli::DemoArgs) -> Result<()> {
     wasmgate::demo::run(&wasmgate::demo::Options {
         listen: args.listen,
         admin: args.admin,
+        global: [args.global_a, args.global_b],
         modules,
         envoy,
     })

@@ -17,6 +17,10 @@ fn start() -> Demo {
     match demo::start(&Options {
         listen: "127.0.0.1:0".parse().unwrap(),
         admin: "127.0.0.1:0".parse().unwrap(),
+        global: [
+            "127.0.0.1:0".parse().unwrap(),
+            "127.0.0.1:0".parse().unwrap(),
+        ],
         modules,
         envoy: test_env::envoy_binary(),
     }) {
@@ -143,4 +147,29 @@ fn a_tampered_sha256_makes_envoy_refuse_the_module() {
 
 fn serde_norway_from(yaml: &str) -> serde_json::Value {
     wasmgate::pluginconfig::parse(yaml.as_bytes()).unwrap()
+}
+
+#[test]
+fn two_listeners_share_one_global_limit_through_the_rate_limit_service() {
+    let demo = start();
+    let client = client();
+    let [a, b] = demo.global;
+    assert_ne!(a, b);
+    assert_ne!(a, demo.listener);
+    // Alternating between the listeners: each one alone is under the limit, together they
+    // use it up, and both refuse once it is.
+    let statuses: Vec<u16> = (0..8)
+        .map(|i| {
+            let listener = if i % 2 == 0 { a } else { b };
+            get(&client, &format!("http://{listener}/"), None).0
+        })
+        .collect();
+    let limit = demo::global::LIMIT as usize;
+    let mut wanted = vec![200; limit];
+    wanted.resize(8, 429);
+    assert_eq!(statuses, wanted, "{}", demo.envoy_log());
+    // The main listener has no global rule: it is not limited by the shared counter.
+    let (status, _, _) = get(&client, &format!("http://{}/public", demo.listener), None);
+    assert_eq!(status, 200);
+    assert!(demo::instructions(&demo).contains(&format!("http://{a}")));
 }
