@@ -292,3 +292,87 @@ fn push_to_an_oci_registry_that_skopeo_reads() {
         row["manifest_digest"].as_str().unwrap()
     );
 }
+
+#[test]
+fn a_push_where_one_plugin_conflicts_reports_each_and_records_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let built: PathBuf = test_env::wasm_module("jwt_auth").parent().unwrap().into();
+    let modules = dir.path().join("modules");
+    std::fs::create_dir_all(&modules).unwrap();
+    for module in ["jwt_auth", "rate_limit", "header_rewrite"] {
+        std::fs::copy(
+            built.join(format!("{module}.wasm")),
+            modules.join(format!("{module}.wasm")),
+        )
+        .unwrap();
+    }
+    ok(wasmgate(&["package", "--modules", "modules"], dir.path()));
+    let port = free_port();
+    let registry = format!("http://127.0.0.1:{port}");
+    let mut server = Process(
+        Command::new(env!("CARGO_BIN_EXE_wasmgate"))
+            .args([
+                "serve",
+                "--bind",
+                &format!("127.0.0.1:{port}"),
+                "--data-dir",
+            ])
+            .arg(dir.path().join("data"))
+            .env("WASMGATE_REGISTRY_TOKENS", "s3cret")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for(&format!("{registry}/healthz"), &mut server);
+    ok(wasmgate(
+        &[
+            "push",
+            "header-rewrite",
+            "--registry",
+            &registry,
+            "--token",
+            "s3cret",
+        ],
+        dir.path(),
+    ));
+    // Other content under the same version: the registry refuses it (409).
+    std::fs::copy(built.join("noop.wasm"), modules.join("header_rewrite.wasm")).unwrap();
+    ok(wasmgate(&["package", "--modules", "modules"], dir.path()));
+    let out = wasmgate(
+        &[
+            "push",
+            "--registry",
+            &registry,
+            "--token",
+            "s3cret",
+            "--output",
+            "json",
+        ],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = report["pushed"].as_array().unwrap();
+    assert_eq!(rows.len(), 3, "{report:#}");
+    for row in rows {
+        match row["plugin"].as_str().unwrap() {
+            "header-rewrite" => assert!(row["error"].as_str().unwrap().contains("409"), "{row}"),
+            _ => assert!(row["url"].as_str().is_some(), "{row}"),
+        }
+    }
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("1 of 3 plugins not pushed (header-rewrite: ") && err.contains("409"),
+        "{err}"
+    );
+    let lock: Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("wasmgate.lock.json")).unwrap())
+            .unwrap();
+    assert!(lock["plugins"]["jwt-auth"]["url"].is_string());
+    assert!(lock["plugins"]["rate-limit"]["url"].is_string());
+    assert!(
+        lock["plugins"]["header-rewrite"].get("url").is_none(),
+        "{lock:#}"
+    );
+}
