@@ -38,7 +38,11 @@ pub fn inspect(bytes: &[u8], path: &str) -> Result<ModuleReport> {
         )));
     }
     let module = wasm::inspect(bytes).map_err(|e| {
-        let message = e.to_string().split_whitespace().collect::<Vec<_>>().join(" ");
+        let message = e
+            .to_string()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
         Error::failed(format!("{path}: {message}"))
     })?;
     Ok(ModuleReport {
