@@ -485,24 +485,34 @@ fn die_with_this_process(_: &mut Command) {}
 pub fn run(options: &Options) -> Result<()> {
     eprintln!("starting the registry, publishing the plugins and starting Envoy…");
     let demo = start(options)?;
-    print!("{}", instructions(&demo));
-    let wait = demo.runtime.as_ref().map(|runtime| {
-        runtime.block_on(async {
-            use tokio::signal::unix::{signal, SignalKind};
-            // SIGTERM too, so that `kill` or a supervisor also stops Envoy and the servers,
-            // and SIGHUP, which a closing terminal sends.
-            let mut term = signal(SignalKind::terminate())?;
-            let mut hangup = signal(SignalKind::hangup())?;
-            tokio::select! {
-                interrupted = tokio::signal::ctrl_c() => interrupted,
-                _ = term.recv() => Ok(()),
-                _ = hangup.recv() => Ok(()),
-            }
+    let Some(runtime) = demo.runtime.as_ref() else {
+        return Err(Error::failed("demo: the async runtime is gone"));
+    };
+    // The handlers go in before the instructions are printed: whoever acts on them (a person, a
+    // test, a supervisor) may signal at once, and an unhandled SIGHUP would kill the CLI without
+    // its clean-up. SIGTERM stops it too, for `kill` and supervisors; SIGHUP is what a closing
+    // terminal sends.
+    let signals = {
+        use tokio::signal::unix::{signal, SignalKind};
+        let _entered = runtime.enter();
+        signal(SignalKind::interrupt()).and_then(|interrupt| {
+            Ok((
+                interrupt,
+                signal(SignalKind::terminate())?,
+                signal(SignalKind::hangup())?,
+            ))
         })
+    };
+    let (mut interrupt, mut term, mut hangup) =
+        signals.map_err(|e| Error::failed(format!("demo: cannot install signal handlers: {e}")))?;
+    print!("{}", instructions(&demo));
+    runtime.block_on(async {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = term.recv() => {}
+            _ = hangup.recv() => {}
+        }
     });
-    if let Some(Err(e)) = wait {
-        return Err(Error::failed(format!("demo: cannot wait for Ctrl-C: {e}")));
-    }
     // After SIGHUP the terminal may be gone: a failed write must not stop the clean-up
     // (eprintln! would panic).
     let _ = writeln!(
