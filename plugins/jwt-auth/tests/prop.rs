@@ -112,6 +112,37 @@ proptest! {
         }
     }
 
+    /// The one-pass decoder (repeated names refused while the tree is built) agrees with
+    /// serde_json's `Value` and a separate repeated-name walk, on payloads that repeat a
+    /// name at the top or one level down, or not at all.
+    #[test]
+    fn prop_one_pass_claims_match_value_and_the_repeated_name_walk(
+        claims in prop::collection::btree_map("[a-c]{1,2}|exp|aud", json_value(), 1..5),
+        repeat in 0u8..3,
+    ) {
+        let first = claims.iter().next().map(|(k, v)| format!("{}:{v}", json!(k))).unwrap();
+        let text = serde_json::to_string(&claims).unwrap();
+        let text = match repeat {
+            0 => text,
+            1 => format!("{{{first},{}", &text[1..]),
+            _ => format!(r#"{{"n":{{{first},{},"z":1}}"#, &text[1..]),
+        };
+        let raw = format!("{}.{}.AAAA", mint::b64(br#"{"alg":"ES256"}"#), mint::b64(text.as_bytes()));
+        let unique = wasmgate_glue::check_duplicate_keys(text.as_bytes()).is_ok();
+        prop_assert_eq!(unique, repeat == 0);
+        match Token::parse(&raw, MAX) {
+            Ok(token) => {
+                prop_assert!(unique, "a repeated name passed: {}", text);
+                let expected: Value = serde_json::from_str(&text).unwrap();
+                prop_assert_eq!(Value::Object(token.claims), expected);
+            }
+            Err(reason) => {
+                prop_assert!(!unique, "refused {:?}: {}", reason, text);
+                prop_assert_eq!(reason, jwt_auth::token::Reason::Malformed);
+            }
+        }
+    }
+
     #[test]
     fn prop_claims_are_checked_without_panicking(
         exp in json_value(), nbf in json_value(), iat in json_value(),
