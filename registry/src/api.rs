@@ -1,9 +1,6 @@
 //! The HTTP API: publish, list, metadata, downloads, health and metrics.
 
-use std::io;
-use std::path::PathBuf;
-use std::sync::atomic::Ordering;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use axum::body::{Body, BodyDataStream};
 use axum::extract::rejection::PathRejection;
@@ -15,15 +12,15 @@ use axum::routing::{get, put};
 use axum::{Json, Router};
 use futures_util::StreamExt as _;
 use serde_json::{json, Value};
-use sha2::{Digest as _, Sha256};
-use tokio::io::{AsyncWriteExt as _, BufWriter};
-use wasmgate_artifact::wasm::{self, WasmError, WASM_HEADER};
+use wasmgate_artifact::wasm::WasmError;
 
 use crate::body::BodyError;
 use crate::download::{serve_file, Serve, IMMUTABLE, SHORT};
 use crate::error::ApiError;
+use crate::extract::{CanPublish, CanRead, PluginPath, VersionPath};
 use crate::names::{Digest, PluginName, Version};
-use crate::oci::{self, build_image, ImageSource};
+use crate::oci;
+use crate::publish::{self, PublishError, Published, Stated, Stopped};
 use crate::store::{Put, VersionMeta};
 use crate::{metrics, Registry};
 
@@ -42,8 +39,6 @@ const MAX_DESCRIPTION_BYTES: usize = 1024;
 const LINGER_TIME: Duration = Duration::from_secs(30);
 const LINGER_PAUSE: Duration = Duration::from_secs(5);
 const LINGER_BYTES: u64 = 1024 * 1024 * 1024;
-/// Write buffer of an upload: fewer, larger writes.
-const UPLOAD_BUFFER: usize = 256 * 1024;
 
 /// The registry's routes, for [`crate::serve_on`] or for tests with `oneshot`.
 pub fn app(registry: Registry) -> Router {
@@ -118,34 +113,6 @@ async fn render_metrics(State(registry): State<Registry>) -> Response {
         .into_response()
 }
 
-fn parse_name(name: &str) -> Result<PluginName, ApiError> {
-    name.parse()
-        .map_err(|e: String| ApiError::bad_request("invalid_name", e))
-}
-
-fn parse_ids(
-    path: Result<UrlPath<(String, String)>, PathRejection>,
-) -> Result<(PluginName, Version), ApiError> {
-    let UrlPath((name, version)) = path.map_err(path_error)?;
-    let name = parse_name(&name)?;
-    let version = version
-        .parse()
-        .map_err(|e: String| ApiError::bad_request("invalid_version", e))?;
-    Ok((name, version))
-}
-
-fn path_error(_: PathRejection) -> ApiError {
-    ApiError::bad_request("invalid_path", "malformed path")
-}
-
-fn read_access(registry: &Registry, headers: &HeaderMap) -> Result<(), ApiError> {
-    if registry.can_read(headers) {
-        Ok(())
-    } else {
-        Err(ApiError::unauthorized())
-    }
-}
-
 fn version_json(meta: &VersionMeta, schema: Option<Value>) -> Value {
     json!({
         "name": meta.name,
@@ -166,28 +133,21 @@ fn version_json(meta: &VersionMeta, schema: Option<Value>) -> Value {
     })
 }
 
-async fn list_plugins(
-    State(registry): State<Registry>,
-    headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
-    read_access(&registry, &headers)?;
+async fn list_plugins(_: CanRead, State(registry): State<Registry>) -> Json<Value> {
     let plugins: Vec<Value> = registry
         .store()
         .plugins()
         .into_iter()
         .map(|(name, latest, versions)| json!({ "name": name, "latest": latest, "versions": versions }))
         .collect();
-    Ok(Json(json!({ "plugins": plugins })))
+    Json(json!({ "plugins": plugins }))
 }
 
 async fn list_versions(
+    _: CanRead,
     State(registry): State<Registry>,
-    path: Result<UrlPath<String>, PathRejection>,
-    headers: HeaderMap,
+    PluginPath(name): PluginPath,
 ) -> Result<Json<Value>, ApiError> {
-    read_access(&registry, &headers)?;
-    let UrlPath(name) = path.map_err(path_error)?;
-    let name = parse_name(&name)?;
     let versions = registry
         .store()
         .versions(&name)
@@ -207,12 +167,10 @@ fn version_not_found(name: &PluginName, version: &Version) -> ApiError {
 }
 
 async fn get_version(
+    _: CanRead,
     State(registry): State<Registry>,
-    path: Result<UrlPath<(String, String)>, PathRejection>,
-    headers: HeaderMap,
+    VersionPath(name, version): VersionPath,
 ) -> Result<Json<Value>, ApiError> {
-    read_access(&registry, &headers)?;
-    let (name, version) = parse_ids(path)?;
     let meta = registry
         .store()
         .get(&name, &version)
@@ -226,12 +184,11 @@ async fn get_version(
 }
 
 async fn download_module(
+    _: CanRead,
     State(registry): State<Registry>,
-    path: Result<UrlPath<(String, String)>, PathRejection>,
+    VersionPath(name, version): VersionPath,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    read_access(&registry, &headers)?;
-    let (name, version) = parse_ids(path)?;
     let meta = registry
         .store()
         .get(&name, &version)
@@ -240,12 +197,13 @@ async fn download_module(
 }
 
 async fn download_blob(
+    _: CanRead,
     State(registry): State<Registry>,
     path: Result<UrlPath<String>, PathRejection>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    read_access(&registry, &headers)?;
-    let UrlPath(digest) = path.map_err(path_error)?;
+    let UrlPath(digest) =
+        path.map_err(|_| ApiError::bad_request("invalid_path", "malformed path"))?;
     let digest = Digest::parse_canonical(&digest)
         .map_err(|e| ApiError::bad_request("invalid_digest", e.to_string()))?;
     if !registry.store().has_module(&digest) {
@@ -278,13 +236,7 @@ async fn send_module(
 }
 
 /// Metadata sent with a publish, from its headers.
-struct PublishHeaders {
-    sha256: Option<Digest>,
-    root_id: Option<String>,
-    description: Option<String>,
-}
-
-fn publish_headers(headers: &HeaderMap) -> Result<PublishHeaders, ApiError> {
+fn publish_headers(headers: &HeaderMap) -> Result<Stated, ApiError> {
     let text = |name: &'static str| -> Result<Option<String>, ApiError> {
         headers
             .get(name)
@@ -326,7 +278,7 @@ fn publish_headers(headers: &HeaderMap) -> Result<PublishHeaders, ApiError> {
             ));
         }
     }
-    Ok(PublishHeaders {
+    Ok(Stated {
         sha256,
         root_id,
         description,
@@ -364,62 +316,70 @@ async fn linger(mut stream: BodyDataStream) {
 /// The answer when a body stops before its end.
 fn body_error(error: &axum::Error) -> ApiError {
     if BodyError::is_too_slow(error) {
-        ApiError::new(
-            StatusCode::REQUEST_TIMEOUT,
-            "body_too_slow",
-            error.to_string(),
-        )
-        .closing()
+        publish_error(PublishError::TooSlow(error.to_string()))
     } else {
-        ApiError::bad_request("upload_interrupted", "the upload did not complete")
+        publish_error(PublishError::Interrupted)
     }
 }
 
-fn too_large(limit: u64) -> ApiError {
-    ApiError::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "too_large",
-        format!("modules are limited to {limit} bytes"),
-    )
+/// A refused publish as the client sees it.
+fn publish_error(error: PublishError) -> ApiError {
+    let message = error.to_string();
+    match error {
+        PublishError::TooLarge { .. } => {
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", message)
+        }
+        PublishError::Wasm(error) => {
+            let code = match error {
+                WasmError::NotWasm => "not_wasm",
+                WasmError::Invalid(_) => "invalid_wasm",
+                WasmError::NotProxyWasm(_) => "not_proxy_wasm",
+                WasmError::Io => return ApiError::internal("cannot read an upload back"),
+            };
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
+        }
+        PublishError::DigestMismatch { .. } => {
+            ApiError::bad_request("digest_mismatch", format!("{message} in {SHA256_HEADER}"))
+        }
+        PublishError::Conflict(_) => ApiError::new(StatusCode::CONFLICT, "version_exists", message),
+        PublishError::TooSlow(_) => {
+            ApiError::new(StatusCode::REQUEST_TIMEOUT, "body_too_slow", message).closing()
+        }
+        PublishError::Interrupted => ApiError::bad_request("upload_interrupted", message),
+        PublishError::Io(_) | PublishError::Task(_) => ApiError::internal(message),
+    }
 }
 
-fn wasm_error(error: WasmError) -> ApiError {
-    let code = match error {
-        WasmError::NotWasm => "not_wasm",
-        WasmError::Invalid(_) => "invalid_wasm",
-        WasmError::NotProxyWasm(_) => "not_proxy_wasm",
-        WasmError::Io => return ApiError::internal("cannot read an upload back"),
-    };
-    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, error.to_string())
-}
-
-/// Removes an upload's temp file unless it was moved into the store.
-struct TempFile(Option<PathBuf>);
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        if let Some(path) = self.0.take() {
-            let _ = std::fs::remove_file(path);
+fn published_answer(published: Published) -> Response {
+    match published {
+        Published::Created(meta) => {
+            let location = format!("/api/v1/plugins/{}/versions/{}", meta.name, meta.version);
+            (
+                StatusCode::CREATED,
+                [(header::LOCATION, location)],
+                Json(version_json(&meta, None)),
+            )
+                .into_response()
+        }
+        Published::Unchanged(meta) => {
+            (StatusCode::OK, Json(version_json(&meta, None))).into_response()
         }
     }
 }
 
-async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> io::Result<T> + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(ApiError::internal)
-}
-
 async fn publish(
+    auth: Result<CanPublish, ApiError>,
     State(registry): State<Registry>,
-    path: Result<UrlPath<(String, String)>, PathRejection>,
+    path: Result<VersionPath, ApiError>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let result = publish_module(&registry, path, &headers, body).await;
+    let result = match (auth, path) {
+        (Err(e), _) | (Ok(_), Err(e)) => Err(e),
+        (Ok(CanPublish), Ok(VersionPath(name, version))) => {
+            publish_module(&registry, name, version, &headers, body).await
+        }
+    };
     let outcome = match &result {
         Ok(response) if response.status() == StatusCode::CREATED => "created",
         Ok(_) => "unchanged",
@@ -432,14 +392,11 @@ async fn publish(
 
 async fn publish_module(
     registry: &Registry,
-    path: Result<UrlPath<(String, String)>, PathRejection>,
+    name: PluginName,
+    version: Version,
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    if !registry.can_publish(headers) {
-        return Err(ApiError::unauthorized());
-    }
-    let (name, version) = parse_ids(path)?;
     let stated = publish_headers(headers)?;
     let limit = registry.config().max_upload_bytes;
     let declared = headers
@@ -451,171 +408,46 @@ async fn publish_module(
         .sha256
         .and_then(|digest| Some((registry.store().get(&name, &version)?, digest)));
     // The version exists and the client said which bytes it sends: no need to read them.
-    if let Some((existing, digest)) = known {
-        return match existing_answer(&existing, &digest) {
-            Ok(mut response) => {
+    if let Some((meta, digest)) = known {
+        return match publish::existing(meta, &digest) {
+            Ok(published) => {
                 if !headers.contains_key(header::EXPECT) {
                     tokio::spawn(linger(stream));
                 }
+                let mut response = published_answer(published);
                 response.headers_mut().insert(
                     header::CONNECTION,
                     header::HeaderValue::from_static("close"),
                 );
                 Ok(response)
             }
-            Err(e) => Err(refuse_upload(e, stream, headers)),
+            Err(e) => Err(refuse_upload(publish_error(e), stream, headers)),
         };
     }
     if declared.is_some_and(|n| n > limit) {
-        return Err(refuse_upload(too_large(limit), stream, headers));
+        let error = publish_error(PublishError::TooLarge { limit });
+        return Err(refuse_upload(error, stream, headers));
     }
-
-    let store = registry.store();
-    let (temp_path, file) = store.temp_file().map_err(ApiError::internal)?;
-    let mut temp = TempFile(Some(temp_path.clone()));
-    let mut writer = BufWriter::with_capacity(UPLOAD_BUFFER, tokio::fs::File::from_std(file));
-    let mut hasher = Sha256::new();
-    let mut size = 0u64;
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| body_error(&e))?;
-        let before = size;
-        size += chunk.len() as u64;
-        registry
-            .metrics()
-            .bytes_received
-            .fetch_add(chunk.len() as u64, Ordering::Relaxed);
-        if size > limit {
-            return Err(refuse_upload(too_large(limit), stream, headers));
-        }
-        // Refuse anything that is not Wasm from its first bytes, not after storing it all.
-        if before < WASM_HEADER.len() as u64 {
-            let start = usize::try_from(before).unwrap_or(0);
-            let seen = &chunk[..chunk.len().min(WASM_HEADER.len() - start)];
-            if seen != &WASM_HEADER[start..start + seen.len()] {
-                return Err(refuse_upload(
-                    wasm_error(WasmError::NotWasm),
-                    stream,
-                    headers,
-                ));
-            }
-        }
-        hasher.update(&chunk);
-        writer.write_all(&chunk).await.map_err(ApiError::internal)?;
-    }
-    if size < WASM_HEADER.len() as u64 {
-        return Err(wasm_error(WasmError::NotWasm));
-    }
-    writer.flush().await.map_err(ApiError::internal)?;
-    writer
-        .into_inner()
-        .sync_all()
+    let upload = match publish::receive(registry, &mut stream).await {
+        Ok(upload) => upload,
+        Err(Stopped {
+            error,
+            body_left: true,
+        }) => return Err(refuse_upload(publish_error(error), stream, headers)),
+        Err(Stopped { error, .. }) => return Err(publish_error(error)),
+    };
+    publish::commit(registry, name, version, upload, stated)
         .await
-        .map_err(ApiError::internal)?;
-    let digest = Digest::from_hasher(hasher);
-
-    if let Some(expected) = stated.sha256 {
-        if expected != digest {
-            return Err(ApiError::bad_request(
-                "digest_mismatch",
-                format!(
-                    "the upload has sha256 {}, not the {} stated in {SHA256_HEADER}",
-                    digest.hex(),
-                    expected.hex()
-                ),
-            ));
-        }
-    }
-    if let Some(existing) = store.get(&name, &version) {
-        return existing_answer(&existing, &digest);
-    }
-
-    let inspected_path = temp_path.clone();
-    let abi_version = tokio::task::spawn_blocking(move || {
-        std::fs::File::open(&inspected_path)
-            .map_err(|_| WasmError::Io)
-            .and_then(wasm::inspect)
-            .and_then(|module| module.abi_version().map(str::to_owned))
-    })
-    .await
-    .map_err(ApiError::internal)?
-    .map_err(wasm_error)?;
-
-    let created = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
-    let registry_for_write = registry.clone();
-    temp.0 = None;
-    let put = blocking(move || {
-        let store = registry_for_write.store();
-        if let Err(e) = store.commit_blob(&temp_path, &digest) {
-            let _ = std::fs::remove_file(&temp_path);
-            return Err(e);
-        }
-        let module = store.blob_path(&digest);
-        let oci = build_image(
-            store,
-            ImageSource {
-                name: &name,
-                version: &version,
-                module: &module,
-                module_size: size,
-                module_digest: &digest,
-            },
-        )?;
-        store.put_version(VersionMeta {
-            name: name.to_string(),
-            version: version.to_string(),
-            sha256: digest,
-            size,
-            created,
-            abi_version,
-            root_id: stated.root_id,
-            description: stated.description,
-            oci,
-        })
-    })
-    .await?;
-    match put {
-        Put::Created(meta) => {
-            tracing::info!(name = %meta.name, version = %meta.version, sha256 = %meta.sha256, size = meta.size, "published");
-            let location = format!("/api/v1/plugins/{}/versions/{}", meta.name, meta.version);
-            Ok((
-                StatusCode::CREATED,
-                [(header::LOCATION, location)],
-                Json(version_json(&meta, None)),
-            )
-                .into_response())
-        }
-        Put::Unchanged(existing) | Put::Conflict(existing) => existing_answer(&existing, &digest),
-    }
-}
-
-/// The answer when the version exists: the same module is a no-op, another one a conflict.
-fn existing_answer(existing: &VersionMeta, digest: &Digest) -> Result<Response, ApiError> {
-    if existing.sha256 == *digest {
-        Ok((StatusCode::OK, Json(version_json(existing, None))).into_response())
-    } else {
-        Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "version_exists",
-            format!(
-                "{} {} already exists with other content (sha256 {}); versions are immutable",
-                existing.name,
-                existing.version,
-                existing.sha256.hex()
-            ),
-        ))
-    }
+        .map(published_answer)
+        .map_err(publish_error)
 }
 
 async fn put_schema(
+    _: CanPublish,
     State(registry): State<Registry>,
-    path: Result<UrlPath<(String, String)>, PathRejection>,
-    headers: HeaderMap,
+    VersionPath(name, version): VersionPath,
     body: Body,
 ) -> Result<Response, ApiError> {
-    if !registry.can_publish(&headers) {
-        return Err(ApiError::unauthorized());
-    }
-    let (name, version) = parse_ids(path)?;
     let bytes = axum::body::to_bytes(body, MAX_SCHEMA_BYTES)
         .await
         .map_err(|e| {
@@ -638,7 +470,11 @@ async fn put_schema(
             ))
         }
     }
-    let put = blocking(move || registry.store().put_schema(&name, &version, &bytes)).await?;
+    let put =
+        tokio::task::spawn_blocking(move || registry.store().put_schema(&name, &version, &bytes))
+            .await
+            .map_err(ApiError::internal)?
+            .map_err(ApiError::internal)?;
     match put {
         Put::Created(()) => {
             Ok((StatusCode::CREATED, Json(json!({ "schema": "created" }))).into_response())

@@ -19,9 +19,11 @@ mod body;
 mod conn;
 mod download;
 mod error;
+mod extract;
 mod metrics;
 pub mod names;
 mod oci;
+mod publish;
 mod server;
 mod store;
 
