@@ -114,27 +114,11 @@ pub struct RatelimitArgs {
     pub options: wasmgate_ratelimit::Options,
 }
 
-/// `wasmgate serve`.
+/// `wasmgate serve`: the same flags and `WASMGATE_REGISTRY_*` variables as `wasmgate-registry`.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Where to listen.
-    #[arg(long, default_value = "127.0.0.1:8787")]
-    pub bind: SocketAddr,
-    /// The store; created when missing.
-    #[arg(long, value_name = "DIR", default_value = "wasmgate-registry-data")]
-    pub data_dir: PathBuf,
-    /// Publish tokens, one per line. More come from WASMGATE_REGISTRY_TOKENS (comma separated).
-    #[arg(long, value_name = "FILE")]
-    pub token_file: Option<PathBuf>,
-    /// Reads need a token too.
-    #[arg(long)]
-    pub read_auth: bool,
-    /// Larger uploads are refused with 413.
-    #[arg(long, value_name = "BYTES")]
-    pub max_upload_bytes: Option<u64>,
-    /// Timeouts, header size and shutdown deadline: the same flags as `wasmgate-registry`.
     #[command(flatten)]
-    pub server: wasmgate_registry::ServerOptions,
+    pub registry: wasmgate_registry::Args,
 }
 
 /// `wasmgate push`.

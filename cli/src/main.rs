@@ -209,24 +209,11 @@ fn cmd_schema(args: &cli::SchemaArgs) -> Result<()> {
 }
 
 fn cmd_serve(args: &cli::ServeArgs) -> Result<()> {
-    let mut config = wasmgate_registry::Config {
-        bind: args.bind,
-        data_dir: args.data_dir.clone(),
-        read_auth: args.read_auth,
-        server: args.server.clone(),
-        ..wasmgate_registry::Config::default()
-    };
-    if let Some(limit) = args.max_upload_bytes {
-        config.max_upload_bytes = limit;
-    }
-    if let Some(file) = &args.token_file {
-        config.tokens = wasmgate_registry::load_tokens(file)
-            .map_err(|e| Error::failed(format!("{}: {e}", file.display())))?;
-    }
-    config.tokens.extend(
-        wasmgate_registry::tokens_from_env()
-            .map_err(|e| Error::failed(format!("{}: {e}", wasmgate_registry::TOKENS_ENV)))?,
-    );
+    let config = args
+        .registry
+        .clone()
+        .config()
+        .map_err(|e| Error::failed(format!("registry: {e}")))?;
     let runtime = tokio::runtime::Runtime::new()
         .map_err(|e| Error::failed(format!("cannot start the async runtime: {e}")))?;
     runtime

@@ -14,6 +14,7 @@
 //! ```
 
 mod api;
+mod args;
 mod auth;
 mod body;
 mod conn;
@@ -35,6 +36,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 
 pub use api::app;
+pub use args::Args;
 pub use auth::{load_tokens, parse_tokens, tokens_from_env, TOKENS_ENV};
 /// The one OCI image builder: the registry's OCI API and `wasmgate push --oci` share it.
 pub use oci::{image as oci_image, ImageBlobs};
