@@ -23,9 +23,7 @@ mod plugin;
 pub mod proxy;
 
 #[cfg(any(test, feature = "fake"))]
-pub use fake::{
-    FakeHost, FakeProxy, ForeignFunction, ProxyState, RecordedCall, RecordedGrpcCall,
-};
+pub use fake::{FakeHost, FakeProxy, ForeignFunction, ProxyState, RecordedCall, RecordedGrpcCall};
 pub use host::{
     GrpcCall, Headers, Host, HostError, HttpCall, LocalReply, LogLevel, MetricId, MetricKind,
 };
