@@ -333,11 +333,11 @@ fn push_plugin(
             &entry.root_id,
             plugin.summary,
         )?;
-        if meta.sha256.as_deref() != Some(sha256.hex().as_str()) {
+        if meta.sha256 != sha256 {
             return Err(Error::failed(format!(
-                "{}: the registry stored sha256 {:?}, expected {}",
+                "{}: the registry stored sha256 {}, expected {}",
                 plugin.name,
-                meta.sha256,
+                meta.sha256.hex(),
                 sha256.hex()
             )));
         }

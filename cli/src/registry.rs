@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use reqwest::blocking::{Client, Response};
-use serde::Deserialize;
 use serde_json::Value;
+use wasmgate_registry::wire::{SchemaPut, VersionInfo, VersionList};
 
 use crate::error::{Error, Result};
 
@@ -15,38 +15,6 @@ pub struct Registry {
     base: String,
     token: Option<String>,
     client: Client,
-}
-
-/// A version's metadata, the fields the CLI uses.
-#[derive(Debug, Clone, Deserialize)]
-pub struct VersionMeta {
-    pub name: String,
-    pub version: String,
-    /// Optional here so that a registry answering without it is refused by name, not as
-    /// a parse error.
-    #[serde(default)]
-    pub sha256: Option<String>,
-    #[serde(default)]
-    pub module_url: Option<String>,
-    #[serde(default)]
-    pub oci: Option<OciMeta>,
-}
-
-/// Where the registry's OCI API serves the version.
-#[derive(Debug, Clone, Deserialize)]
-pub struct OciMeta {
-    pub reference: String,
-    pub manifest_digest: String,
-}
-
-#[derive(Debug, Deserialize)]
-struct PluginVersions {
-    versions: Vec<VersionEntry>,
-}
-
-#[derive(Debug, Deserialize)]
-struct VersionEntry {
-    version: String,
 }
 
 impl Registry {
@@ -109,7 +77,7 @@ impl Registry {
                 .get(format!("{}/api/v1/plugins/{name}", self.base)),
             &what,
         )?;
-        let versions: PluginVersions = json(response, &what)?;
+        let versions: VersionList = json(response, &what)?;
         versions
             .versions
             .last()
@@ -118,7 +86,7 @@ impl Registry {
     }
 
     /// A version's metadata.
-    pub fn metadata(&self, name: &str, version: &str) -> Result<VersionMeta> {
+    pub fn metadata(&self, name: &str, version: &str) -> Result<VersionInfo> {
         let what = format!("{name} {version}");
         let response = self.send(
             self.client.get(format!(
@@ -138,7 +106,7 @@ impl Registry {
         module: Vec<u8>,
         root_id: &str,
         description: &str,
-    ) -> Result<VersionMeta> {
+    ) -> Result<VersionInfo> {
         let what = format!("publish {name} {version}");
         let sha256 = wasmgate_envoy::Digest::of(&module);
         let response = self.send(
@@ -170,7 +138,7 @@ impl Registry {
                 .body(schema.to_string()),
             &what,
         )?;
-        json::<Value>(response, &what).map(drop)
+        json::<SchemaPut>(response, &what).map(drop)
     }
 }
 

@@ -167,8 +167,7 @@ fn pin_from_registry(registry: &Registry, configured: &Configured) -> Result<Pin
         None => registry.latest(name)?,
     };
     let meta = registry.metadata(name, &version)?;
-    let origin = format!("registry {}: {name} {version}", registry.base());
-    let sha256 = digest(meta.sha256.as_deref(), &origin)?;
+    let sha256 = meta.sha256;
     // The registry's OCI API is on the same host and port as its HTTP API.
     let host = url::Url::parse(registry.base())
         .ok()
@@ -177,16 +176,12 @@ fn pin_from_registry(registry: &Registry, configured: &Configured) -> Result<Pin
             (Some(host), None) => Some(host.to_owned()),
             (None, _) => None,
         });
-    let oci = match (meta.oci, host) {
-        (Some(oci), Some(host)) => Some((
-            format!("{host}/{}", oci.reference),
-            digest(
-                Some(&oci.manifest_digest),
-                &format!("{origin}: oci.manifest_digest"),
-            )?,
-        )),
-        _ => None,
-    };
+    let oci = host.map(|host| {
+        (
+            format!("{host}/{}", meta.oci.reference),
+            meta.oci.manifest_digest,
+        )
+    });
     Ok(Pinned {
         http_url: Some(registry.module_url(name, &version)),
         sha256,

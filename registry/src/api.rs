@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use axum::{Json, Router};
 use futures_util::StreamExt as _;
-use serde_json::{json, Value};
+use serde_json::Value;
 use wasmgate_artifact::wasm::WasmError;
 
 use crate::body::BodyError;
@@ -21,7 +21,10 @@ use crate::extract::{CanPublish, CanRead, PluginPath, VersionPath};
 use crate::names::{Digest, PluginName, Version};
 use crate::oci;
 use crate::publish::{self, PublishError, Published, Stated, Stopped};
-use crate::store::{Put, VersionMeta};
+use crate::store::Put;
+use crate::wire::{
+    PluginList, PluginSummary, SchemaPut, SchemaState, VersionInfo, VersionList, VersionSummary,
+};
 use crate::{metrics, Registry};
 
 /// Header: the SHA256 the client expects the upload to have (64 hex).
@@ -113,50 +116,36 @@ async fn render_metrics(State(registry): State<Registry>) -> Response {
         .into_response()
 }
 
-fn version_json(meta: &VersionMeta, schema: Option<Value>) -> Value {
-    json!({
-        "name": meta.name,
-        "version": meta.version,
-        "sha256": meta.sha256.hex(),
-        "size": meta.size,
-        "created": meta.created,
-        "abi_version": meta.abi_version,
-        "root_id": meta.root_id,
-        "description": meta.description,
-        "schema": schema,
-        "module_url": format!("/api/v1/plugins/{}/versions/{}/module", meta.name, meta.version),
-        "blob_url": format!("/api/v1/blobs/{}", meta.sha256),
-        "oci": {
-            "reference": format!("{}:{}", meta.name, meta.version),
-            "manifest_digest": meta.oci.manifest.digest,
-        },
-    })
-}
-
-async fn list_plugins(_: CanRead, State(registry): State<Registry>) -> Json<Value> {
-    let plugins: Vec<Value> = registry
+async fn list_plugins(_: CanRead, State(registry): State<Registry>) -> Json<PluginList> {
+    let plugins = registry
         .store()
         .plugins()
         .into_iter()
-        .map(|(name, latest, versions)| json!({ "name": name, "latest": latest, "versions": versions }))
+        .map(|(name, latest, versions)| PluginSummary {
+            latest,
+            name,
+            versions,
+        })
         .collect();
-    Json(json!({ "plugins": plugins }))
+    Json(PluginList { plugins })
 }
 
 async fn list_versions(
     _: CanRead,
     State(registry): State<Registry>,
     PluginPath(name): PluginPath,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<VersionList>, ApiError> {
     let versions = registry
         .store()
         .versions(&name)
         .ok_or_else(|| ApiError::not_found("plugin_not_found", format!("no plugin {name}")))?;
-    let versions: Vec<Value> = versions
-        .iter()
-        .map(|m| json!({ "version": m.version, "sha256": m.sha256.hex(), "size": m.size, "created": m.created }))
-        .collect();
-    Ok(Json(json!({ "name": name.as_str(), "versions": versions })))
+    Ok(Json(VersionList {
+        name: name.to_string(),
+        versions: versions
+            .iter()
+            .map(|m| VersionSummary::from(&**m))
+            .collect(),
+    }))
 }
 
 fn version_not_found(name: &PluginName, version: &Version) -> ApiError {
@@ -170,7 +159,7 @@ async fn get_version(
     _: CanRead,
     State(registry): State<Registry>,
     VersionPath(name, version): VersionPath,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<VersionInfo>, ApiError> {
     let meta = registry
         .store()
         .get(&name, &version)
@@ -180,7 +169,7 @@ async fn get_version(
         .schema(&name, &version)
         .map_err(ApiError::internal)?
         .and_then(|bytes| serde_json::from_slice(&bytes).ok());
-    Ok(Json(version_json(&meta, schema)))
+    Ok(Json(VersionInfo::new(&meta, schema)))
 }
 
 async fn download_module(
@@ -357,12 +346,12 @@ fn published_answer(published: Published) -> Response {
             (
                 StatusCode::CREATED,
                 [(header::LOCATION, location)],
-                Json(version_json(&meta, None)),
+                Json(VersionInfo::new(&meta, None)),
             )
                 .into_response()
         }
         Published::Unchanged(meta) => {
-            (StatusCode::OK, Json(version_json(&meta, None))).into_response()
+            (StatusCode::OK, Json(VersionInfo::new(&meta, None))).into_response()
         }
     }
 }
@@ -476,12 +465,20 @@ async fn put_schema(
             .map_err(ApiError::internal)?
             .map_err(ApiError::internal)?;
     match put {
-        Put::Created(()) => {
-            Ok((StatusCode::CREATED, Json(json!({ "schema": "created" }))).into_response())
-        }
-        Put::Unchanged(()) => {
-            Ok((StatusCode::OK, Json(json!({ "schema": "unchanged" }))).into_response())
-        }
+        Put::Created(()) => Ok((
+            StatusCode::CREATED,
+            Json(SchemaPut {
+                schema: SchemaState::Created,
+            }),
+        )
+            .into_response()),
+        Put::Unchanged(()) => Ok((
+            StatusCode::OK,
+            Json(SchemaPut {
+                schema: SchemaState::Unchanged,
+            }),
+        )
+            .into_response()),
         Put::Conflict(()) => Err(ApiError::new(
             StatusCode::CONFLICT,
             "schema_exists",

@@ -27,6 +27,7 @@ mod oci;
 mod publish;
 mod server;
 mod store;
+pub mod wire;
 
 use std::future::Future;
 use std::net::SocketAddr;
