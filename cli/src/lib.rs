@@ -6,7 +6,7 @@
 //!
 //! - [`wasmbuild`]: the Wasm build and `wasm-opt`;
 //! - [`inspect`], [`package`], [`lock`]: digest, exports and ABI of modules, the lock file;
-//! - [`registry`], [`oci`]: publish to a Wasmgate registry or any OCI registry;
+//! - [`push`] to [`registry`] (a Wasmgate registry) or [`oci`] (any OCI registry);
 //! - [`plugins`], [`pluginconfig`]: the plugins and their configurations, validated by the
 //!   plugins' own code;
 //! - [`render`]: Envoy bootstrap, WasmPlugin, TrafficExtension and EnvoyFilter; [`mesh`]:
@@ -24,6 +24,7 @@ pub mod oci;
 pub mod package;
 pub mod pluginconfig;
 pub mod plugins;
+pub mod push;
 pub mod registry;
 pub mod render;
 pub mod wasmbuild;

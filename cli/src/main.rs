@@ -10,10 +10,10 @@ use std::path::{Path, PathBuf};
 use clap::Parser as _;
 use serde_json::json;
 use wasmgate::error::{write, Error, Result};
-use wasmgate::lock::{Lock, OciPin};
+use wasmgate::lock::Lock;
 use wasmgate::pluginconfig::{configure, Configured};
 use wasmgate::render::{self, CodeFrom, IstioKind, Resolved, Source, Warning};
-use wasmgate::{inspect, oci, package, plugins, registry, wasmbuild};
+use wasmgate::{inspect, package, plugins, push, registry, wasmbuild};
 
 use crate::cli::{Cli, Command, CommonRenderArgs, Output, RenderTarget};
 
@@ -226,192 +226,31 @@ fn cmd_ratelimit(args: &cli::RatelimitArgs) -> Result<()> {
 }
 
 fn cmd_push(args: &cli::PushArgs, output: Output) -> Result<()> {
-    let lock_path = &args.lock.lock;
-    let mut lock = Lock::load(lock_path)?;
-    let selected: Vec<&plugins::PluginInfo> = if args.plugins.is_empty() {
-        plugins::PLUGINS
-            .iter()
-            .filter(|p| lock.plugins.contains_key(p.name))
-            .collect()
-    } else {
-        select_plugins(&args.plugins)?
-    };
-    if selected.is_empty() {
-        return Err(Error::failed(format!(
-            "{}: no plugin to push (the lock file has none); run `wasmgate package` first",
-            lock_path.display()
-        )));
-    }
     let registry = match &args.registry {
         Some(url) => Some(registry::Registry::new(url, args.token.clone())?),
         None => None,
     };
-    let mut rows = Vec::new();
-    let mut text = String::new();
-    let mut failed: Vec<(&str, Error)> = Vec::new();
-    // Each plugin on its own: one that fails (a conflicting version, say) does not stop the
-    // others, and the lock file records every one that went out.
-    for plugin in selected {
-        match push_plugin(args, registry.as_ref(), &lock, lock_path, plugin) {
-            Ok(Pushed { row, line, entry }) => {
-                rows.push(row);
-                text.push_str(&line);
-                lock.plugins.insert(plugin.name.to_owned(), entry);
-            }
-            Err(err) => {
-                text.push_str(&format!("{} FAILED: {err}\n", plugin.name));
-                rows.push(json!({ "plugin": plugin.name, "error": err.to_string() }));
-                failed.push((plugin.name, err));
-            }
-        }
-    }
-    lock.save(lock_path)?;
-    report(output, &json!({ "pushed": rows }), &text);
-    // One plugin pushed alone keeps its own error (and exit code).
-    if rows.len() == 1 && failed.len() == 1 {
-        if let Some((_, err)) = failed.pop() {
-            return Err(err);
-        }
-    }
-    match failed.as_slice() {
-        [] => Ok(()),
-        _ => {
-            let details: Vec<String> = failed
-                .iter()
-                .map(|(name, err)| format!("{name}: {err}"))
-                .collect();
-            let message = format!(
-                "{} of {} plugins not pushed ({}); {} records the ones that were",
-                failed.len(),
-                rows.len(),
-                details.join("; "),
-                lock_path.display()
-            );
-            Err(if failed.iter().all(|(_, e)| e.exit_code() == 2) {
-                Error::usage(message)
-            } else {
-                Error::failed(message)
-            })
-        }
-    }
-}
-
-/// What one plugin's push produced: its report row and line, and its updated lock entry.
-struct Pushed {
-    row: serde_json::Value,
-    line: String,
-    entry: wasmgate::lock::LockEntry,
-}
-
-/// Push one plugin's module to the registry or the OCI registry.
-fn push_plugin(
-    args: &cli::PushArgs,
-    registry: Option<&registry::Registry>,
-    lock: &Lock,
-    lock_path: &Path,
-    plugin: &plugins::PluginInfo,
-) -> Result<Pushed> {
-    let entry = lock.entry(plugin.name, lock_path)?.clone();
-    let module_file = package::module_path(&entry, lock_path);
-    let module = wasmgate::error::read(&module_file)?;
-    let sha256 = wasmgate_envoy::Digest::of(&module);
-    if entry.sha256.as_deref() != Some(sha256.hex().as_str()) {
-        return Err(Error::failed(format!(
-            "{}: {} has sha256 {}, not the one in {}; run `wasmgate package` again",
-            plugin.name,
-            sha256.hex(),
-            module_file.display(),
-            lock_path.display()
-        )));
-    }
-    let mut updated = entry.clone();
-    let (row, line) = if let Some(registry) = registry {
-        let meta = registry.publish(
-            plugin.name,
-            &entry.version,
-            module,
-            &entry.root_id,
-            plugin.summary,
-        )?;
-        if meta.sha256 != sha256 {
-            return Err(Error::failed(format!(
-                "{}: the registry stored sha256 {}, expected {}",
-                plugin.name,
-                meta.sha256.hex(),
-                sha256.hex()
-            )));
-        }
-        registry.publish_schema(plugin.name, &entry.version, &plugin.schema())?;
-        let url = registry.module_url(plugin.name, &entry.version);
-        let line = format!("{} {} -> {url}  {sha256}\n", plugin.name, entry.version);
-        let row = json!({ "plugin": plugin.name, "version": entry.version, "url": url, "sha256": sha256.hex() });
-        updated.url = Some(url);
-        (row, line)
-    } else if let Some(prefix) = &args.oci {
-        let reference = oci::Reference::parse(
-            &format!(
-                "{}/{}:{}",
-                prefix.trim_end_matches('/'),
-                plugin.name,
-                entry.version
-            ),
-            &entry.version,
-        )?;
-        let image = oci::image(&module, plugin.name, &entry.version)?;
-        let credentials = match (&args.username, &args.password) {
-            (Some(username), Some(password)) => Some(oci::Credentials {
-                username: username.clone(),
-                password: password.clone(),
-            }),
-            (None, None) => None,
-            _ => {
-                return Err(Error::usage(
-                    "--username and --password go together (or neither: the Docker config file's credentials are used)",
-                ))
-            }
-        };
-        let pushed = oci::push(
-            &image,
-            &reference,
-            &oci::PushOptions {
-                plain_http: args.plain_http,
-                ca_file: args.ca_file.clone(),
-                credentials,
-                docker_config: None,
-                force: args.force,
-            },
-        )?;
-        let digest = pushed.digest;
-        let note = match (&pushed.moved_from, pushed.unchanged) {
-            (_, true) => "  (already there)".to_owned(),
-            (Some(from), _) => format!("  (tag moved from {from})"),
-            (None, false) => String::new(),
-        };
-        let line = format!(
-            "{} {} -> oci://{}  manifest {digest}{note}\n",
-            plugin.name,
-            entry.version,
-            reference.display()
-        );
-        let row = json!({
-            "plugin": plugin.name, "version": entry.version,
-            "oci": reference.display(), "manifest_digest": digest.to_string(),
-            "layer_digest": image.layer_digest().to_string(),
-            "unchanged": pushed.unchanged, "moved_from": pushed.moved_from,
-        });
-        updated.oci = Some(OciPin {
-            reference: reference.display(),
-            manifest_digest: digest.to_string(),
-        });
-        (row, line)
+    let plugins = if args.plugins.is_empty() {
+        Vec::new()
     } else {
-        return Err(Error::usage("push needs --registry or --oci"));
+        select_plugins(&args.plugins)?
     };
-    Ok(Pushed {
-        row,
-        line,
-        entry: updated,
-    })
+    let oci = args.oci.as_ref().map(|prefix| push::OciTarget {
+        prefix: prefix.clone(),
+        plain_http: args.plain_http,
+        ca_file: args.ca_file.clone(),
+        username: args.username.clone(),
+        password: args.password.clone(),
+        force: args.force,
+    });
+    let outcome = push::push(&push::PushRequest {
+        lock: &args.lock.lock,
+        plugins,
+        registry,
+        oci,
+    })?;
+    report(output, &json!({ "pushed": outcome.rows }), &outcome.text);
+    outcome.error.map_or(Ok(()), Err)
 }
 
 /// Configure the plugins and pin their modules from the registry or the lock file.
