@@ -240,3 +240,59 @@ fn push_plugin(
         entry: updated,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(lock: &Path) -> PushRequest<'_> {
+        PushRequest {
+            lock,
+            plugins: Vec::new(),
+            registry: None,
+            oci: None,
+        }
+    }
+
+    #[test]
+    fn an_empty_lock_has_nothing_to_push() {
+        let dir = tempfile::tempdir().unwrap();
+        let lock = dir.path().join("wasmgate.lock");
+        Lock::default().save(&lock).unwrap();
+        let err = push(&request(&lock)).unwrap_err();
+        assert!(err.to_string().contains("no plugin to push"), "{err}");
+    }
+
+    #[test]
+    fn each_plugin_fails_on_its_own_and_the_outcome_names_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let lock_path = dir.path().join("wasmgate.lock");
+        let module = dir.path().join("m.wasm");
+        std::fs::write(&module, b"\0asm\x01\0\0\0").unwrap();
+        let entry = LockEntry {
+            version: "1.0.0".into(),
+            root_id: "r".into(),
+            module: "m.wasm".into(),
+            sha256: Some(wasmgate_envoy::Digest::of(b"\0asm\x01\0\0\0").hex()),
+            size: 8,
+            abi_version: "0.2.1".into(),
+            url: None,
+            oci: None,
+        };
+        let mut lock = Lock::default();
+        for plugin in PLUGINS.iter().take(2) {
+            lock.plugins.insert(plugin.name.to_owned(), entry.clone());
+        }
+        lock.save(&lock_path).unwrap();
+        // Neither a registry nor an OCI target: every plugin fails with a usage error.
+        let outcome = push(&request(&lock_path)).unwrap();
+        assert_eq!(outcome.rows.len(), 2);
+        assert!(outcome.rows.iter().all(|row| row["error"].is_string()));
+        let error = outcome.error.unwrap();
+        assert_eq!(error.exit_code(), 2);
+        assert!(
+            error.to_string().contains("2 of 2 plugins not pushed"),
+            "{error}"
+        );
+    }
+}
