@@ -3,26 +3,11 @@
 //! module and configures every plugin).
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use serde_json::Value;
 
-fn wasmgate(args: &[&str], dir: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_wasmgate"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("WASMGATE_TOKEN")
-        .output()
-        .unwrap()
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
+mod common;
+use common::{stderr, stdout, wasmgate};
 
 fn modules() -> PathBuf {
     test_env::wasm_module("jwt_auth")

@@ -2,22 +2,12 @@
 //! argument errors in JSON, non-Wasm files, URLs without a scheme, empty config files.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
 use serde_json::Value;
 
-fn wasmgate(args: &[&str], dir: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_wasmgate"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("WASMGATE_TOKEN")
-        .output()
-        .unwrap()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
+mod common;
+use common::{stderr, wasmgate};
 
 /// A folder with `modules/` (a copy of the built modules) and `deploy/wasmgate.lock.json`
 /// packaged from them, each entry with an HTTP URL.

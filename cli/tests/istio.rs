@@ -2,44 +2,17 @@
 //! would refuse, default what Istio needs (targetRef groups) and order plugins as given.
 
 use std::path::Path;
-use std::process::{Command, Output};
 
 use serde_json::{json, Value};
 
-fn wasmgate(args: &[&str], dir: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_wasmgate"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("WASMGATE_TOKEN")
-        .output()
-        .unwrap()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
+mod common;
+use common::{package_with_urls, stderr, wasmgate};
 
 /// A folder with a lock file packaged from the built modules, each with an HTTP URL, and the
 /// demo configs.
 fn workdir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    let modules = test_env::wasm_module("jwt_auth")
-        .parent()
-        .unwrap()
-        .to_path_buf();
-    let out = wasmgate(
-        &["package", "--modules", modules.to_str().unwrap()],
-        dir.path(),
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
-    let lock_path = dir.path().join("wasmgate.lock.json");
-    let mut lock: Value = serde_json::from_slice(&std::fs::read(&lock_path).unwrap()).unwrap();
-    for (name, entry) in lock["plugins"].as_object_mut().unwrap() {
-        entry["url"] =
-            format!("https://registry.example.com/api/v1/plugins/{name}/versions/0.1.0/module")
-                .into();
-    }
-    std::fs::write(&lock_path, serde_json::to_vec(&lock).unwrap()).unwrap();
+    package_with_urls(dir.path());
     for (name, yaml) in wasmgate::demo::CONFIGS {
         std::fs::write(dir.path().join(format!("{name}.yaml")), yaml).unwrap();
     }

@@ -4,41 +4,18 @@
 //! DestinationRule) that makes Istio build them; what cannot be a mesh cluster is warned.
 
 use std::path::Path;
-use std::process::{Command, Output};
 
 use serde_json::{json, Value};
 
-fn wasmgate(args: &[&str], dir: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_wasmgate"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("WASMGATE_TOKEN")
-        .output()
-        .unwrap()
-}
+mod common;
+use common::{package_with_urls, stderr, wasmgate};
 
 /// A folder with a lock file of the built modules (each with an HTTP URL) and configs:
 /// `jwks-https.yaml` (an issuer outside the mesh), `jwks-loopback.yaml` (the demo's, on
 /// 127.0.0.1) and `global.yaml` (a global rate limit through cluster `rls`).
 fn workdir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    let modules = test_env::wasm_module("jwt_auth")
-        .parent()
-        .unwrap()
-        .to_path_buf();
-    let out = wasmgate(
-        &["package", "--modules", modules.to_str().unwrap()],
-        dir.path(),
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
-    let lock_path = dir.path().join("wasmgate.lock.json");
-    let mut lock: Value = serde_json::from_slice(&std::fs::read(&lock_path).unwrap()).unwrap();
-    for (name, entry) in lock["plugins"].as_object_mut().unwrap() {
-        entry["url"] =
-            format!("https://registry.example.com/api/v1/plugins/{name}/versions/0.1.0/module")
-                .into();
-    }
-    std::fs::write(&lock_path, serde_json::to_vec(&lock).unwrap()).unwrap();
+    package_with_urls(dir.path());
     let demo = wasmgate::demo::CONFIGS[0].1;
     std::fs::write(dir.path().join("jwks-loopback.yaml"), demo).unwrap();
     std::fs::write(
@@ -56,10 +33,6 @@ fn workdir() -> tempfile::TempDir {
     )
     .unwrap();
     dir
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 /// The JSON documents and the standard error of a successful render.
