@@ -6,7 +6,7 @@
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -14,6 +14,9 @@ use base64::Engine as _;
 use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
 use serde_json::Value;
 use wasmgate::oci::{self, Credentials, PushOptions, Reference};
+
+mod common;
+use common::{free_port, serve_registry, Process};
 
 fn wasmgate(args: &[&str], dir: &Path) -> Output {
     wasmgate_env(args, dir, &[])
@@ -58,24 +61,6 @@ fn workdir() -> tempfile::TempDir {
     );
     assert!(out.status.success(), "{}", stderr(&out));
     dir
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A child process killed when the test ends.
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// Wait until `addr` accepts connections.
@@ -128,24 +113,7 @@ fn push_oci(dir: &Path, plugin: &str, prefix: &str, flags: &[&str]) -> Output {
 #[test]
 fn the_registry_and_push_oci_give_the_same_digest_and_latest_and_nested_names_resolve() {
     let dir = workdir();
-    let port = free_port();
-    let registry = format!("http://127.0.0.1:{port}");
-    let mut server = Process(
-        Command::new(env!("CARGO_BIN_EXE_wasmgate"))
-            .args([
-                "serve",
-                "--bind",
-                &format!("127.0.0.1:{port}"),
-                "--data-dir",
-            ])
-            .arg(dir.path().join("data"))
-            .env("WASMGATE_REGISTRY_TOKENS", "s3cret")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    wait_for_port(&format!("127.0.0.1:{port}"), &mut server);
+    let (_server, registry) = serve_registry(&dir.path().join("data"));
     ok(wasmgate(
         &[
             "--output",
@@ -195,7 +163,10 @@ fn the_registry_and_push_oci_give_the_same_digest_and_latest_and_nested_names_re
     // skopeo (containers/image) reads `oci://host/wasmgate/jwt-auth` without a tag.
     let out = Command::new("skopeo")
         .args(["inspect", "--tls-verify=false"])
-        .arg(format!("docker://127.0.0.1:{port}/wasmgate/jwt-auth"))
+        .arg(format!(
+            "docker://{}/wasmgate/jwt-auth",
+            registry.trim_start_matches("http://")
+        ))
         .output()
         .expect("skopeo (Debian package skopeo, `make setup`)");
     assert!(out.status.success(), "{}", stderr(&out));

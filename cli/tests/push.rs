@@ -3,11 +3,14 @@
 //! by its consumers: the rendered manifests, Envoy, and `skopeo inspect`.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
 use test_env::{client, get_echo, Envoy, Upstream};
+
+mod common;
+use common::{free_port, serve_registry, Process};
 
 fn wasmgate(args: &[&str], dir: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_wasmgate"))
@@ -42,24 +45,6 @@ fn workdir() -> tempfile::TempDir {
     dir
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A child process killed when the test ends.
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn wait_for(url: &str, process: &mut Process) {
     test_env::wait_until(&format!("{url} to answer"), Duration::from_secs(30), || {
         if let Ok(Some(status)) = process.0.try_wait() {
@@ -81,24 +66,7 @@ fn module_sha(name: &str) -> String {
 #[test]
 fn push_to_the_wasmgate_registry_then_render_from_it() {
     let dir = workdir();
-    let port = free_port();
-    let registry = format!("http://127.0.0.1:{port}");
-    let mut server = Process(
-        Command::new(env!("CARGO_BIN_EXE_wasmgate"))
-            .args([
-                "serve",
-                "--bind",
-                &format!("127.0.0.1:{port}"),
-                "--data-dir",
-            ])
-            .arg(dir.path().join("data"))
-            .env("WASMGATE_REGISTRY_TOKENS", "s3cret")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    wait_for(&format!("{registry}/healthz"), &mut server);
+    let (_server, registry) = serve_registry(&dir.path().join("data"));
 
     let out = wasmgate(
         &["push", "--registry", &registry, "--token", "nope"],
@@ -307,24 +275,7 @@ fn a_push_where_one_plugin_conflicts_reports_each_and_records_the_others() {
         .unwrap();
     }
     ok(wasmgate(&["package", "--modules", "modules"], dir.path()));
-    let port = free_port();
-    let registry = format!("http://127.0.0.1:{port}");
-    let mut server = Process(
-        Command::new(env!("CARGO_BIN_EXE_wasmgate"))
-            .args([
-                "serve",
-                "--bind",
-                &format!("127.0.0.1:{port}"),
-                "--data-dir",
-            ])
-            .arg(dir.path().join("data"))
-            .env("WASMGATE_REGISTRY_TOKENS", "s3cret")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    wait_for(&format!("{registry}/healthz"), &mut server);
+    let (_server, registry) = serve_registry(&dir.path().join("data"));
     ok(wasmgate(
         &[
             "push",

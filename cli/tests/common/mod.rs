@@ -44,3 +44,59 @@ pub fn package_with_urls(dir: &Path) {
     }
     std::fs::write(&lock_path, serde_json::to_vec(&lock).unwrap()).unwrap();
 }
+
+/// A child process killed when the test ends, pass or fail.
+pub struct Process(pub std::process::Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A loopback port nothing listens on (now).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `wasmgate serve` on a free loopback port with `data_dir` and the token `s3cret`, once
+/// `/healthz` answers: the process and the registry's base URL.
+pub fn serve_registry(data_dir: &Path) -> (Process, String) {
+    let port = free_port();
+    let registry = format!("http://127.0.0.1:{port}");
+    let mut server = Process(
+        Command::new(env!("CARGO_BIN_EXE_wasmgate"))
+            .args([
+                "serve",
+                "--bind",
+                &format!("127.0.0.1:{port}"),
+                "--data-dir",
+            ])
+            .arg(data_dir)
+            .env("WASMGATE_REGISTRY_TOKENS", "s3cret")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let healthz = format!("{registry}/healthz");
+    test_env::wait_until(
+        &format!("{healthz} to answer"),
+        std::time::Duration::from_secs(30),
+        || {
+            if let Ok(Some(status)) = server.0.try_wait() {
+                panic!("{registry}: the registry exited ({status})");
+            }
+            test_env::client()
+                .get(&healthz)
+                .send()
+                .is_ok_and(|r| r.status().is_success())
+        },
+    );
+    (server, registry)
+}
