@@ -56,6 +56,28 @@ impl Resolved {
     fn name(&self) -> &'static str {
         self.configured.plugin.name
     }
+
+    /// Where Istio fetches the module and the digest it checks: the OCI image and its
+    /// manifest digest with `oci`, else the HTTP URL and the module's sha256.
+    fn fetched_from(&self, oci: bool) -> Result<(String, Digest)> {
+        if oci {
+            let (reference, digest) = self.pinned.oci.clone().ok_or_else(|| {
+                Error::failed(format!(
+                    "{}: no OCI image; push it with `wasmgate push --oci` or render from --registry",
+                    self.name()
+                ))
+            })?;
+            Ok((format!("oci://{reference}"), digest))
+        } else {
+            let url = self.pinned.http_url.clone().ok_or_else(|| {
+                Error::failed(format!(
+                    "{}: no URL for its module; push it (`wasmgate push`) or render from --registry",
+                    self.name()
+                ))
+            })?;
+            Ok((url, self.pinned.sha256))
+        }
+    }
 }
 
 /// Something worth a look that does not stop rendering.
@@ -645,23 +667,7 @@ pub fn istio(
         }
     }
     for (plugin, priority) in plugins.iter().zip(priorities) {
-        let (url, sha256) = if options.oci {
-            let (reference, digest) = plugin.pinned.oci.clone().ok_or_else(|| {
-                Error::failed(format!(
-                    "{}: no OCI image; push it with `wasmgate push --oci` or render from --registry",
-                    plugin.name()
-                ))
-            })?;
-            (format!("oci://{reference}"), digest)
-        } else {
-            let url = plugin.pinned.http_url.clone().ok_or_else(|| {
-                Error::failed(format!(
-                    "{}: no URL for its module; push it (`wasmgate push`) or render from --registry",
-                    plugin.name()
-                ))
-            })?;
-            (url, plugin.pinned.sha256)
-        };
+        let (url, sha256) = plugin.fetched_from(options.oci)?;
         let phase = options.phase.or(plugin.configured.plugin.phase);
         warnings.extend(lints(plugin, options, phase));
         let spec = PluginSpec {
@@ -723,23 +729,7 @@ pub struct EnvoyFilterOptions {
 fn ecds_filters(plugins: &[Resolved], oci: bool) -> Result<(Vec<WasmFilter>, Clusters)> {
     let mut filters = Vec::new();
     for plugin in plugins {
-        let (url, sha256) = if oci {
-            let (reference, digest) = plugin.pinned.oci.clone().ok_or_else(|| {
-                Error::failed(format!(
-                    "{}: no OCI image; push it with `wasmgate push --oci` or render from --registry",
-                    plugin.name()
-                ))
-            })?;
-            (format!("oci://{reference}"), digest)
-        } else {
-            let url = plugin.pinned.http_url.clone().ok_or_else(|| {
-                Error::failed(format!(
-                    "{}: no URL for its module; push it (`wasmgate push`) or render from --registry",
-                    plugin.name()
-                ))
-            })?;
-            (url, plugin.pinned.sha256)
-        };
+        let (url, sha256) = plugin.fetched_from(oci)?;
         // istio-agent downloads the module itself and hands Envoy a local file: the
         // cluster named here is never used.
         let mut filter = WasmFilter::new(
