@@ -40,7 +40,7 @@ fn token(alg: &str) -> String {
 
 /// Run one request with `token` on `host` (metrics defined as the plugin defined them).
 fn run(plugin: &JwtAuth, mut host: FakeHost, token: &str) -> FakeHost {
-    crate::filter::Metrics::define(&mut host);
+    crate::keys::Metrics::define(&mut host);
     host = host.with_header("authorization", &format!("Bearer {token}"));
     host.reset_host_calls();
     let action = plugin.create_filter(3).on_request_headers(&mut host, true);

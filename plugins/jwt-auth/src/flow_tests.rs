@@ -50,7 +50,7 @@ fn plugin(config: Value) -> JwtAuth {
 /// verifying signatures like Envoy.
 fn new_host() -> FakeHost {
     let mut host = fake_crypto::host();
-    crate::filter::Metrics::define(&mut host);
+    crate::keys::Metrics::define(&mut host);
     host
 }
 

@@ -6,7 +6,10 @@
 //! - [`claims`]: `exp`/`nbf`/`iss`/`aud`/`sub` checks, required claims and scopes;
 //! - [`config`]: the configuration and its compiled form;
 //! - [`remote`]: remote JWKS shared by all workers through proxy-wasm shared data;
-//! - the filter: token sources, rules, forwarding, responses, the verified-token cache.
+//! - `keys`: what the root and the streams share: each provider's keys, counters, where
+//!   signatures are verified;
+//! - `eval`: one request's evaluation: token sources, the verified-token [`cache`], requirements;
+//! - `filter`: the plugin root and the stream filter: rules, forwarding, responses.
 #![cfg_attr(
     not(test),
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
@@ -16,9 +19,11 @@ pub mod cache;
 pub mod claims;
 pub mod config;
 pub mod der;
+mod eval;
 mod filter;
 pub mod hostcrypto;
 pub mod jwk;
+mod keys;
 pub mod remote;
 pub mod token;
 

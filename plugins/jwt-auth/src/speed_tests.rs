@@ -45,7 +45,7 @@ fn plugin(alg: &str) -> JwtAuth {
 
 fn request(token: &str) -> FakeHost {
     let mut host = fake_crypto::host();
-    crate::filter::Metrics::define(&mut host);
+    crate::keys::Metrics::define(&mut host);
     let mut host = host.with_header("authorization", &format!("Bearer {token}"));
     host.reset_host_calls();
     host
@@ -166,7 +166,7 @@ fn timings() {
         let yes = |t: &String| {
             let mut host = FakeHost::new()
                 .with_foreign_function(crate::hostcrypto::FUNCTION, |_| Ok(vec![8, 1]));
-            crate::filter::Metrics::define(&mut host);
+            crate::keys::Metrics::define(&mut host);
             host.with_header("authorization", &format!("Bearer {t}"))
         };
         let cold_hosts: Vec<FakeHost> = tokens.iter().map(yes).collect();
