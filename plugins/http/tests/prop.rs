@@ -56,3 +56,59 @@ proptest! {
         prop_assert_eq!(decode(&text), text.as_str());
     }
 }
+
+proptest! {
+    /// `strip_port` takes off a port and nothing else: the host of `host:digits` and of
+    /// `[v6]:digits`, and any other text comes back whole or as a prefix without a `:port`.
+    #[test]
+    fn prop_strip_port_takes_off_a_port_only(
+        host in "[a-zA-Z0-9.-]{0,20}",
+        v6 in "[0-9a-f:]{2,20}",
+        port in "[0-9]{0,5}",
+        junk in "\\PC{0,30}",
+    ) {
+        let host_port = format!("{host}:{port}");
+        prop_assert_eq!(wasmgate_http::strip_port(&host_port), host.as_str());
+        let v6_port = format!("[{v6}]:{port}");
+        prop_assert_eq!(wasmgate_http::strip_port(&v6_port), v6.as_str());
+        prop_assert_eq!(wasmgate_http::strip_port(&host), host.as_str());
+        let stripped = wasmgate_http::strip_port(&junk);
+        if stripped != junk {
+            let rest = junk.strip_prefix(stripped)
+                .or_else(|| junk.strip_prefix('[').and_then(|j| j.strip_prefix(stripped)));
+            prop_assert!(rest.is_some(), "{:?} is not a part of {:?}", stripped, junk);
+            let rest = rest.unwrap_or_default().trim_start_matches(']');
+            prop_assert!(rest.is_empty() || (rest.starts_with(':') && rest[1..].bytes().all(|b| b.is_ascii_digit())),
+                "{:?} lost {:?}, which is not a port", junk, rest);
+        }
+    }
+
+    /// The client address comes from `x-forwarded-for` only when hops are trusted, and is
+    /// always one of its trimmed entries or the source address without its port.
+    #[test]
+    fn prop_client_ip_is_an_xff_entry_or_the_source(
+        xff in "[0-9a-f.:, ]{0,40}",
+        source in "\\PC{0,25}",
+        xff_hop in 0u32..5,
+    ) {
+        let client = wasmgate_http::ClientIp { xff_hop };
+        let found = client.find(Some(&xff), Some(&source));
+        if let Some(ip) = found {
+            let from_xff = xff_hop > 0 && xff.split(',').any(|entry| entry.trim() == ip);
+            prop_assert!(from_xff || ip == wasmgate_http::strip_port(&source), "{:?}", ip);
+            prop_assert!(!ip.is_empty());
+        }
+        if xff_hop == 0 {
+            prop_assert_eq!(found, Some(wasmgate_http::strip_port(&source)).filter(|s| !s.is_empty()));
+        }
+    }
+
+    /// Any text is a duration or a reason, never a panic; a duration is at least 1ms.
+    #[test]
+    fn prop_durations_parse_or_say_why(text in "[0-9]{0,22}(ms|s|m|h|d|x|)") {
+        match wasmgate_http::parse_duration(&text) {
+            Ok(d) => prop_assert!(d.as_nanos() >= 1_000_000),
+            Err(err) => prop_assert!(err.reason.contains("duration")),
+        }
+    }
+}

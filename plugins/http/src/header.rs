@@ -1,0 +1,72 @@
+//! Header names and values in the configurations.
+
+use wasmgate_glue::ConfigError;
+
+/// Whether `c` is an RFC 9110 token character, what header names and methods are made of.
+pub fn is_token_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c)
+}
+
+/// A header name, lowercased: one or more RFC 9110 token characters. Pseudo-headers
+/// (`:path`) are refused; the plugin that may write them checks them itself. The caller
+/// names the field with [`ConfigError::at`].
+pub fn header_name(name: &str) -> Result<String, ConfigError> {
+    if name.is_empty() {
+        return Err(ConfigError::new("", "header name is empty"));
+    }
+    check_token(name, name)?;
+    Ok(name.to_ascii_lowercase())
+}
+
+/// Refuse `bare` (part of header name `name`) when it holds a character a header name
+/// may not have, naming it.
+pub fn check_token(name: &str, bare: &str) -> Result<(), ConfigError> {
+    match bare.chars().find(|c| !is_token_char(*c)) {
+        Some(bad) => Err(ConfigError::new(
+            "",
+            format!("{name:?} is not a header name: {bad:?} is not allowed in one"),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// A header value written as configured: no CR, LF or NUL, which would split or truncate it.
+pub fn check_header_value(value: &str) -> Result<(), ConfigError> {
+    if value.contains(['\r', '\n', '\0']) {
+        return Err(ConfigError::new(
+            "",
+            "header value contains CR, LF or NUL, which would split or truncate the header",
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert_eq!(header_name("X-Api-Key").unwrap(), "x-api-key");
+        assert_eq!(
+            header_name("a!#$%&'*+-.^_`|~9").unwrap(),
+            "a!#$%&'*+-.^_`|~9"
+        );
+        for bad in ["a b", "a:b", ":path", "x\u{e9}", "a\r", "(a)"] {
+            let err = header_name(bad).unwrap_err();
+            assert!(err.reason.contains("is not a header name"), "{bad}: {err}");
+        }
+        assert_eq!(header_name("").unwrap_err().reason, "header name is empty");
+    }
+
+    #[test]
+    fn values() {
+        assert!(check_header_value("a b\tc").is_ok());
+        for bad in ["a\rb", "a\nb", "a\0"] {
+            assert!(check_header_value(bad)
+                .unwrap_err()
+                .reason
+                .contains("CR, LF or NUL"));
+        }
+    }
+}
