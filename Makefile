@@ -19,6 +19,9 @@ WASM_DIR     := $(TARGET_DIR)/modules
 PLUGINS      := header-rewrite jwt-auth rate-limit
 MODULE_CRATES := header-rewrite-module jwt-auth-module rate-limit-module wasmgate-all noop-module
 MODULES      := header_rewrite jwt_auth rate_limit wasmgate_all noop
+# Keeps only the exports a module's plugins use (artifact/src/strip.rs), before wasm-opt: Envoy
+# skips a callback a module does not export, and wasm-opt drops the code only it reached.
+STRIP        := $(TARGET_DIR)/debug/wasmgate-strip
 # The Wasm features rustc enables for wasm32-wasip1; binaryen refuses them unless told.
 WASM_OPT     := wasm-opt -Oz --strip-debug --enable-bulk-memory --enable-mutable-globals \
                 --enable-nontrapping-float-to-int --enable-sign-ext --enable-multivalue \
@@ -59,14 +62,17 @@ apt:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-wasm: toolchain apt ## Build every module (modules/*) for wasm32-wasip1, shrunk by wasm-opt -Oz into target/modules/.
+wasm: toolchain apt ## Build every module (modules/*) for wasm32-wasip1, unused exports stripped, shrunk by wasm-opt -Oz into target/modules/.
 	$(CARGO) build --profile wasm --target $(WASM_TARGET) $(addprefix -p ,$(MODULE_CRATES))
+	$(CARGO) build --quiet -p wasmgate-artifact --bin wasmgate-strip
 	@mkdir -p $(WASM_DIR)
-	@# wasm-opt only what Cargo rebuilt: Cargo keeps a fresh module's file time.
+	@# Only what Cargo rebuilt (Cargo keeps a fresh module's file time), or all when the stripper changed.
 	@for m in $(MODULES); do \
-	  if [ $(WASM_BUILD_DIR)/$$m.wasm -nt $(WASM_DIR)/$$m.wasm ]; then \
-	    echo "wasm-opt -Oz $$m.wasm"; \
-	    $(WASM_OPT) $(WASM_BUILD_DIR)/$$m.wasm -o $(WASM_DIR)/$$m.wasm.tmp; \
+	  if [ $(WASM_BUILD_DIR)/$$m.wasm -nt $(WASM_DIR)/$$m.wasm ] || [ $(STRIP) -nt $(WASM_DIR)/$$m.wasm ]; then \
+	    echo "strip exports, wasm-opt -Oz $$m.wasm"; \
+	    $(STRIP) $(WASM_BUILD_DIR)/$$m.wasm $(WASM_DIR)/$$m.stripped.tmp; \
+	    $(WASM_OPT) $(WASM_DIR)/$$m.stripped.tmp -o $(WASM_DIR)/$$m.wasm.tmp; \
+	    rm $(WASM_DIR)/$$m.stripped.tmp; \
 	    mv $(WASM_DIR)/$$m.wasm.tmp $(WASM_DIR)/$$m.wasm; \
 	  fi; \
 	done

@@ -1,5 +1,6 @@
 //! The artifact model Wasmgate's registry, CLI and renderers share: a module's SHA-256
-//! [`Digest`] and what [`wasm::inspect`] finds in it (the proxy-wasm ABI version, its exports).
+//! [`Digest`] and what [`wasm::inspect`] finds in it (the proxy-wasm ABI version, its exports),
+//! and the build step that keeps only the exports a module uses ([`strip::strip_exports`]).
 //!
 //! ```
 //! use wasmgate_artifact::Digest;
@@ -12,6 +13,7 @@
 //! ```
 
 pub mod digest;
+pub mod strip;
 #[cfg(any(test, feature = "test-module"))]
 pub mod test_module;
 pub mod wasm;

@@ -5,17 +5,7 @@ use std::io::Read;
 /// The Wasm magic number and version 1.
 pub use crate::wasm::WASM_HEADER as HEADER;
 
-fn leb(mut n: usize, out: &mut Vec<u8>) {
-    loop {
-        let byte = (n & 0x7f) as u8;
-        n >>= 7;
-        if n == 0 {
-            out.push(byte);
-            return;
-        }
-        out.push(byte | 0x80);
-    }
-}
+use crate::strip::leb;
 
 fn section(id: u8, body: &[u8], out: &mut Vec<u8>) {
     out.push(id);
@@ -49,14 +39,19 @@ pub fn module_exporting(names: &[&str]) -> Vec<u8> {
     module
 }
 
+/// Append a custom section `name` holding `data` to `module`.
+pub fn custom_section(name: &str, data: &[u8], module: &mut Vec<u8>) {
+    let mut body = Vec::new();
+    leb(name.len(), &mut body);
+    body.extend_from_slice(name.as_bytes());
+    body.extend_from_slice(data);
+    section(0, &body, module);
+}
+
 /// A small valid proxy-wasm module; `tag` changes its bytes (and digest).
 pub fn proxy_module(tag: &str) -> Vec<u8> {
     let mut module = module_exporting(&["proxy_abi_version_0_2_1", "proxy_on_memory_allocate"]);
-    let mut custom = Vec::new();
-    leb(3, &mut custom);
-    custom.extend_from_slice(b"tag");
-    custom.extend_from_slice(tag.as_bytes());
-    section(0, &custom, &mut module);
+    custom_section("tag", tag.as_bytes(), &mut module);
     module
 }
 

@@ -8,7 +8,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
-use wasmgate_glue::{ConfigError, Host, HttpFilter, Plugin};
+use wasmgate_glue::{Callbacks, ConfigError, Host, HttpFilter, Plugin};
 
 /// The plugin: no configuration, no state, no host calls.
 #[derive(Debug)]
@@ -23,6 +23,8 @@ impl HttpFilter for Pass {}
 impl Plugin for Noop {
     const NAME: &'static str = "noop";
     type Filter = Pass;
+    // Request headers only, as every module has them: the floor is what any plugin pays.
+    const CALLBACKS: Callbacks = Callbacks::NONE;
 
     /// Only an empty configuration (nothing, or `{}`) is taken: the floor must not grow a JSON
     /// parser, and a configuration meant for another plugin should not load silently.

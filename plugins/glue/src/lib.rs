@@ -29,8 +29,8 @@ pub use host::{
 };
 pub use json::FromJson;
 pub use plugin::{
-    check_duplicate_keys, check_duplicate_keys_with, parse_json, Action, ConfigError, HttpFilter,
-    Plugin,
+    check_duplicate_keys, check_duplicate_keys_with, parse_json, Action, Callbacks, ConfigError,
+    HttpFilter, Plugin,
 };
 /// `#[derive(FromJson)]`: see [`json`].
 pub use wasmgate_glue_derive::FromJson;

@@ -202,6 +202,53 @@ impl<'de> Visitor<'de> for Walk<'_> {
     }
 }
 
+/// The proxy callbacks a plugin uses beyond request headers, which every plugin gets.
+///
+/// A shipped module exports only the callbacks its plugins declare here (the build strips
+/// the others, see [`crate::proxy::exports`]), and Envoy skips a callback the module does not
+/// export instead of calling into the Wasm VM for nothing: each one saved is a VM entry
+/// per request. A callback left out is never called, even if the plugin implements it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Callbacks {
+    /// [`HttpFilter::on_response_headers`].
+    pub response_headers: bool,
+    /// [`Plugin::on_tick`].
+    pub tick: bool,
+    /// [`Plugin::on_http_call_response`] and [`HttpFilter::on_http_call_response`].
+    pub http_call_response: bool,
+    /// [`Plugin::on_grpc_call_response`] and [`HttpFilter::on_grpc_call_response`].
+    pub grpc_call_response: bool,
+}
+
+impl Callbacks {
+    /// Request headers only.
+    pub const NONE: Callbacks = Callbacks {
+        response_headers: false,
+        tick: false,
+        http_call_response: false,
+        grpc_call_response: false,
+    };
+    /// Every callback the glue delivers: the default, so a plugin that declares nothing
+    /// loses nothing.
+    pub const ALL: Callbacks = Callbacks {
+        response_headers: true,
+        tick: true,
+        http_call_response: true,
+        grpc_call_response: true,
+    };
+
+    /// The callbacks either uses: what a module hosting both plugins must export.
+    #[must_use]
+    pub const fn union(self, other: Callbacks) -> Callbacks {
+        Callbacks {
+            response_headers: self.response_headers || other.response_headers,
+            tick: self.tick || other.tick,
+            http_call_response: self.http_call_response || other.http_call_response,
+            grpc_call_response: self.grpc_call_response || other.grpc_call_response,
+        }
+    }
+}
+
 /// A plugin: the root state compiled once from the configuration and shared by every stream.
 ///
 /// `configure` runs in `on_configure`; anything that can be checked or compiled (regexes,
@@ -211,6 +258,9 @@ pub trait Plugin: Sized + 'static {
     const NAME: &'static str;
     /// The per-stream filter.
     type Filter: HttpFilter;
+    /// The callbacks its code implements (beyond request headers): the module exports these
+    /// and no others. Every callback by default.
+    const CALLBACKS: Callbacks = Callbacks::ALL;
 
     /// Build the plugin from its raw configuration; the error names the field at fault.
     fn configure(config: &[u8], host: &mut dyn Host) -> Result<Self, ConfigError>;

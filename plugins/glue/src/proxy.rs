@@ -14,7 +14,7 @@ use proxy_wasm::types::{self, BufferType, ContextType, MapType, MetricType, Stat
 use crate::host::{
     GrpcCall, Headers, Host, HostError, HttpCall, LocalReply, LogLevel, MetricId, MetricKind,
 };
-use crate::plugin::{Action, ConfigError, HttpFilter, Plugin};
+use crate::plugin::{Action, Callbacks, ConfigError, HttpFilter, Plugin};
 
 /// The version of the Wasmgate workspace, logged at VM start.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -23,6 +23,106 @@ pub const GIT_HASH: &str = env!("WASMGATE_GIT_HASH");
 
 #[doc(hidden)]
 pub use proxy_wasm as __proxy_wasm;
+
+/// The custom section in which [`export!`] lists, one name a line, the exports a module keeps.
+/// The build (`wasmgate_artifact::wasm::strip_exports`, run by `make wasm` and `wasmgate
+/// build`) removes every other export, and this section.
+pub const KEEP_SECTION: &str = "wasmgate.exports";
+
+/// What every module exports whatever its plugins use: the memory, the WASI reactor entry the
+/// SDK starts from, the ABI version marker, the allocator Envoy returns data through, the
+/// root and stream lifecycle (`proxy_on_delete` frees the SDK's context, so it stays), and
+/// request headers, where a plugin whose configuration was refused answers 503.
+/// Left out, as Envoy treats a missing one as done or a no-op: `proxy_on_done`,
+/// `proxy_on_log`, the body, trailer, network-filter, queue and foreign-function callbacks.
+const ALWAYS: &[&str] = &[
+    "memory",
+    "_initialize",
+    "proxy_abi_version_0_2_1",
+    "proxy_on_memory_allocate",
+    "proxy_on_context_create",
+    "proxy_on_vm_start",
+    "proxy_on_configure",
+    "proxy_on_delete",
+    "proxy_on_request_headers",
+];
+
+/// The exports each kind of callback needs, next to [`ALWAYS`].
+const fn groups(callbacks: Callbacks) -> [&'static [&'static str]; 5] {
+    const NONE: &[&str] = &[];
+    [
+        ALWAYS,
+        if callbacks.response_headers {
+            &["proxy_on_response_headers"]
+        } else {
+            NONE
+        },
+        if callbacks.tick {
+            &["proxy_on_tick"]
+        } else {
+            NONE
+        },
+        if callbacks.http_call_response {
+            &["proxy_on_http_call_response"]
+        } else {
+            NONE
+        },
+        // A unary call ends in one of the two: the message, or the status it failed with.
+        if callbacks.grpc_call_response {
+            &["proxy_on_grpc_receive", "proxy_on_grpc_close"]
+        } else {
+            NONE
+        },
+    ]
+}
+
+/// The exports a module whose plugins use `callbacks` keeps, in a fixed order.
+pub fn exports(callbacks: Callbacks) -> Vec<&'static str> {
+    groups(callbacks).into_iter().flatten().copied().collect()
+}
+
+/// The length of [`keep_section`] for `callbacks`.
+#[doc(hidden)]
+pub const fn keep_section_len(callbacks: Callbacks) -> usize {
+    let groups = groups(callbacks);
+    let (mut len, mut g) = (0, 0);
+    while g < groups.len() {
+        let mut n = 0;
+        while n < groups[g].len() {
+            len += groups[g][n].len() + 1;
+            n += 1;
+        }
+        g += 1;
+    }
+    len
+}
+
+/// The contents of [`KEEP_SECTION`] for `callbacks`: [`exports`], each followed by `\n`.
+/// Built at compile time, as a `#[link_section]` static must be.
+#[doc(hidden)]
+pub const fn keep_section<const N: usize>(callbacks: Callbacks) -> [u8; N] {
+    let groups = groups(callbacks);
+    let mut out = [0u8; N];
+    let (mut at, mut g) = (0, 0);
+    while g < groups.len() {
+        let mut n = 0;
+        while n < groups[g].len() {
+            let name = groups[g][n].as_bytes();
+            let mut i = 0;
+            while i < name.len() {
+                out[at] = name[i];
+                at += 1;
+                i += 1;
+            }
+            out[at] = b'\n';
+            at += 1;
+            n += 1;
+        }
+        g += 1;
+    }
+    assert!(at == N, "keep_section: N must be keep_section_len");
+    out
+}
 
 /// Builds a plugin from its configuration, behind a trait object.
 type Configure = fn(&[u8], &mut dyn Host) -> Result<Box<dyn DynPlugin>, ConfigError>;
@@ -526,6 +626,8 @@ impl<F: HttpFilter> HttpContext for Stream<F> {
 
 /// Export a module hosting the given plugins. One plugin: `export!(HeaderRewrite);`.
 /// Several: `export!(JwtAuth, RateLimit, HeaderRewrite);` selected by `root_id`.
+/// The module lists the exports its plugins need ([`Plugin::CALLBACKS`], their union) in a
+/// custom section ([`KEEP_SECTION`]) that the build uses to strip the others.
 #[macro_export]
 macro_rules! export {
     ($($plugin:ty),+ $(,)?) => {
@@ -535,9 +637,61 @@ macro_rules! export {
             #[allow(unused_imports)]
             use super::*;
             static ENTRIES: &[$crate::proxy::Entry] = &[$($crate::proxy::entry::<$plugin>()),+];
+            const CALLBACKS: $crate::Callbacks =
+                $crate::Callbacks::NONE$(.union(<$plugin as $crate::Plugin>::CALLBACKS))+;
+            // The exports to keep, read and removed by the build (`proxy::KEEP_SECTION`).
+            #[link_section = "wasmgate.exports"]
+            #[used]
+            static KEEP: [u8; $crate::proxy::keep_section_len(CALLBACKS)] =
+                $crate::proxy::keep_section(CALLBACKS);
             $crate::proxy::__proxy_wasm::main! {{
                 $crate::proxy::start(ENTRIES);
             }}
         }
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_keep_section_lists_the_exports_a_line_each() {
+        const TICK: Callbacks = Callbacks {
+            tick: true,
+            ..Callbacks::NONE
+        };
+        let section: [u8; keep_section_len(TICK)] = keep_section(TICK);
+        let lines: Vec<&str> = std::str::from_utf8(&section).unwrap().lines().collect();
+        assert_eq!(lines, exports(TICK));
+        assert_eq!(lines[..ALWAYS.len()], *ALWAYS);
+        assert_eq!(lines[ALWAYS.len()..], ["proxy_on_tick"]);
+    }
+
+    #[test]
+    fn a_module_keeps_what_any_of_its_plugins_uses() {
+        let jwt = Callbacks {
+            tick: true,
+            http_call_response: true,
+            ..Callbacks::NONE
+        };
+        let rate = Callbacks {
+            response_headers: true,
+            grpc_call_response: true,
+            ..Callbacks::NONE
+        };
+        assert_eq!(jwt.union(rate), Callbacks::ALL);
+        assert_eq!(Callbacks::NONE.union(jwt), jwt);
+        let all = exports(Callbacks::ALL);
+        for name in [
+            "proxy_on_response_headers",
+            "proxy_on_tick",
+            "proxy_on_http_call_response",
+            "proxy_on_grpc_receive",
+            "proxy_on_grpc_close",
+        ] {
+            assert!(all.contains(&name), "{name}");
+            assert!(!exports(Callbacks::NONE).contains(&name), "{name}");
+        }
+    }
 }
