@@ -33,6 +33,13 @@ pub struct JwtAuth {
 impl Plugin for JwtAuth {
     const NAME: &'static str = "jwt-auth";
     type Filter = JwtAuthFilter;
+    // Ticks refresh remote JWKS, whose fetches answer on the root; a stream paused for keys
+    // is answered on its own callout. Nothing is done on responses.
+    const CALLBACKS: wasmgate_glue::Callbacks = wasmgate_glue::Callbacks {
+        tick: true,
+        http_call_response: true,
+        ..wasmgate_glue::Callbacks::NONE
+    };
 
     fn configure(config: &[u8], host: &mut dyn Host) -> Result<Self, ConfigError> {
         let config = parse_json::<Config>(config)?.compile()?;
