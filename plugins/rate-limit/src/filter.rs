@@ -1,25 +1,26 @@
 //! The plugin: rules compiled once, buckets created at start, idle keys collected on a
-//! timer, and one filter per stream that asks every matching rule for tokens.
+//! timer, and one filter per stream that asks every matching rule for tokens (which rules
+//! and keys: `key`; the decision across rules: `decision`; shared state: `shared`).
 
-use std::borrow::Cow;
-use std::cell::Cell;
 use std::rc::Rc;
 use std::time::{Duration, SystemTime};
 
 use wasmgate_glue::{
-    parse_json, Action, Callbacks, ConfigError, Headers, Host, HostError, HttpFilter, LocalReply,
-    LogLevel, MetricId, MetricKind, Plugin,
+    parse_json, Action, Callbacks, ConfigError, Headers, Host, HttpFilter, LocalReply, LogLevel,
+    MetricKind, Plugin,
 };
-use wasmgate_http::{cookie, query_param_bytes};
 
-use crate::bucket::{ceil_secs, Decision, Fingerprint, KeyHasher, Limit, Seed};
-use crate::config::{
-    CompiledResponse, CompiledRule, CompiledService, Config, FailureMode, HeaderTest, KeyPart,
-    MissingKey, RateLimitHeaders,
+use crate::bucket::{ceil_secs, Fingerprint, Limit};
+use crate::config::{Config, MissingKey, RateLimitHeaders};
+use crate::decision::{
+    fail, failed, grpc_status_name, judge, refuse, Answer, Ask, Evaluation, Pending, Refusal,
+    Report,
 };
-use crate::global::{self, Memory, Verdict};
+use crate::global::{self, Memory};
+use crate::key::{descriptor, fingerprint, key_values, matches, missing_fingerprint};
 use crate::request::Request;
-use crate::store::{push_decimal, Place, Table};
+use crate::shared::{bump, shared_seed, unbump, ActiveRule, Counts, Shared, Stats};
+use crate::store::{Place, Table};
 
 /// Slots examined per tick, so that collecting idle keys never holds a worker for long.
 const SWEEP_BUDGET: u32 = 1024;

@@ -1,6 +1,7 @@
 //! Filter flows of local rules on `FakeHost`, and the host calls a request costs.
 
 use super::*;
+use crate::shared::SEED_KEY;
 use crate::store::PROBES;
 use serde_json::{json, Value};
 use wasmgate_glue::{FakeHost, FakeProxy, HostError, LocalReply};

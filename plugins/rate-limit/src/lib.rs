@@ -8,6 +8,9 @@
 //! - `store`: a rule's fixed table of buckets in shared data, updated with compare-and-swap;
 //! - `global`: rules kept by a rate limit service (Envoy's RLS gRPC API): its messages, and
 //!   its `OVER_LIMIT` verdicts remembered in shared data;
+//! - `shared`: what the root and the streams share (rules with their tables, stats, seed);
+//! - `key`: which rules apply to a request and the key it counts under;
+//! - `decision`: a request's decision across its rules, and the reply or response headers;
 //! - `filter`: the plugin and the per-stream filter, through the [`wasmgate_glue::Host`] trait.
 #![cfg_attr(
     not(test),
@@ -16,9 +19,12 @@
 
 pub mod bucket;
 pub mod config;
+mod decision;
 mod filter;
 mod global;
+mod key;
 pub mod request;
+mod shared;
 mod store;
 
 pub use config::Config;

@@ -1,0 +1,147 @@
+//! Which rules apply to a request, and the key each counts it under: a fingerprint for the
+//! local buckets, the descriptor entries for the rate limit service.
+
+use std::borrow::Cow;
+
+use wasmgate_glue::Host;
+use wasmgate_http::{cookie, query_param_bytes};
+
+use crate::bucket::{Fingerprint, KeyHasher, Seed};
+use crate::config::{CompiledRule, HeaderTest, KeyPart};
+use crate::request::Request;
+use crate::shared::Shared;
+
+/// Whether every condition of the rule holds for the request.
+pub(crate) fn matches(rule: &CompiledRule, host: &dyn Host, request: &mut Request) -> bool {
+    if let Some(want) = &rule.path {
+        let Some(path) = request.path(host) else {
+            return false;
+        };
+        if !want.matches(path) {
+            return false;
+        }
+    }
+    if !rule.methods.is_empty()
+        && !request
+            .method(host)
+            .is_some_and(|m| rule.methods.iter().any(|w| w == m))
+    {
+        return false;
+    }
+    if !rule.hosts.is_empty()
+        && !request
+            .host(host)
+            .is_some_and(|h| rule.hosts.iter().any(|w| w == h))
+    {
+        return false;
+    }
+    rule.headers.iter().all(|want| {
+        let value = request.header(host, &want.name);
+        match &want.test {
+            HeaderTest::Present(present) => value.is_some() == *present,
+            HeaderTest::Exact(exact) => value == Some(exact.as_str()),
+            HeaderTest::Regex(r) => value.is_some_and(|v| r.is_match(v)),
+        }
+    })
+}
+
+/// Tags of key parts in the fingerprint, so `path=/a` and `header=/a` differ.
+pub(crate) const TAG_MISSING: u8 = 0;
+pub(crate) const TAG_CLIENT_IP: u8 = 1;
+pub(crate) const TAG_PATH: u8 = 2;
+pub(crate) const TAG_METHOD: u8 = 3;
+pub(crate) const TAG_HOST: u8 = 4;
+pub(crate) const TAG_HEADER: u8 = 5;
+pub(crate) const TAG_QUERY: u8 = 6;
+pub(crate) const TAG_COOKIE: u8 = 7;
+
+/// One key part's value in the request (`None` when the request lacks it), with the tag
+/// that sets it apart in the fingerprint.
+pub(crate) fn part_value<'r>(
+    part: &'r KeyPart,
+    xff_hop: u32,
+    host: &dyn Host,
+    request: &'r mut Request,
+) -> Option<(u8, Cow<'r, [u8]>)> {
+    let text = |s: &'r str| Cow::Borrowed(s.as_bytes());
+    Some(match part {
+        KeyPart::ClientIp => (TAG_CLIENT_IP, text(request.client_ip(host, xff_hop)?)),
+        KeyPart::Path => (TAG_PATH, text(request.path(host)?)),
+        KeyPart::Method => (TAG_METHOD, text(request.method(host)?)),
+        KeyPart::Host => (TAG_HOST, text(request.host(host)?)),
+        KeyPart::Header(name) => (TAG_HEADER, text(request.header(host, name)?)),
+        KeyPart::Query(name) => (TAG_QUERY, query_param_bytes(request.query(host)?, name)?),
+        KeyPart::Cookie(name) => (
+            TAG_COOKIE,
+            text(cookie(request.header(host, "cookie")?, name)?),
+        ),
+    })
+}
+
+/// The fingerprint of the request's key, or `None` when a part is missing.
+pub(crate) fn fingerprint(
+    shared: &Shared,
+    key: &[KeyPart],
+    host: &dyn Host,
+    request: &mut Request,
+) -> Option<Fingerprint> {
+    let mut hasher = KeyHasher::new(&shared.seed);
+    for part in key {
+        let (tag, value) = part_value(part, shared.xff_hop, host, request)?;
+        hasher.part(tag, &value);
+    }
+    Some(hasher.finish())
+}
+
+/// The values of a global rule's key parts for its descriptor; empty when a part is missing
+/// (the rule counts it as shared, or the request would not be asked about).
+pub(crate) fn key_values(
+    shared: &Shared,
+    key: &[KeyPart],
+    host: &dyn Host,
+    request: &mut Request,
+) -> Vec<String> {
+    let mut values = Vec::with_capacity(key.len());
+    for part in key {
+        match part_value(part, shared.xff_hop, host, request) {
+            Some((_, value)) => values.push(String::from_utf8_lossy(&value).into_owned()),
+            None => return Vec::new(),
+        }
+    }
+    values
+}
+
+/// The entry key of a key part in a rate limit descriptor. `client_ip` is Envoy's own
+/// `remote_address`, so a limits file written for Envoy's native filter applies as well.
+pub(crate) fn entry_key(part: &KeyPart) -> &str {
+    match part {
+        KeyPart::ClientIp => "remote_address",
+        KeyPart::Path => "path",
+        KeyPart::Method => "method",
+        KeyPart::Host => "host",
+        KeyPart::Header(name) | KeyPart::Query(name) | KeyPart::Cookie(name) => name,
+    }
+}
+
+/// A global rule's descriptor: `generic_key` = the rule's name, so that each rule has its
+/// own limits in the service, then one entry per key part (none for a missing key).
+pub(crate) fn descriptor<'a>(
+    rule: &'a CompiledRule,
+    values: &'a [String],
+) -> Vec<(&'a str, &'a str)> {
+    std::iter::once(("generic_key", rule.name.as_str()))
+        .chain(
+            rule.key
+                .iter()
+                .map(entry_key)
+                .zip(values.iter().map(String::as_str)),
+        )
+        .collect()
+}
+
+/// The one key of every request that lacks its rule's key (`missing_key: shared`).
+pub(crate) fn missing_fingerprint(seed: &Seed) -> Fingerprint {
+    let mut hasher = KeyHasher::new(seed);
+    hasher.part(TAG_MISSING, b"");
+    hasher.finish()
+}
