@@ -173,3 +173,84 @@ fn crypto_module_never_asks_the_host() {
         .unwrap_err()
         .contains("crypto"));
 }
+
+fn validate(config: &Value) -> Result<(), String> {
+    JwtAuth::validate(config.to_string().as_bytes()).map_err(|e| e.to_string())
+}
+
+/// The default build has no P-384 or P-521 code: where every signature is verified in the
+/// module (`crypto: module`, or `auto` on a host without `verify_signature`), a P-384 or
+/// P-521 key is refused at configure, naming it; where the host verifies, such tokens pass.
+#[cfg(not(feature = "portable"))]
+#[test]
+fn without_portable_es384_and_es512_need_the_host() {
+    for alg in ["ES384", "ES512"] {
+        for (crypto, mut root) in [("module", fake_crypto::host()), ("auto", FakeHost::new())] {
+            let err = configure(&config(alg, crypto), &mut root).unwrap_err();
+            assert_eq!(
+                err,
+                format!("providers.main.local_jwks.keys[0]: {alg} needs the host's verify_signature or the portable build of jwt-auth; here every signature is verified in the module"),
+                "{alg}, crypto: {crypto}"
+            );
+        }
+        // The CLI cannot tell what the host offers: it refuses `crypto: module` only.
+        assert!(validate(&config(alg, "module"))
+            .unwrap_err()
+            .contains("needs the host's verify_signature or the portable build"));
+        validate(&config(alg, "auto")).unwrap();
+        validate(&config(alg, "host")).unwrap();
+        let plugin = configure(&config(alg, "auto"), &mut fake_crypto::host()).unwrap();
+        let host = run(&plugin, fake_crypto::host(), &token(alg));
+        assert_eq!(status(&host), 200, "{alg}");
+        assert_eq!(host.metric("jwt_auth.host_verify"), Some(1), "{alg}");
+    }
+}
+
+#[cfg(feature = "portable")]
+#[test]
+fn the_portable_build_verifies_es384_and_es512_without_a_host() {
+    for alg in ["ES384", "ES512"] {
+        for (crypto, mut root) in [("module", fake_crypto::host()), ("auto", FakeHost::new())] {
+            let plugin = configure(&config(alg, crypto), &mut root).unwrap();
+            let host = run(&plugin, FakeHost::new(), &token(alg));
+            assert_eq!(status(&host), 200, "{alg}, crypto: {crypto}");
+            assert_eq!(host.host_calls().get("call_foreign_function"), None);
+        }
+        validate(&config(alg, "module")).unwrap();
+    }
+}
+
+/// A fetched JWKS where the module verifies alone: a key only a host could use is skipped,
+/// named in the log and counted; the other keys work (the portable build keeps them all).
+#[test]
+fn fetched_keys_only_a_host_could_use_are_skipped_logged_and_counted() {
+    let config = json!({
+        "providers": { "main": { "remote_jwks": { "uri": "http://issuer.local/jwks", "cluster": "jwks" } } },
+        "default": { "provider_name": "main" },
+        "crypto": "module",
+    });
+    let plugin = configure(&config, &mut fake_crypto::host()).unwrap();
+    let mut host = FakeHost::new();
+    crate::keys::Metrics::define(&mut host);
+    host = host.with_header("authorization", &format!("Bearer {}", token("ES256")));
+    let mut filter = plugin.create_filter(3);
+    assert_eq!(filter.on_request_headers(&mut host, true), Action::Pause);
+    let body = mint::jwks(&[
+        ("k1", &mint::key_for("ES256")),
+        ("k2", &mint::key_for("ES384")),
+    ]);
+    host.answer_call(200, &[], body.to_string().as_bytes());
+    let call = host.calls[0].token;
+    filter.on_http_call_response(&mut host, call, Some(200));
+    assert_eq!(status(&host), 200);
+    assert_eq!(host.metric("jwt_auth.jwks_fetch_ok"), Some(1));
+    if cfg!(feature = "portable") {
+        assert_eq!(host.metric("jwt_auth.jwks_keys_skipped"), Some(0));
+        return;
+    }
+    assert_eq!(host.metric("jwt_auth.jwks_keys_skipped"), Some(1));
+    assert!(host.logged(
+        LogLevel::Warn,
+        "provider main: key skipped, keys[1] (kid \"k2\"): ES384 needs the host's verify_signature or the portable build"
+    ));
+}

@@ -125,6 +125,47 @@ pub fn ec_spki(curve: Curve, point: &[u8]) -> Vec<u8> {
     spki(&[EC_PUBLIC_KEY, curve.oid()], point)
 }
 
+/// Whether `(x, y)` (big-endian, `size()` bytes each, as `x || y`) is a point of the curve:
+/// both coordinates below the field prime `p` and `y² = x³ - 3x + b (mod p)`. Used for the
+/// curves whose code is not in the module (P-384 and P-521 without the `portable`
+/// feature), so a key the host cannot import is refused when the JWKS is loaded, as the
+/// curves' own crates refuse it. The point at infinity has no uncompressed form.
+#[cfg(any(test, not(feature = "portable")))]
+pub fn on_curve(curve: Curve, xy: &[u8]) -> bool {
+    use rsa::BigUint;
+    // The field prime and `b` of each curve (FIPS 186-4, D.1.2.4 and D.1.2.5); tests
+    // check them against the curves' crates.
+    let (p, b): (&[u8], &[u8]) = match curve {
+        Curve::P256 => (
+            b"ffffffff00000001000000000000000000000000ffffffffffffffffffffffff",
+            b"5ac635d8aa3a93e7b3ebbd55769886bc651d06b0cc53b0f63bce3c3e27d2604b",
+        ),
+        Curve::P384 => (
+            b"fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffeffffffff0000000000000000ffffffff",
+            b"b3312fa7e23ee7e4988e056be3f82d19181d9c6efe8141120314088f5013875ac656398d8a2ed19d2a85c8edd3ec2aef",
+        ),
+        Curve::P521 => (
+            b"1ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",
+            b"51953eb9618e1c9a1f929a21a0b68540eea2da725b99b315f3b8b489918ef109e156193951ec7e937b1652c0bd3bb1bf073573df883d2c34f1ef451fd46b503f00",
+        ),
+    };
+    let size = curve.size();
+    let (Some(p), Some(b)) = (BigUint::parse_bytes(p, 16), BigUint::parse_bytes(b, 16)) else {
+        return false;
+    };
+    if xy.len() != 2 * size {
+        return false;
+    }
+    let x = BigUint::from_bytes_be(&xy[..size]);
+    let y = BigUint::from_bytes_be(&xy[size..]);
+    if x >= p || y >= p {
+        return false;
+    }
+    let three = BigUint::from(3u8);
+    let right = (&x * &x % &p * &x + (&p - &three) * &x + b) % &p;
+    &y * &y % &p == right
+}
+
 /// Whether `value` (big-endian, `size()` bytes) is in `1..n`.
 fn in_range(curve: Curve, value: &[u8]) -> bool {
     value.iter().any(|b| *b != 0) && value < curve.order()
@@ -178,6 +219,48 @@ mod tests {
         assert_eq!(len(127), [127]);
         assert_eq!(len(128), [0x81, 128]);
         assert_eq!(len(300), [0x82, 1, 44]);
+    }
+
+    /// `on_curve` agrees with the curves' crates: their public keys are on it; a point
+    /// with `y` changed, or a coordinate at or above `p`, is not.
+    #[test]
+    fn points_on_the_curve_are_the_ones_the_curve_crates_take() {
+        fn check(curve: Curve, point: &[u8], crate_takes: impl Fn(&[u8]) -> bool) {
+            let xy = &point[1..];
+            assert!(crate_takes(point) && on_curve(curve, xy), "{curve:?}");
+            let mut other = xy.to_vec();
+            let last = other.len() - 1;
+            other[last] ^= 1;
+            let sec1 = [&[4u8][..], &other].concat();
+            assert!(!crate_takes(&sec1) && !on_curve(curve, &other), "{curve:?}");
+            // x = all ones is at or above p for every curve here.
+            let mut big = vec![0xff; xy.len()];
+            if curve == Curve::P521 {
+                big[0] = 0x01;
+            }
+            big[xy.len() / 2..].copy_from_slice(&xy[xy.len() / 2..]);
+            assert!(!on_curve(curve, &big), "{curve:?}");
+            assert!(!on_curve(curve, &xy[1..]), "{curve:?}: short");
+        }
+        for seed in 1..=4u8 {
+            let key = p256::ecdsa::SigningKey::from_slice(&[seed; 32]).unwrap();
+            let point = key.verifying_key().to_encoded_point(false);
+            check(Curve::P256, point.as_bytes(), |p| {
+                p256::ecdsa::VerifyingKey::from_sec1_bytes(p).is_ok()
+            });
+            let key = p384::ecdsa::SigningKey::from_slice(&[seed; 48]).unwrap();
+            let point = key.verifying_key().to_encoded_point(false);
+            check(Curve::P384, point.as_bytes(), |p| {
+                p384::ecdsa::VerifyingKey::from_sec1_bytes(p).is_ok()
+            });
+            let mut bytes = [seed; 66];
+            bytes[0] = 0;
+            let key = p521::ecdsa::SigningKey::from_slice(&bytes).unwrap();
+            let point = p521::ecdsa::VerifyingKey::from(&key).to_encoded_point(false);
+            check(Curve::P521, point.as_bytes(), |p| {
+                p521::ecdsa::VerifyingKey::from_sec1_bytes(p).is_ok()
+            });
+        }
     }
 
     /// The orders written here are the curves' own, as RustCrypto knows them: `n - 1` is

@@ -14,8 +14,9 @@ use wasmgate_http::{cookies, is_param, split};
 
 use crate::cache::TokenCache;
 use crate::claims::{header_value, lookup, scopes};
-use crate::config::{Config, Keys, Source};
+use crate::config::{Config, CryptoMode, Keys, Source};
 use crate::eval::{without_fragment, Decision, Eval, Verified};
+use crate::hostcrypto;
 use crate::keys::{bump, choose_crypto, now_ms, CryptoPath, Metrics, ProviderKeys, Shared, State};
 use crate::remote;
 use crate::token::Reason;
@@ -43,6 +44,10 @@ impl Plugin for JwtAuth {
 
     fn configure(config: &[u8], host: &mut dyn Host) -> Result<Self, ConfigError> {
         let config = parse_json::<Config>(config)?.compile()?;
+        let crypto = choose_crypto(config.crypto, host);
+        if crypto == CryptoPath::Module {
+            hostcrypto::check_module_only(&config)?;
+        }
         let mut keys = Vec::with_capacity(config.providers.len());
         for provider in &config.providers {
             keys.push(match &provider.keys {
@@ -63,7 +68,7 @@ impl Plugin for JwtAuth {
         Ok(JwtAuth {
             shared: Rc::new(Shared {
                 metrics: Metrics::define(host),
-                crypto: Cell::new(CryptoPath::Module),
+                crypto: Cell::new(crypto),
                 reads_method: config.bypass_cors_preflight
                     || config.rules.iter().any(|r| !r.methods.is_empty()),
                 config,
@@ -82,10 +87,17 @@ impl Plugin for JwtAuth {
         }
     }
 
+    /// The configuration's own checks, without a host to probe: keys only a host verifies
+    /// with are refused for `crypto: module` alone (with `auto` or `host`, Envoy decides).
+    fn validate(config: &[u8]) -> Result<(), ConfigError> {
+        let config = parse_json::<Config>(config)?.compile()?;
+        if config.crypto == CryptoMode::Module {
+            hostcrypto::check_module_only(&config)?;
+        }
+        Ok(())
+    }
+
     fn on_start(&mut self, host: &mut dyn Host) {
-        self.shared
-            .crypto
-            .set(choose_crypto(self.shared.config.crypto, host));
         let period = self
             .shared
             .config

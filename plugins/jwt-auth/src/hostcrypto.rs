@@ -14,7 +14,10 @@
 //! key, and `Ok` with a result otherwise. Anything but a well-formed result saying `true` is
 //! a failed verification.
 
-use wasmgate_glue::{Host, HostError};
+use wasmgate_glue::{ConfigError, Host, HostError};
+
+use crate::config::{Compiled, Keys};
+use crate::jwk::host_only_reason;
 
 /// The name under which Envoy registers the function.
 pub const FUNCTION: &str = "verify_signature";
@@ -240,6 +243,28 @@ pub enum Crypto<'h> {
     Module,
     /// RS256/384/512 and ES256/384/512 by the host; PS*, EdDSA and HS* in the module.
     Host(HostCrypto<'h>),
+}
+
+/// Refuse a configuration whose inline keys only the host could verify with, for a module
+/// that verifies every signature itself (`crypto: module`, or a host without
+/// `verify_signature`): a P-384 or P-521 key without the `portable` feature. The error
+/// names the key (`providers.main.local_jwks.keys[1]`) and what it needs.
+pub fn check_module_only(config: &Compiled) -> Result<(), ConfigError> {
+    for provider in &config.providers {
+        let Keys::Local(set) = &provider.keys else {
+            continue;
+        };
+        if let Some((i, alg)) = set.first_host_only() {
+            return Err(ConfigError::new(
+                format!("providers.{}.local_jwks.keys[{i}]", provider.name),
+                format!(
+                    "{}; here every signature is verified in the module",
+                    host_only_reason(alg)
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -64,13 +64,32 @@ pub struct Jwk {
     pub d: Option<serde_json::Value>,
 }
 
+/// A P-384 public key as the module verifies with it (the `portable` build).
+#[cfg(feature = "portable")]
+pub type P384Key = p384::ecdsa::VerifyingKey;
+/// A P-521 public key as the module verifies with it (the `portable` build).
+#[cfg(feature = "portable")]
+pub type P521Key = Box<p521::ecdsa::VerifyingKey>;
+/// Without the `portable` feature the module has no P-384 code: the key is its DER form
+/// ([`Key::spki`]) alone, for the host's `verify_signature`.
+#[cfg(not(feature = "portable"))]
+pub type P384Key = HostOnly;
+/// Without the `portable` feature the module has no P-521 code: the key is its DER form
+/// ([`Key::spki`]) alone, for the host's `verify_signature`.
+#[cfg(not(feature = "portable"))]
+pub type P521Key = HostOnly;
+
+/// A key only the host verifies with (its point checked on the curve when it was loaded).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostOnly;
+
 /// Verification material of one key.
 #[derive(Clone)]
 pub enum Material {
     Rsa(rsa::RsaPublicKey),
     P256(p256::ecdsa::VerifyingKey),
-    P384(p384::ecdsa::VerifyingKey),
-    P521(Box<p521::ecdsa::VerifyingKey>),
+    P384(P384Key),
+    P521(P521Key),
     Ed25519(ed25519_dalek::VerifyingKey),
     Hmac(Vec<u8>),
 }
@@ -118,6 +137,25 @@ impl Key {
             Material::Hmac(_) => matches!(alg, HS256 | HS384 | HS512),
         }
     }
+
+    /// The algorithm of this key that only the host can verify in this build: ES384 for a
+    /// P-384 key and ES512 for a P-521 key unless the module is built `portable`.
+    pub fn host_only(&self) -> Option<Alg> {
+        match &self.material {
+            Material::P384(_) if !Alg::ES384.in_module() => Some(Alg::ES384),
+            Material::P521(_) if !Alg::ES512.in_module() => Some(Alg::ES512),
+            _ => None,
+        }
+    }
+}
+
+/// Why a key is of no use where the module verifies alone: `"ES384 needs the host's
+/// verify_signature or the portable build"`.
+pub fn host_only_reason(alg: Alg) -> String {
+    format!(
+        "{} needs the host's verify_signature or the portable build of jwt-auth",
+        alg.name()
+    )
 }
 
 /// The keys of one provider, checked.
@@ -150,21 +188,76 @@ impl KeySet {
     }
 
     /// Parse a fetched JWKS document, skipping keys this plugin cannot use (an issuer may
-    /// publish encryption keys or new key types next to its signing keys). The error says
-    /// why the document as a whole is unusable; a set with no usable key is an error.
-    pub fn lenient(document: &[u8]) -> Result<(KeySet, usize), String> {
+    /// publish encryption keys or new key types next to its signing keys), and, when
+    /// `module_only` (no host verifies), the keys only the host could verify with. The
+    /// error says why the document as a whole is unusable; a set with no usable key is an
+    /// error.
+    pub fn lenient(document: &[u8], module_only: bool) -> Result<Lenient, String> {
         // Decoded as the configuration's inline JWKS is: one decoder, one behaviour.
         let jwks: Jwks = wasmgate_glue::json::parse(document)
             .and_then(|json| wasmgate_glue::json::decode(&json))
             .map_err(|e| format!("not a JWKS document: {e}"))?;
         let total = jwks.keys.len();
-        let keys: Vec<Key> = jwks.keys.iter().filter_map(|k| parse_key(k).ok()).collect();
-        if keys.is_empty() {
-            return Err(format!("no usable signing key among {total} keys"));
+        let mut keys = Vec::with_capacity(total);
+        let mut skipped = 0;
+        let mut host_only = Vec::new();
+        for (i, jwk) in jwks.keys.iter().enumerate() {
+            match parse_key(jwk) {
+                Ok(key) => match key.host_only() {
+                    Some(alg) if module_only => {
+                        skipped += 1;
+                        host_only.push(format!(
+                            "keys[{i}]{}: {}",
+                            kid_note(&key),
+                            host_only_reason(alg)
+                        ));
+                    }
+                    _ => keys.push(key),
+                },
+                Err(_) => skipped += 1,
+            }
         }
-        let skipped = total - keys.len();
-        Ok((KeySet { keys }, skipped))
+        if keys.is_empty() {
+            let mut why = format!("no usable signing key among {total} keys");
+            if let Some(first) = host_only.first() {
+                why.push_str(&format!(" ({first})"));
+            }
+            return Err(why);
+        }
+        Ok(Lenient {
+            set: KeySet { keys },
+            skipped,
+            host_only,
+        })
     }
+
+    /// The first key only the host can verify with (its index and algorithm).
+    pub fn first_host_only(&self) -> Option<(usize, Alg)> {
+        self.keys
+            .iter()
+            .enumerate()
+            .find_map(|(i, key)| key.host_only().map(|alg| (i, alg)))
+    }
+}
+
+/// ` (kid "k1")` for a key with an id, nothing without.
+fn kid_note(key: &Key) -> String {
+    match &key.kid {
+        Some(kid) => format!(" (kid \"{kid}\")"),
+        None => String::new(),
+    }
+}
+
+/// A fetched JWKS document, read leniently.
+#[derive(Debug)]
+pub struct Lenient {
+    /// The usable keys.
+    pub set: KeySet,
+    /// How many keys of the document were left out, for whatever reason.
+    pub skipped: usize,
+    /// The keys among them left out because only the host could verify with them and no
+    /// host does, each as `keys[1] (kid "k"): ES384 needs ...`, for the log.
+    pub host_only: Vec<String>,
 }
 
 type KeyError = (String, String);
@@ -285,12 +378,24 @@ fn ec_key(jwk: &Jwk) -> Result<(Material, Vec<u8>), KeyError> {
         Curve::P256 => p256::ecdsa::VerifyingKey::from_sec1_bytes(&point)
             .map(Material::P256)
             .map_err(not_on_curve)?,
+        #[cfg(feature = "portable")]
         Curve::P384 => p384::ecdsa::VerifyingKey::from_sec1_bytes(&point)
             .map(Material::P384)
             .map_err(not_on_curve)?,
+        #[cfg(feature = "portable")]
         Curve::P521 => p521::ecdsa::VerifyingKey::from_sec1_bytes(&point)
             .map(|k| Material::P521(Box::new(k)))
             .map_err(not_on_curve)?,
+        #[cfg(not(feature = "portable"))]
+        Curve::P384 | Curve::P521 => {
+            if !der::on_curve(curve, &point[1..]) {
+                return Err(err("", "the point is not on the curve"));
+            }
+            match curve {
+                Curve::P384 => Material::P384(HostOnly),
+                _ => Material::P521(HostOnly),
+            }
+        }
     };
     Ok((material, der::ec_spki(curve, &point)))
 }

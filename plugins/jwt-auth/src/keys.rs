@@ -31,6 +31,9 @@ pub(crate) struct Metrics {
     pub(crate) host_verify: Option<MetricId>,
     /// Host verifications that gave no verdict (an error or a malformed answer): refused.
     pub(crate) host_verify_failed: Option<MetricId>,
+    /// Keys of fetched JWKS documents left out (unusable, or usable only by a host that
+    /// does not verify here).
+    pub(crate) jwks_keys_skipped: Option<MetricId>,
 }
 
 impl Metrics {
@@ -51,6 +54,7 @@ impl Metrics {
             clock_failed: counter("jwt_auth.clock_failed"),
             host_verify: counter("jwt_auth.host_verify"),
             host_verify_failed: counter("jwt_auth.host_verify_failed"),
+            jwks_keys_skipped: counter("jwt_auth.jwks_keys_skipped"),
             denied,
         }
     }
@@ -106,6 +110,11 @@ pub(crate) fn now_ms(host: &dyn Host) -> Result<u64, HostError> {
 }
 
 impl Shared {
+    /// Whether every signature is verified in the module (no host does).
+    fn module_only(&self) -> bool {
+        self.crypto.get() == CryptoPath::Module
+    }
+
     pub(crate) fn remote(&self, provider: usize) -> Option<&Remote> {
         match &self.config.providers.get(provider)?.keys {
             Keys::Remote(remote) => Some(remote),
@@ -126,7 +135,8 @@ impl Shared {
             return;
         }
         // Only good sets are shared, so this parses; a bad one is left alone all the same.
-        if let Ok((set, _)) = KeySet::lenient(&document) {
+        if let Ok(read) = KeySet::lenient(&document, self.module_only()) {
+            let set = read.set;
             state.next_generation += 1;
             let generation = state.next_generation;
             state.keys[provider] = ProviderKeys {
@@ -164,14 +174,25 @@ impl Shared {
                         remote::MAX_JWKS_BYTES
                     ))
                 } else {
-                    KeySet::lenient(&body).map(|(set, skipped)| (set, skipped, body))
+                    KeySet::lenient(&body, self.module_only()).map(|read| (read, body))
                 }
             }
             Some(status) => Err(format!("status {status}")),
         };
         match outcome {
-            Ok((set, skipped, body)) => {
+            Ok((read, body)) => {
+                let (set, skipped) = (read.set, read.skipped);
                 bump(host, self.metrics.fetch_ok);
+                if let (Some(id), Ok(n)) = (self.metrics.jwks_keys_skipped, i64::try_from(skipped))
+                {
+                    host.increment_metric(id, n);
+                }
+                for line in &read.host_only {
+                    host.log(
+                        LogLevel::Warn,
+                        &format!("{who}jwt-auth: provider {name}: key skipped, {line}"),
+                    );
+                }
                 let count = set.keys.len();
                 match remote::publish(host, remote, sent, &body) {
                     // The shared set is this one or a later one: adopt it.
@@ -226,9 +247,9 @@ pub(crate) enum CryptoPath {
     Refuse,
 }
 
-/// Where RS* and ES* signatures go, as `mode` asks and the host allows
-/// (probed once, when the configuration starts); the choice is logged. Probed at start, not
-/// in `configure`, so that validating a configuration (the CLI) needs no Envoy.
+/// Where RS* and ES* signatures go, as `mode` asks and the host allows (probed once, in
+/// `configure`, so that keys only the host verifies with can be refused there); the choice
+/// is logged. `validate` (the CLI) does not probe: it needs no Envoy.
 pub(crate) fn choose_crypto(mode: CryptoMode, host: &mut dyn Host) -> CryptoPath {
     let probed = match mode {
         CryptoMode::Module => None,

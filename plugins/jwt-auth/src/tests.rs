@@ -36,15 +36,18 @@ fn claims() -> Value {
 /// the module and through a host that verifies like Envoy: the two must agree.
 fn check(raw: &str, keys: &KeySet) -> Result<(), Reason> {
     let token = Token::parse(raw, MAX)?;
-    let module = token.verify(keys, &mut Crypto::Module);
     let mut host = fake_crypto::host();
     let mut crypto = Crypto::Host(HostCrypto::new(&mut host));
     let by_host = token.verify(keys, &mut crypto);
     if let Crypto::Host(done) = crypto {
         assert_eq!(done.failure, None, "the host gave no verdict");
     }
-    assert_eq!(module, by_host, "module and host disagree on {raw}");
-    module?;
+    // ES384 and ES512 are in the module only in the portable build.
+    if token.alg.in_module() {
+        let module = token.verify(keys, &mut Crypto::Module);
+        assert_eq!(module, by_host, "module and host disagree on {raw}");
+    }
+    by_host?;
     ClaimRules::default().check(&token.claims, NOW).map(|_| ())
 }
 
@@ -529,6 +532,18 @@ fn bad_jwks_are_refused_naming_the_key_and_field() {
         keyset_err(json!({ "keys": [jwk] })),
         "keys[0]: the point is not on the curve"
     );
+    // P-384 and P-521 points are checked in both builds (by the curves' crates, or by
+    // `der::on_curve` where only the host verifies).
+    for alg in ["ES384", "ES512"] {
+        let mut jwk = key_for(alg).jwk("k");
+        let y = mint::b64(&vec![1; if alg == "ES384" { 48 } else { 66 }]);
+        jwk["y"] = json!(y);
+        assert_eq!(
+            keyset_err(json!({ "keys": [jwk] })),
+            "keys[0]: the point is not on the curve",
+            "{alg}"
+        );
+    }
     let mut jwk = key_for("ES256").jwk("k");
     jwk["alg"] = json!("RS256");
     assert_eq!(
@@ -570,11 +585,12 @@ fn hmac_keys_shorter_than_the_hash_do_not_verify_longer_hashes() {
 fn fetched_jwks_skip_unusable_keys_but_need_one() {
     let good = key_for("ES256").jwk("k");
     let doc = json!({ "keys": [{ "kty": "RSA", "use": "enc", "n": "x", "e": "AQAB" }, good] });
-    let (set, skipped) = KeySet::lenient(doc.to_string().as_bytes()).unwrap();
+    let read = KeySet::lenient(doc.to_string().as_bytes(), false).unwrap();
+    let (set, skipped) = (read.set, read.skipped);
     assert_eq!((set.keys.len(), skipped), (1, 1));
-    assert!(KeySet::lenient(br#"{"keys":[]}"#).is_err());
-    assert!(KeySet::lenient(br#"{"keys":[{"kty":"XYZ"}]}"#).is_err());
-    assert!(KeySet::lenient(b"<html>").is_err());
+    assert!(KeySet::lenient(br#"{"keys":[]}"#, false).is_err());
+    assert!(KeySet::lenient(br#"{"keys":[{"kty":"XYZ"}]}"#, false).is_err());
+    assert!(KeySet::lenient(b"<html>", false).is_err());
 }
 
 #[test]
@@ -676,4 +692,78 @@ fn keys_carry_their_der_form_for_the_host_only_where_the_host_verifies() {
             "{name}"
         );
     }
+}
+
+/// A JWKS with an ES256 key (`k1`), a P-384 key (`k2`) and a P-521 key (`k3`).
+fn three_curves() -> Value {
+    mint::jwks(&[
+        ("k1", &key_for("ES256")),
+        ("k2", &key_for("ES384")),
+        ("k3", &key_for("ES512")),
+    ])
+}
+
+/// The default build: P-384 and P-521 keys are loaded (checked, in their DER form) but
+/// only the host verifies with them; the module says no rather than guess.
+#[cfg(not(feature = "portable"))]
+#[test]
+fn without_portable_p384_and_p521_keys_are_for_the_host_only() {
+    let keys = keyset(three_curves());
+    let host_only: Vec<_> = keys.keys.iter().map(|k| k.host_only()).collect();
+    assert_eq!(host_only, [None, Some(Alg::ES384), Some(Alg::ES512)]);
+    assert_eq!(keys.first_host_only(), Some((1, Alg::ES384)));
+    assert!(!Alg::ES384.in_module() && !Alg::ES512.in_module() && Alg::ES256.in_module());
+    for alg in ["ES384", "ES512"] {
+        let raw = token(alg, "", &key_for(alg), &claims());
+        let parsed = Token::parse(&raw, MAX).unwrap();
+        assert_eq!(
+            parsed.verify(&keys, &mut Crypto::Module),
+            Err(Reason::Signature),
+            "{alg}"
+        );
+        assert_eq!(check(&raw, &keys), Ok(()), "{alg} through the host");
+    }
+}
+
+#[cfg(feature = "portable")]
+#[test]
+fn the_portable_build_verifies_every_curve_in_the_module() {
+    let keys = keyset(three_curves());
+    assert!(keys.keys.iter().all(|k| k.host_only().is_none()));
+    assert_eq!(keys.first_host_only(), None);
+    for alg in ["ES256", "ES384", "ES512"] {
+        let raw = token(alg, "", &key_for(alg), &claims());
+        let parsed = Token::parse(&raw, MAX).unwrap();
+        assert_eq!(parsed.verify(&keys, &mut Crypto::Module), Ok(()), "{alg}");
+    }
+}
+
+/// A fetched JWKS where no host verifies: the keys only a host could use are left out,
+/// each named for the log; where a host verifies (or in the portable build) they stay.
+#[test]
+fn fetched_keys_only_a_host_could_use_are_skipped_and_named_where_the_module_verifies() {
+    let document = three_curves().to_string();
+    let with_host = KeySet::lenient(document.as_bytes(), false).unwrap();
+    assert_eq!((with_host.set.keys.len(), with_host.skipped), (3, 0));
+    assert!(with_host.host_only.is_empty());
+    let alone = KeySet::lenient(document.as_bytes(), true).unwrap();
+    if cfg!(feature = "portable") {
+        assert_eq!((alone.set.keys.len(), alone.skipped), (3, 0));
+        return;
+    }
+    assert_eq!((alone.set.keys.len(), alone.skipped), (1, 2));
+    assert_eq!(
+        alone.host_only,
+        [
+            "keys[1] (kid \"k2\"): ES384 needs the host's verify_signature or the portable build of jwt-auth",
+            "keys[2] (kid \"k3\"): ES512 needs the host's verify_signature or the portable build of jwt-auth",
+        ]
+    );
+    // A document of such keys alone is no key set at all, and says why.
+    let only = mint::jwks(&[("k2", &key_for("ES384"))]).to_string();
+    let why = KeySet::lenient(only.as_bytes(), true).unwrap_err();
+    assert_eq!(
+        why,
+        "no usable signing key among 1 keys (keys[0] (kid \"k2\"): ES384 needs the host's verify_signature or the portable build of jwt-auth)"
+    );
 }

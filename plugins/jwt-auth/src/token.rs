@@ -55,6 +55,12 @@ impl Alg {
         Alg::ALL.into_iter().find(|alg| alg.name() == name)
     }
 
+    /// Whether this build verifies `self` in the module. ES384 and ES512 need the
+    /// `portable` feature; without it only the host (`verify_signature`) verifies them.
+    pub fn in_module(self) -> bool {
+        cfg!(feature = "portable") || !matches!(self, Alg::ES384 | Alg::ES512)
+    }
+
     /// The JWS name, e.g. `RS256`.
     pub fn name(self) -> &'static str {
         match self {
@@ -444,7 +450,8 @@ fn hmac_ok<M: Mac + hmac::digest::KeyInit>(key: &[u8], input: &[u8], sig: &[u8])
 }
 
 /// Whether `sig` is a valid `alg` signature of `input` by `material`. The caller has
-/// already checked that the key fits the algorithm; a mismatch here is simply `false`.
+/// already checked that the key fits the algorithm; a mismatch here is simply `false`, and
+/// so is a key whose curve is not in this build (configurations are refused before that).
 fn verify_with(alg: Alg, material: &Material, input: &[u8], sig: &[u8]) -> bool {
     use ed25519_dalek::Signature as EdSignature;
     use p256::ecdsa::signature::Verifier;
@@ -471,9 +478,11 @@ fn verify_with(alg: Alg, material: &Material, input: &[u8], sig: &[u8]) -> bool 
         (Alg::ES256, Material::P256(key)) => {
             p256::ecdsa::Signature::from_slice(sig).is_ok_and(|s| key.verify(input, &s).is_ok())
         }
+        #[cfg(feature = "portable")]
         (Alg::ES384, Material::P384(key)) => {
             p384::ecdsa::Signature::from_slice(sig).is_ok_and(|s| key.verify(input, &s).is_ok())
         }
+        #[cfg(feature = "portable")]
         (Alg::ES512, Material::P521(key)) => {
             p521::ecdsa::Signature::from_slice(sig).is_ok_and(|s| key.verify(input, &s).is_ok())
         }
