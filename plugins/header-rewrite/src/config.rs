@@ -3,7 +3,7 @@
 
 use serde::Deserialize;
 use wasmgate_glue::FromJson;
-pub use wasmgate_http::StringMatch;
+pub use wasmgate_http::{ClientIp, HeaderMatch, Pattern, RequestMatch as Match, StringMatch};
 
 /// The plugin configuration (the `configuration` of the Envoy Wasm filter).
 #[derive(Debug, Clone, Default, Deserialize, FromJson)]
@@ -18,6 +18,10 @@ pub struct Config {
     /// `on_any_change` (also any other header: for routes that match on headers) or `never`.
     #[serde(default)]
     pub clear_route_cache: ClearRouteCache,
+    /// How `${client_ip}` finds the client: `xff_hop` trusted proxies in front of Envoy, as in
+    /// rate-limit (see `plugins/MATCHING.md`).
+    #[serde(default)]
+    pub client_ip: ClientIp,
 }
 
 /// When the route cache is cleared after the request changed.
@@ -43,7 +47,9 @@ pub struct Rule {
     /// (letters, digits, `_` and `-`).
     #[serde(default)]
     pub name: Option<String>,
-    /// Conditions on the request; all must hold. No conditions: the rule always applies.
+    /// Conditions on the request (`path`, `methods`, `hosts`, `headers`; see
+    /// `plugins/MATCHING.md`); all must hold. No conditions: the rule always applies. A
+    /// `path` regex provides `${1}`, `${2}`… to templates.
     #[serde(default, rename = "match")]
     pub when: Match,
     /// When a template variable has no value: `skip` the operation (default) or use `empty`.
@@ -60,51 +66,6 @@ pub struct Rule {
     /// rule matched the request.
     #[serde(default)]
     pub response: Vec<Operation>,
-}
-
-/// Conditions on the request. Every condition given must hold.
-#[derive(Debug, Clone, Default, Deserialize, FromJson)]
-#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
-#[serde(deny_unknown_fields)]
-pub struct Match {
-    /// The path, without the query. A `regex` (unanchored unless it says `^…$`) here
-    /// provides `${1}`, `${2}`… to templates.
-    #[serde(default)]
-    pub path: Option<StringMatch>,
-    /// The method is one of these (compared without regard to case).
-    #[serde(default)]
-    pub methods: Vec<String>,
-    /// The host (`:authority` without port, lowercased); a `regex` is unanchored unless it
-    /// says `^…$`.
-    #[serde(default)]
-    pub host: Option<StringMatch>,
-    /// Conditions on request headers.
-    #[serde(default)]
-    pub headers: Vec<HeaderCondition>,
-}
-
-/// A condition on one request header: give `name` and exactly one of the other fields.
-#[derive(Debug, Clone, Default, Deserialize, FromJson)]
-#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
-#[serde(deny_unknown_fields)]
-pub struct HeaderCondition {
-    /// Header name (case-insensitive).
-    pub name: String,
-    /// `true`: the header is present; `false`: it is absent.
-    #[serde(default)]
-    pub present: Option<bool>,
-    /// The header's value equals this.
-    #[serde(default)]
-    pub exact: Option<String>,
-    /// The header's value starts with this.
-    #[serde(default)]
-    pub prefix: Option<String>,
-    /// The header's value ends with this.
-    #[serde(default)]
-    pub suffix: Option<String>,
-    /// The header's value matches this regular expression.
-    #[serde(default)]
-    pub regex: Option<String>,
 }
 
 /// What a rule does when a template variable has no value in the request.

@@ -16,7 +16,7 @@ use wasmgate_glue::{
     parse_json, Action, Callbacks, ConfigError, Headers, Host, HttpFilter, LogLevel, MetricId,
     MetricKind, Plugin,
 };
-use wasmgate_http::{query_param, split};
+use wasmgate_http::{query_param, request_host, split, ClientIp};
 
 use crate::config::{ClearRouteCache, Config, OnMissing};
 use crate::rules::{is_protected, CompiledRule, NamePattern, Op, Rules, Write};
@@ -113,6 +113,12 @@ impl Plugin for HeaderRewrite {
 
     fn configure(config: &[u8], host: &mut dyn Host) -> Result<Self, ConfigError> {
         let rules = parse_json::<Config>(config)?.compile()?;
+        for warning in rules.warnings.iter() {
+            host.log(
+                LogLevel::Warn,
+                &format!("header-rewrite: configuration: {warning}"),
+            );
+        }
         let metrics = Metrics {
             rules_matched: Counter::define(host, "header_rewrite.rules_matched"),
             operations_applied: Counter::define(host, "header_rewrite.operations_applied"),
@@ -262,7 +268,8 @@ type Lookup<'l, 'n> = dyn FnMut(&mut View<'_, 'n>, &'n Var) -> Option<String> + 
 /// the client address, or the rule's captures.
 fn request_var<'n>(
     view: &mut View<'_, 'n>,
-    client_ip: &mut Option<Option<String>>,
+    // The setting, and the address once found.
+    client_ip: &mut (ClientIp, Option<Option<String>>),
     captures: &[Option<String>],
     var: &'n Var,
 ) -> Option<String> {
@@ -278,13 +285,23 @@ fn request_var<'n>(
         Var::Method => view.get(":method"),
         Var::Host => view.get(":authority"),
         Var::RequestId => view.get("x-request-id"),
-        Var::ClientIp => client_ip
-            .get_or_insert_with(|| {
-                view.host
-                    .property(&["source", "address"])
-                    .map(|a| url::strip_port(&String::from_utf8_lossy(&a)).to_owned())
-            })
-            .clone(),
+        Var::ClientIp => {
+            let (finder, found) = client_ip;
+            if found.is_none() {
+                let xff = finder
+                    .reads_xff()
+                    .then(|| view.get("x-forwarded-for"))
+                    .flatten();
+                let source = view.host.property(&["source", "address"]);
+                let source = source.as_deref().map(String::from_utf8_lossy);
+                *found = Some(
+                    finder
+                        .find(xff.as_deref(), source.as_deref())
+                        .map(str::to_owned),
+                );
+            }
+            found.clone().flatten()
+        }
         Var::Capture(n) => captures.get(*n).cloned().flatten(),
     }
 }
@@ -294,14 +311,12 @@ fn rule_matches<'n>(
     rule: &'n CompiledRule,
     view: &mut View<'_, 'n>,
 ) -> Option<Vec<Option<String>>> {
-    if !rule.methods.is_empty() {
-        let method = view.get(":method")?;
-        if !rule.methods.iter().any(|m| m.eq_ignore_ascii_case(&method)) {
-            return None;
-        }
+    let when = &rule.when;
+    if !when.methods.is_any() && !when.methods.matches(view.get(":method").as_deref()) {
+        return None;
     }
     let mut captures = Vec::new();
-    if let Some(matcher) = &rule.path {
+    if let Some(matcher) = &when.path {
         let target = view.get(":path")?;
         captures = matcher
             .captures(split(&target).0)?
@@ -309,14 +324,14 @@ fn rule_matches<'n>(
             .map(|group| group.map(str::to_owned))
             .collect();
     }
-    if let Some(matcher) = &rule.host {
-        let authority = view.get(":authority")?;
-        if !matcher.matches(&url::strip_port(&authority).to_ascii_lowercase()) {
+    if when.reads_host() {
+        let authority = view.get(":authority");
+        if !when.matches_host(authority.as_deref().map(request_host).as_deref()) {
             return None;
         }
     }
-    for (name, test) in &rule.headers {
-        if !test.holds(view.get(name).as_deref()) {
+    for condition in &when.headers {
+        if !condition.test.holds(view.get(&condition.name).as_deref()) {
             return None;
         }
     }
@@ -551,7 +566,7 @@ impl HttpFilter for HeaderRewriteFilter {
     fn on_request_headers(&mut self, host: &mut dyn Host, _: bool) -> Action {
         let shared = &*self.shared;
         let mut view = View::new(host, Headers::Request);
-        let mut client_ip = None;
+        let mut client_ip = (shared.rules.client_ip, None);
         let mut tally = Tally::default();
         let mut matched = 0;
         for (index, rule) in shared.rules.rules.iter().enumerate() {

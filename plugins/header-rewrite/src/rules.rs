@@ -3,11 +3,12 @@
 
 use regex_lite::Regex;
 use wasmgate_glue::ConfigError;
-use wasmgate_http::{regex as compile_regex, Matcher};
-
-use crate::config::{
-    ClearRouteCache, Config, HeaderCondition, OnMissing, Operation, Rule, StringMatch,
+use wasmgate_http::{
+    check_header_value, check_token, is_token_char, regex as compile_regex, ClientIp,
+    CompiledMatch, Matcher, Warnings,
 };
+
+use crate::config::{ClearRouteCache, Config, OnMissing, Operation, Rule};
 use crate::template::{Template, Var};
 
 /// Headers whose change could break the proxy or bypass its routing and security.
@@ -28,42 +29,23 @@ pub enum Side {
 pub struct Rules {
     pub rules: Vec<CompiledRule>,
     pub clear_route_cache: ClearRouteCache,
+    pub client_ip: ClientIp,
+    /// Old spellings the configuration still uses, logged at configure.
+    pub warnings: Warnings,
 }
 
 /// One rule, compiled.
 #[derive(Debug)]
 pub struct CompiledRule {
     pub name: Option<String>,
-    pub methods: Vec<String>,
-    pub path: Option<Matcher>,
-    pub host: Option<Matcher>,
-    pub headers: Vec<(String, HeaderTest)>,
+    /// The rule's `match`.
+    pub when: CompiledMatch,
     pub missing: OnMissing,
     pub request: Vec<Op>,
     pub response: Vec<Op>,
     /// The request values (not headers) the response operations read; they are kept when
     /// the rule matches, since the request is gone by the time the response arrives.
     pub response_reads: Vec<Var>,
-}
-
-/// A compiled header condition.
-#[derive(Debug)]
-pub enum HeaderTest {
-    Present,
-    Absent,
-    Value(Matcher),
-}
-
-impl HeaderTest {
-    /// Whether a header with this value (or absent: `None`) passes.
-    pub fn holds(&self, value: Option<&str>) -> bool {
-        match (self, value) {
-            (HeaderTest::Present, value) => value.is_some(),
-            (HeaderTest::Absent, value) => value.is_none(),
-            (HeaderTest::Value(matcher), Some(value)) => matcher.matches(value),
-            (HeaderTest::Value(_), None) => false,
-        }
-    }
 }
 
 /// Which headers a pattern removal takes.
@@ -131,8 +113,10 @@ impl Config {
     /// Check every field and compile the rules; the error names the field at fault.
     pub(crate) fn compile(&self) -> Result<Rules, ConfigError> {
         let mut rules = Vec::with_capacity(self.rules.len());
+        let mut warnings = Warnings::default();
         for (i, rule) in self.rules.iter().enumerate() {
-            let compiled = compile_rule(rule).map_err(|err| {
+            let compiled = warnings.within(&format!("rules[{i}]"), |w| compile_rule(rule, w));
+            let compiled = compiled.map_err(|err| {
                 let err = err.at(&format!("rules[{i}]"));
                 match &rule.name {
                     Some(name) => {
@@ -146,11 +130,13 @@ impl Config {
         Ok(Rules {
             rules,
             clear_route_cache: self.clear_route_cache,
+            client_ip: self.client_ip,
+            warnings,
         })
     }
 }
 
-fn compile_rule(rule: &Rule) -> Result<CompiledRule, ConfigError> {
+fn compile_rule(rule: &Rule, warnings: &mut Warnings) -> Result<CompiledRule, ConfigError> {
     if let Some(name) = &rule.name {
         if name.is_empty()
             || !name
@@ -165,34 +151,12 @@ fn compile_rule(rule: &Rule) -> Result<CompiledRule, ConfigError> {
             ));
         }
     }
-    let when = &rule.when;
-    let path = when
-        .path
-        .as_ref()
-        .map(|m| m.compile().map_err(|e| e.at("match.path")))
-        .transpose()?;
-    let host = when
-        .host
-        .as_ref()
-        .map(|m| lowercased(m).compile().map_err(|e| e.at("match.host")))
-        .transpose()?;
-    for (k, method) in when.methods.iter().enumerate() {
-        if method.is_empty() || !method.chars().all(is_token_char) {
-            return Err(ConfigError::new(
-                format!("match.methods[{k}]"),
-                format!("{method:?} is not an HTTP method"),
-            ));
-        }
-    }
-    let headers = when
-        .headers
-        .iter()
-        .enumerate()
-        .map(|(k, c)| header_condition(c).map_err(|e| e.at(&format!("match.headers[{k}]"))))
-        .collect::<Result<Vec<_>, _>>()?;
+    let when = warnings
+        .within("match", |w| rule.when.compile(w))
+        .map_err(|e| e.at("match"))?;
     // `${0}` is the whole match; a path regex with n groups provides `${1}`…`${n}`.
-    let captures = match &path {
-        Some(Matcher::Regex(regex)) => Some(regex.captures_len() - 1),
+    let captures = match &when.path {
+        Some(Matcher::Regex(regex) | Matcher::WholeRegex(regex)) => Some(regex.captures_len() - 1),
         _ => None,
     };
     let scope = Scope {
@@ -213,10 +177,7 @@ fn compile_rule(rule: &Rule) -> Result<CompiledRule, ConfigError> {
     }
     Ok(CompiledRule {
         name: rule.name.clone(),
-        methods: when.methods.clone(),
-        path,
-        host,
-        headers,
+        when,
         missing: rule.on_missing_variable,
         request,
         response,
@@ -373,45 +334,11 @@ fn query_name(name: &str) -> Result<String, ConfigError> {
     Ok(name.to_owned())
 }
 
-fn header_condition(c: &HeaderCondition) -> Result<(String, HeaderTest), ConfigError> {
-    let name = header_name(&c.name, Side::Request).map_err(|e| e.at("name"))?;
-    let test = match (&c.present, &c.exact, &c.prefix, &c.suffix, &c.regex) {
-        (Some(true), None, None, None, None) => HeaderTest::Present,
-        (Some(false), None, None, None, None) => HeaderTest::Absent,
-        (None, Some(v), None, None, None) => HeaderTest::Value(Matcher::Exact(v.clone())),
-        (None, None, Some(v), None, None) => HeaderTest::Value(Matcher::Prefix(v.clone())),
-        (None, None, None, Some(v), None) => HeaderTest::Value(Matcher::Suffix(v.clone())),
-        (None, None, None, None, Some(v)) => {
-            HeaderTest::Value(Matcher::Regex(compile_regex(v).map_err(|e| e.at("regex"))?))
-        }
-        _ => {
-            return Err(ConfigError::new(
-                "",
-                "a header condition takes `name` and exactly one of `present`, `exact`, `prefix`, `suffix` or `regex`",
-            ))
-        }
-    };
-    Ok((name, test))
-}
-
-/// Hosts are compared lowercased, so the literal patterns are lowercased too.
-fn lowercased(m: &StringMatch) -> StringMatch {
-    match m {
-        StringMatch::Exact(s) => StringMatch::Exact(s.to_ascii_lowercase()),
-        StringMatch::Prefix(s) => StringMatch::Prefix(s.to_ascii_lowercase()),
-        StringMatch::Suffix(s) => StringMatch::Suffix(s.to_ascii_lowercase()),
-        StringMatch::Regex(s) => StringMatch::Regex(s.clone()),
-    }
-}
-
 /// A header value template: variables checked, literal text free of CR, LF and NUL.
 fn header_template(value: &str, captures: Option<usize>) -> Result<Template, ConfigError> {
     let template = Template::parse(value).map_err(|e| ConfigError::new("", e))?;
-    if template.texts().any(|t| t.contains(['\r', '\n', '\0'])) {
-        return Err(ConfigError::new(
-            "",
-            "header value contains CR, LF or NUL, which would split or truncate the header",
-        ));
+    for text in template.texts() {
+        check_header_value(text)?;
     }
     check_captures(&template, captures, "match.path.regex")?;
     Ok(template)
@@ -454,12 +381,7 @@ fn header_name(name: &str, side: Side) -> Result<String, ConfigError> {
     if bare.is_empty() {
         return Err(ConfigError::new("", "header name is empty"));
     }
-    if let Some(bad) = bare.chars().find(|c| !is_token_char(*c)) {
-        return Err(ConfigError::new(
-            "",
-            format!("header name {name:?} has the character {bad:?}, which is not allowed in a header name"),
-        ));
-    }
+    check_token(name, bare)?;
     let lower = name.to_ascii_lowercase();
     Ok(if side == Side::Request && lower == "host" {
         ":authority".to_owned()
@@ -520,11 +442,6 @@ fn protected_error(name: &str) -> ConfigError {
     )
 }
 
-/// RFC 9110 token characters.
-fn is_token_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -574,8 +491,18 @@ mod tests {
         assert_eq!(rules.clear_route_cache, ClearRouteCache::Never);
         let rule = &rules.rules[0];
         assert_eq!(rule.request.len(), 13);
-        assert_eq!(rule.headers[0].0, "x-a");
-        assert!(matches!(&rule.host, Some(Matcher::Suffix(s)) if s == ".example.com"));
+        assert_eq!(rule.when.headers[0].name, "x-a");
+        assert!(matches!(&rule.when.hosts[..], [Matcher::Suffix(s)] if s == ".example.com"));
+        let warnings: Vec<String> = rules.warnings.iter().map(ToString::to_string).collect();
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(
+            warnings[0].starts_with("rules[0].match.methods[1]: \"post\" is read as \"POST\""),
+            "{warnings:?}"
+        );
+        assert!(
+            warnings[1].starts_with("rules[0].match.host: old spelling"),
+            "{warnings:?}"
+        );
         assert!(
             matches!(&rule.request[0], Op::Write { how: Write::Set, name, .. } if name == "x-version")
         );
@@ -722,12 +649,15 @@ mod tests {
         assert!(err.reason.contains("exactly one"), "{err}");
         let err = refused(r#"{"rules":[{"request":[{"op":"remove"}]}]}"#);
         assert_eq!(err.field, "rules[0].request[0]");
-        let err = refused(r#"{"rules":[{"match":{"headers":[{"name":"a"}]}}]}"#);
-        assert_eq!(err.field, "rules[0].match.headers[0]");
+        // A name alone means present, as in Envoy's HeaderMatcher (it was refused before the
+        // conditions were shared with rate-limit).
+        let rules = compile(r#"{"rules":[{"match":{"headers":[{"name":"a"}]}}]}"#).unwrap();
+        assert!(rules.rules[0].when.headers[0].test.holds(Some("")));
         let err = refused(
             r#"{"rules":[{"match":{"headers":[{"name":"a","present":true,"exact":"b"}]}}]}"#,
         );
-        assert!(err.reason.contains("exactly one"), "{err}");
+        assert_eq!(err.field, "rules[0].match.headers[0]");
+        assert!(err.reason.contains("at most one"), "{err}");
         let err = refused(r#"{"rules":[{"match":{"methods":["G T"]}}]}"#);
         assert_eq!(err.field, "rules[0].match.methods[0]");
         let err = refused(r#"{"rules":[{"name":"a b"}]}"#);
@@ -771,7 +701,17 @@ mod tests {
     }
 
     #[test]
+    fn client_ip_trusts_the_configured_hops() {
+        assert_eq!(compile("").unwrap().client_ip.xff_hop, 0);
+        let rules = compile(r#"{"client_ip":{"xff_hop":2}}"#).unwrap();
+        assert_eq!(rules.client_ip.xff_hop, 2);
+        let err = refused(r#"{"client_ip":{"xff_hops":2}}"#);
+        assert_eq!(err.field, "client_ip.xff_hops");
+    }
+
+    #[test]
     fn matchers_and_header_tests() {
+        use wasmgate_http::HeaderTest;
         assert!(Matcher::Exact("/a".into()).matches("/a"));
         assert!(!Matcher::Exact("/a".into()).matches("/ab"));
         assert!(Matcher::Prefix("/a".into()).matches("/ab"));

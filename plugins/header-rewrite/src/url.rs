@@ -98,17 +98,6 @@ pub fn encode_path(text: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
-/// `host:port`, `[v6]:port`, `v6` or `host` → the host without the port.
-pub fn strip_port(address: &str) -> &str {
-    if let Some(rest) = address.strip_prefix('[') {
-        return rest.split_once(']').map_or(address, |(ip, _)| ip);
-    }
-    match address.rsplit_once(':') {
-        Some((host, _)) if !host.contains(':') => host,
-        _ => address,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -159,14 +148,5 @@ mod tests {
         assert_eq!(encode("a b/c?d=é"), "a%20b%2Fc%3Fd%3D%C3%A9");
         assert_eq!(encode_path("/a b?c#d/%41"), "/a%20b%3Fc%23d/%41");
         assert!(matches!(encode_path("/fine/path"), Cow::Borrowed(_)));
-    }
-
-    #[test]
-    fn strips_ports() {
-        assert_eq!(strip_port("10.0.0.1:5555"), "10.0.0.1");
-        assert_eq!(strip_port("[::1]:5555"), "::1");
-        assert_eq!(strip_port("::1"), "::1");
-        assert_eq!(strip_port("example.com"), "example.com");
-        assert_eq!(strip_port("example.com:8080"), "example.com");
     }
 }

@@ -16,7 +16,7 @@ use serde::Deserialize;
 use wasmgate_glue::json::{At, Error, Json};
 use wasmgate_glue::{ConfigError, FromJson};
 
-use crate::header::{header_name, is_token_char};
+use crate::header::{is_token_char, request_header_name};
 use crate::{regex, strip_port, Matcher, StringMatch, Warnings};
 
 /// A string condition: a bare string is `exact`, or a [`StringMatch`] object
@@ -63,7 +63,8 @@ impl Pattern {
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct HeaderMatch {
-    /// Header name (case-insensitive).
+    /// Header name (case-insensitive); pseudo-headers such as `:method` too, and `host` is
+    /// the `:authority`.
     pub name: String,
     /// `true`: the header is present; `false`: it is absent.
     #[serde(default)]
@@ -85,7 +86,7 @@ pub struct HeaderMatch {
 /// A compiled [`HeaderMatch`].
 #[derive(Debug, Clone)]
 pub struct HeaderCondition {
-    /// Lowercased.
+    /// Lowercased; `host` is `:authority`.
     pub name: String,
     pub test: HeaderTest,
 }
@@ -113,7 +114,7 @@ impl HeaderTest {
 impl HeaderMatch {
     /// Check and compile; errors name the field (`name`, `regex`, or the condition itself).
     pub fn compile(&self) -> Result<HeaderCondition, ConfigError> {
-        let name = header_name(&self.name).map_err(|e| e.at("name"))?;
+        let name = request_header_name(&self.name).map_err(|e| e.at("name"))?;
         let test = match (
             self.present,
             &self.exact,

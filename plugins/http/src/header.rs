@@ -18,6 +18,22 @@ pub fn header_name(name: &str) -> Result<String, ConfigError> {
     Ok(name.to_ascii_lowercase())
 }
 
+/// A request header name as conditions and templates read it, lowercased: a header name, or
+/// a pseudo-header (`:method`); `host` is `:authority`, the name Envoy keeps it under.
+pub fn request_header_name(name: &str) -> Result<String, ConfigError> {
+    let bare = name.strip_prefix(':').unwrap_or(name);
+    if bare.is_empty() {
+        return Err(ConfigError::new("", "header name is empty"));
+    }
+    check_token(name, bare)?;
+    let lower = name.to_ascii_lowercase();
+    Ok(if lower == "host" {
+        ":authority".to_owned()
+    } else {
+        lower
+    })
+}
+
 /// Refuse `bare` (part of header name `name`) when it holds a character a header name
 /// may not have, naming it.
 pub fn check_token(name: &str, bare: &str) -> Result<(), ConfigError> {
@@ -57,6 +73,15 @@ mod tests {
             assert!(err.reason.contains("is not a header name"), "{bad}: {err}");
         }
         assert_eq!(header_name("").unwrap_err().reason, "header name is empty");
+    }
+
+    #[test]
+    fn request_header_names() {
+        assert_eq!(request_header_name("Host").unwrap(), ":authority");
+        assert_eq!(request_header_name(":Method").unwrap(), ":method");
+        assert_eq!(request_header_name("X-A").unwrap(), "x-a");
+        assert!(request_header_name(":").is_err());
+        assert!(request_header_name("a:b").is_err());
     }
 
     #[test]

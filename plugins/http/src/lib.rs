@@ -37,7 +37,9 @@ pub use conditions::{
 };
 pub use cookie::{cookie, cookie_values, cookies};
 pub use duration::parse_duration;
-pub use header::{check_header_value, check_token, header_name, is_token_char};
+pub use header::{
+    check_header_value, check_token, header_name, is_token_char, request_header_name,
+};
 pub use matcher::{regex, Matcher, StringMatch};
 pub use target::{
     decode, decode_bytes, is_param, query_param, query_param_bytes, query_values, split,
