@@ -2,6 +2,7 @@
 //!
 //! - [`Host`]: what a plugin may ask of the proxy, as plain Rust values.
 //! - [`Plugin`] and [`HttpFilter`]: what a plugin implements.
+//! - [`Counter`]: an Envoy counter counted in the VM and handed to Envoy on the root's tick.
 //! - `FakeProxy` and `FakeHost` (feature `fake`): an in-memory proxy for native tests, never
 //!   built into a module or the CLI.
 //! - [`proxy`]: the proxy-wasm glue, the only code that names `proxy_wasm`, and [`export!`],
@@ -14,6 +15,7 @@
 // `#[derive(FromJson)]` names `::wasmgate_glue`, also in this crate's own tests.
 extern crate self as wasmgate_glue;
 
+mod counter;
 mod detached;
 #[cfg(any(test, feature = "fake"))]
 mod fake;
@@ -24,6 +26,7 @@ pub mod proxy;
 
 #[cfg(any(test, feature = "fake"))]
 pub use fake::{FakeHost, FakeProxy, ForeignFunction, ProxyState, RecordedCall, RecordedGrpcCall};
+pub use counter::Counter;
 pub use host::{
     GrpcCall, Headers, Host, HostError, HttpCall, LocalReply, LogLevel, MetricId, MetricKind,
 };

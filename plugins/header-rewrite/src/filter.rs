@@ -7,14 +7,13 @@
 //! and these must carry every value).
 
 use std::borrow::Cow;
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Arc;
+use std::rc::Rc;
 use std::time::Duration;
 
 use regex_lite::Regex;
 use wasmgate_glue::{
-    parse_json, Action, Callbacks, ConfigError, Headers, Host, HttpFilter, LogLevel, MetricId,
-    MetricKind, Plugin,
+    parse_json, Action, Callbacks, ConfigError, Counter, Headers, Host, HttpFilter, LogLevel,
+    Plugin,
 };
 use wasmgate_http::{query_param, request_host, split, ClientIp};
 
@@ -26,7 +25,7 @@ use crate::url::{self, QueryEdit};
 /// The plugin's root: rules compiled once and shared by every stream.
 #[derive(Debug)]
 pub struct HeaderRewrite {
-    shared: Arc<Shared>,
+    shared: Rc<Shared>,
 }
 
 #[derive(Debug)]
@@ -61,46 +60,6 @@ impl Metrics {
     }
 }
 
-/// One counter: its id (`None` when the host refused to define it, and for unnamed rules)
-/// and what the streams counted since the last flush.
-#[derive(Debug, Default)]
-struct Counter {
-    id: Option<MetricId>,
-    pending: AtomicI64,
-}
-
-impl Counter {
-    fn define(host: &mut dyn Host, name: &str) -> Counter {
-        let id = match host.define_metric(MetricKind::Counter, name) {
-            Ok(id) => Some(id),
-            Err(err) => {
-                host.log(
-                    LogLevel::Warn,
-                    &format!("header-rewrite: cannot define metric {name}: {err}"),
-                );
-                None
-            }
-        };
-        Counter {
-            id,
-            pending: AtomicI64::new(0),
-        }
-    }
-
-    fn add(&self, by: i64) {
-        if self.id.is_some() && by > 0 {
-            self.pending.fetch_add(by, Ordering::Relaxed);
-        }
-    }
-
-    fn flush(&self, host: &mut dyn Host) {
-        let by = self.pending.swap(0, Ordering::Relaxed);
-        if let (Some(id), true) = (self.id, by > 0) {
-            host.increment_metric(id, by);
-        }
-    }
-}
-
 impl Plugin for HeaderRewrite {
     const NAME: &'static str = "header-rewrite";
     type Filter = HeaderRewriteFilter;
@@ -120,9 +79,9 @@ impl Plugin for HeaderRewrite {
             );
         }
         let metrics = Metrics {
-            rules_matched: Counter::define(host, "header_rewrite.rules_matched"),
-            operations_applied: Counter::define(host, "header_rewrite.operations_applied"),
-            operations_skipped: Counter::define(host, "header_rewrite.operations_skipped"),
+            rules_matched: Counter::define(host, "header_rewrite.rules_matched")?,
+            operations_applied: Counter::define(host, "header_rewrite.operations_applied")?,
+            operations_skipped: Counter::define(host, "header_rewrite.operations_skipped")?,
             per_rule: rules
                 .rules
                 .iter()
@@ -130,12 +89,12 @@ impl Plugin for HeaderRewrite {
                     Some(name) => {
                         Counter::define(host, &format!("header_rewrite.rule.{name}.matched"))
                     }
-                    None => Counter::default(),
+                    None => Ok(Counter::none()),
                 })
-                .collect(),
+                .collect::<Result<_, _>>()?,
         };
         Ok(HeaderRewrite {
-            shared: Arc::new(Shared { rules, metrics }),
+            shared: Rc::new(Shared { rules, metrics }),
         })
     }
 
@@ -149,7 +108,7 @@ impl Plugin for HeaderRewrite {
 
     fn create_filter(&self, context_id: u32) -> HeaderRewriteFilter {
         HeaderRewriteFilter {
-            shared: Arc::clone(&self.shared),
+            shared: Rc::clone(&self.shared),
             context_id,
             matched: Vec::new(),
         }
@@ -159,7 +118,7 @@ impl Plugin for HeaderRewrite {
 /// One stream's filter.
 #[derive(Debug)]
 pub struct HeaderRewriteFilter {
-    shared: Arc<Shared>,
+    shared: Rc<Shared>,
     context_id: u32,
     /// Rules that matched the request and have response operations.
     matched: Vec<Matched>,
@@ -520,8 +479,8 @@ fn edit_query(view: &mut View<'_, '_>, edit: QueryEdit<'_>) -> Outcome {
 /// Counts for the metrics, added up over one phase so each costs one host call at most.
 #[derive(Default)]
 struct Tally {
-    applied: i64,
-    skipped: i64,
+    applied: u64,
+    skipped: u64,
 }
 
 impl Tally {
@@ -568,14 +527,14 @@ impl HttpFilter for HeaderRewriteFilter {
         let mut view = View::new(host, Headers::Request);
         let mut client_ip = (shared.rules.client_ip, None);
         let mut tally = Tally::default();
-        let mut matched = 0;
+        let mut matched: u64 = 0;
         for (index, rule) in shared.rules.rules.iter().enumerate() {
             let Some(captures) = rule_matches(rule, &mut view) else {
                 continue;
             };
             matched += 1;
             if let Some(counter) = shared.metrics.per_rule.get(index) {
-                counter.add(1);
+                counter.inc();
             }
             let lookup: &mut Lookup<'_, '_> =
                 &mut |view, var| request_var(view, &mut client_ip, &captures, var);
