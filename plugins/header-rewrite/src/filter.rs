@@ -271,7 +271,7 @@ fn rule_matches<'n>(
     view: &mut View<'_, 'n>,
 ) -> Option<Vec<Option<String>>> {
     let when = &rule.when;
-    if !when.methods.is_any() && !when.methods.matches(view.get(":method").as_deref()) {
+    if !when.methods.is_empty() && !when.methods.matches(view.get(":method").as_deref()) {
         return None;
     }
     let mut captures = Vec::new();

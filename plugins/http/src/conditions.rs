@@ -169,14 +169,14 @@ impl Methods {
         Ok(Methods(methods))
     }
 
-    /// Whether any method passes (none were given).
-    pub fn is_any(&self) -> bool {
+    /// Whether no method was given, so every method passes.
+    pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
 
     /// Whether a request with this method (`None`: unknown) passes.
     pub fn matches(&self, method: Option<&str>) -> bool {
-        self.is_any() || method.is_some_and(|m| self.0.iter().any(|w| w == m))
+        self.is_empty() || method.is_some_and(|m| self.0.iter().any(|w| w == m))
     }
 }
 

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use wasmgate_glue::{ConfigError, FromJson};
-use wasmgate_http::Matcher;
-pub use wasmgate_http::StringMatch;
+use wasmgate_http::{header_name, parse_duration, Matcher, Methods, Warnings};
+pub use wasmgate_http::{Pattern, RequestMatch as RouteMatch, StringMatch};
 
 use crate::claims::{ClaimRules, RequiredClaim};
 use crate::jwk::{Jwks, KeySet};
@@ -185,7 +185,8 @@ fn default_refetch_interval() -> String {
 #[serde(deny_unknown_fields)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Rule {
-    /// Which requests this rule is for.
+    /// Which requests this rule is for: `path` and `methods` (see `plugins/MATCHING.md`;
+    /// `hosts` and `headers` are refused here). The query string is not part of the path.
     #[serde(default, rename = "match")]
     pub match_: RouteMatch,
     /// What they need; when absent they pass unchecked.
@@ -197,26 +198,6 @@ pub struct Rule {
     /// Claims that a verified token must all have; 403 otherwise.
     #[serde(default)]
     pub required_claims: Vec<ClaimRequirement>,
-}
-
-/// Which requests a rule is for: at most one of `path`, `prefix`, `regex` (none: every
-/// path), and the methods (none: every method). The query string is not part of the path.
-#[derive(Debug, Clone, Default, Deserialize, FromJson)]
-#[serde(deny_unknown_fields)]
-#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
-pub struct RouteMatch {
-    /// The path, exactly.
-    #[serde(default)]
-    pub path: Option<String>,
-    /// A path prefix.
-    #[serde(default)]
-    pub prefix: Option<String>,
-    /// A regular expression matching the whole path.
-    #[serde(default)]
-    pub regex: Option<String>,
-    /// Methods, e.g. `["GET", "HEAD"]`.
-    #[serde(default)]
-    pub methods: Vec<String>,
 }
 
 /// A claim a rule requires: one of its values (a string, or strings in an array) equals
@@ -342,7 +323,7 @@ pub struct CompiledRule {
     /// Path matcher; `None` matches every path.
     pub path: Option<Matcher>,
     /// Methods; empty matches every method.
-    pub methods: Vec<String>,
+    pub methods: Methods,
     /// What matching requests need; `None` lets them through.
     pub requires: Option<Req>,
     /// Scopes one verified token must all grant.
@@ -354,8 +335,7 @@ pub struct CompiledRule {
 impl CompiledRule {
     /// Whether the rule is for `method` `path` (path without its query).
     pub fn matches(&self, method: &str, path: &str) -> bool {
-        (self.methods.is_empty() || self.methods.iter().any(|m| m == method))
-            && self.path.as_ref().is_none_or(|m| m.matches(path))
+        self.methods.matches(Some(method)) && self.path.as_ref().is_none_or(|m| m.matches(path))
     }
 }
 
@@ -380,41 +360,8 @@ pub struct Compiled {
     pub output_headers: Vec<String>,
     /// Where RS* and ES* signatures are verified.
     pub crypto: CryptoMode,
-}
-
-/// Parse `"250ms"`, `"5s"`, `"10m"`, `"1h"`.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("\"{text}\" is not a duration like \"5s\" or \"250ms\""))?;
-    let duration = match unit {
-        "ms" => Duration::from_millis(n),
-        "s" => Duration::from_secs(n),
-        "m" => Duration::from_secs(n.saturating_mul(60)),
-        "h" => Duration::from_secs(n.saturating_mul(3600)),
-        _ => return Err(format!("\"{text}\" needs a unit: ms, s, m or h")),
-    };
-    if duration.is_zero() {
-        return Err("must be more than zero".into());
-    }
-    Ok(duration)
-}
-
-fn check_header_name(name: &str) -> Result<String, String> {
-    let valid = !name.is_empty()
-        && !name.starts_with(':')
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
-    if valid {
-        Ok(name.to_ascii_lowercase())
-    } else {
-        Err(format!("\"{name}\" is not a valid header name"))
-    }
+    /// Old spellings the configuration still uses, logged at configure.
+    pub warnings: Warnings,
 }
 
 fn compile_remote(remote: &RemoteJwks) -> Result<Remote, ConfigError> {
@@ -433,8 +380,7 @@ fn compile_remote(remote: &RemoteJwks) -> Result<Remote, ConfigError> {
     if remote.cluster.is_empty() {
         return Err(ConfigError::new("cluster", "must not be empty"));
     }
-    let duration =
-        |field: &str, text: &str| parse_duration(text).map_err(|why| ConfigError::new(field, why));
+    let duration = |field: &str, text: &str| parse_duration(text).map_err(|e| e.at(field));
     Ok(Remote {
         cluster: remote.cluster.clone(),
         authority: authority.to_owned(),
@@ -454,7 +400,7 @@ fn compile_provider(name: &str, p: &Provider) -> Result<CompiledProvider, Config
         None => None,
         Some(text) => Some(
             parse_duration(text)
-                .map_err(|why| ConfigError::new("max_lifetime", why))?
+                .map_err(|e| e.at("max_lifetime"))?
                 .as_secs() as i64,
         ),
     };
@@ -483,8 +429,8 @@ fn compile_provider(name: &str, p: &Provider) -> Result<CompiledProvider, Config
     };
     let mut sources = Vec::new();
     for (i, h) in p.from_headers.iter().enumerate() {
-        let name = check_header_name(&h.name)
-            .map_err(|why| ConfigError::new("name", why).at(&format!("from_headers[{i}]")))?;
+        let name =
+            header_name(&h.name).map_err(|e| e.at("name").at(&format!("from_headers[{i}]")))?;
         sources.push(Source::Header {
             name,
             prefix: h.value_prefix.clone().unwrap_or_default(),
@@ -518,15 +464,12 @@ fn compile_provider(name: &str, p: &Provider) -> Result<CompiledProvider, Config
     }
     let forward_payload_header = match &p.forward_payload_header {
         None => None,
-        Some(h) => Some(
-            check_header_name(h).map_err(|why| ConfigError::new("forward_payload_header", why))?,
-        ),
+        Some(h) => Some(header_name(h).map_err(|e| e.at("forward_payload_header"))?),
     };
     let mut claim_to_headers = Vec::new();
     for (i, c) in p.claim_to_headers.iter().enumerate() {
         let at = format!("claim_to_headers[{i}]");
-        let header = check_header_name(&c.header_name)
-            .map_err(|why| ConfigError::new("header_name", why).at(&at))?;
+        let header = header_name(&c.header_name).map_err(|e| e.at("header_name").at(&at))?;
         if c.claim_name.is_empty() || c.claim_name.split('.').any(str::is_empty) {
             return Err(ConfigError::new("claim_name", "not a claim path like \"a.b\"").at(&at));
         }
@@ -597,31 +540,28 @@ fn compile_req(
     })
 }
 
-fn compile_rule(rule: &Rule, names: &BTreeMap<String, usize>) -> Result<CompiledRule, ConfigError> {
+fn compile_rule(
+    rule: &Rule,
+    names: &BTreeMap<String, usize>,
+    warnings: &mut Warnings,
+) -> Result<CompiledRule, ConfigError> {
     let m = &rule.match_;
-    let path = match (&m.path, &m.prefix, &m.regex) {
-        (None, None, None) => None,
-        (Some(p), None, None) => Some(StringMatch::Exact(p.clone())),
-        (None, Some(p), None) => Some(StringMatch::Prefix(p.clone())),
-        (None, None, Some(re)) => Some(StringMatch::Regex(re.clone())),
-        _ => {
-            return Err(ConfigError::new(
-                "match",
-                "at most one of path, prefix and regex",
-            ))
-        }
-    };
-    let path = path
-        .map(|p| p.compile_whole().map_err(|e| e.at("match")))
-        .transpose()?;
-    for (i, method) in m.methods.iter().enumerate() {
-        if method.is_empty() || !method.bytes().all(|b| b.is_ascii_uppercase()) {
-            return Err(ConfigError::new(
-                format!("match.methods[{i}]"),
-                format!("\"{method}\" is not an upper-case method name"),
-            ));
-        }
+    // jwt-auth decides on the path and method alone, before reading anything else.
+    if !m.hosts.is_empty() || m.host.is_some() {
+        return Err(ConfigError::new(
+            "match.hosts",
+            "jwt-auth rules match on path and methods only; route by host in Envoy (one filter config per virtual host)",
+        ));
     }
+    if !m.headers.is_empty() {
+        return Err(ConfigError::new(
+            "match.headers",
+            "jwt-auth rules match on path and methods only",
+        ));
+    }
+    let when = warnings
+        .within("match", |w| m.compile(w))
+        .map_err(|e| e.at("match"))?;
     let requires = match &rule.requires {
         None => None,
         Some(r) => Some(compile_req(r, names, false).map_err(|e| e.at("requires"))?),
@@ -659,8 +599,8 @@ fn compile_rule(rule: &Rule, names: &BTreeMap<String, usize>) -> Result<Compiled
         ));
     }
     Ok(CompiledRule {
-        path,
-        methods: m.methods.clone(),
+        path: when.path,
+        methods: when.methods,
         requires,
         required_scopes: rule.required_scopes.clone(),
         required_claims,
@@ -687,8 +627,11 @@ impl Config {
                 .push(compile_provider(name, p).map_err(|e| e.at(&format!("providers.{name}")))?);
         }
         let mut rules = Vec::new();
+        let mut warnings = Warnings::default();
         for (i, rule) in self.rules.iter().enumerate() {
-            rules.push(compile_rule(rule, &names).map_err(|e| e.at(&format!("rules[{i}]")))?);
+            let at = format!("rules[{i}]");
+            let compiled = warnings.within(&at, |w| compile_rule(rule, &names, w));
+            rules.push(compiled.map_err(|e| e.at(&at))?);
         }
         let default = match &self.default {
             None => None,
@@ -738,6 +681,77 @@ impl Config {
             token_cache_size: self.token_cache_size,
             output_headers,
             crypto: self.crypto,
+            warnings,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wasmgate_glue::parse_json;
+
+    fn compile(rules: &str) -> Compiled {
+        let json = format!(
+            r#"{{"providers": {{"main": {{"remote_jwks": {{"uri": "https://a/", "cluster": "c"}}}}}}, "rules": {rules}}}"#
+        );
+        parse_json::<Config>(json.as_bytes())
+            .and_then(|c| c.compile())
+            .unwrap_or_else(|e| panic!("{rules}: {e}"))
+    }
+
+    fn warnings(compiled: &Compiled) -> Vec<String> {
+        compiled.warnings.iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn match_path_is_the_shared_pattern() {
+        let c = compile(
+            r#"[{"match": {"path": {"prefix": "/api/"}, "methods": ["GET"]}},
+                {"match": {"path": "/exact"}},
+                {"match": {"path": {"regex": "^/v[0-9]+/"}}}]"#,
+        );
+        assert!(warnings(&c).is_empty(), "{:?}", warnings(&c));
+        assert!(c.rules[0].matches("GET", "/api/x"));
+        assert!(!c.rules[0].matches("POST", "/api/x"));
+        assert!(
+            !c.rules[0].matches("get", "/api/x"),
+            "methods are case-sensitive"
+        );
+        assert!(c.rules[1].matches("GET", "/exact"));
+        assert!(!c.rules[1].matches("GET", "/exact/no"));
+        assert!(c.rules[2].matches("GET", "/v2/x"));
+    }
+
+    #[test]
+    fn old_spellings_still_work_and_are_warned_about() {
+        let c = compile(
+            r#"[{"match": {"prefix": "/public"}}, {"match": {"regex": "/v[0-9]+", "methods": ["post"]}}]"#,
+        );
+        assert!(c.rules[0].matches("GET", "/public/a"));
+        assert!(c.rules[1].matches("POST", "/v1"));
+        assert!(
+            !c.rules[1].matches("POST", "/x/v1"),
+            "the old regex matches the whole path"
+        );
+        let warnings = warnings(&c);
+        assert_eq!(warnings.len(), 3, "{warnings:?}");
+        assert!(warnings[0].starts_with("rules[0].match.prefix: old spelling"));
+        assert!(warnings[1].starts_with("rules[1].match.regex: old spelling"));
+        assert!(warnings[2].starts_with("rules[1].match.methods[0]: \"post\" is read as \"POST\""));
+    }
+
+    #[test]
+    fn durations_take_days_like_everywhere_else() {
+        let json = r#"{"providers": {"main": {"max_lifetime": "1d",
+            "remote_jwks": {"uri": "https://a/jwks", "cluster": "c", "cache_duration": "1d"}}}}"#;
+        let c = parse_json::<Config>(json.as_bytes())
+            .and_then(|c| c.compile())
+            .unwrap();
+        assert_eq!(c.providers[0].claims.max_lifetime, Some(86_400));
+        match &c.providers[0].keys {
+            Keys::Remote(remote) => assert_eq!(remote.cache_duration, Duration::from_secs(86_400)),
+            Keys::Local(_) => panic!("remote keys expected"),
+        }
     }
 }

@@ -44,6 +44,12 @@ impl Plugin for JwtAuth {
 
     fn configure(config: &[u8], host: &mut dyn Host) -> Result<Self, ConfigError> {
         let config = parse_json::<Config>(config)?.compile()?;
+        for warning in config.warnings.iter() {
+            host.log(
+                LogLevel::Warn,
+                &format!("jwt-auth: configuration: {warning}"),
+            );
+        }
         let crypto = choose_crypto(config.crypto, host);
         if crypto == CryptoPath::Module {
             hostcrypto::check_module_only(&config)?;

@@ -540,7 +540,7 @@ fn bad_configs_are_refused_naming_the_field() {
         ),
         (
             json!({ "providers": { "main": { "remote_jwks": { "uri": "http://a/", "cluster": "c", "timeout": "5" } } } }),
-            "providers.main.remote_jwks.timeout: \"5\" needs a unit",
+            "providers.main.remote_jwks.timeout: \"5\" is not a duration like",
         ),
         (
             json!({ "providers": { "main": local(json!({ "max_lifetime": "forever" })) } }),
@@ -567,8 +567,16 @@ fn bad_configs_are_refused_naming_the_field() {
             "rules[0].match: at most one of",
         ),
         (
-            json!({ "providers": { "main": main() }, "rules": [{ "match": { "methods": ["get"] } }] }),
-            "rules[0].match.methods[0]:",
+            json!({ "providers": { "main": main() }, "rules": [{ "match": { "methods": ["G T"] } }] }),
+            "rules[0].match.methods[0]: \"G T\" is not an HTTP method",
+        ),
+        (
+            json!({ "providers": { "main": main() }, "rules": [{ "match": { "path": { "prefx": "/" } } }] }),
+            "rules[0].match.path: unknown variant `prefx`",
+        ),
+        (
+            json!({ "providers": { "main": main() }, "rules": [{ "match": { "hosts": ["a.com"] } }] }),
+            "rules[0].match.hosts: jwt-auth rules match on path and methods only",
         ),
         (
             json!({ "providers": { "main": main() }, "rules": [{ "required_scopes": ["a"] }] }),
