@@ -6,7 +6,7 @@ use wasmgate_glue::{Host, LocalReply, LogLevel};
 use crate::bucket::{ceil_secs, Decision, Fingerprint, Limit};
 use crate::config::{CompiledResponse, CompiledRule, FailureMode, RateLimitHeaders};
 use crate::global::{self, Verdict};
-use crate::shared::{bump, ActiveRule, Shared};
+use crate::shared::{ActiveRule, Shared};
 use crate::store::{push_decimal, Place};
 
 /// A rule's view of its bucket, for the `x-ratelimit-*` headers.
@@ -90,7 +90,7 @@ impl Evaluation {
     }
 
     pub(crate) fn shadow_limited(&mut self, active: &ActiveRule) {
-        bump(&active.counts.shadow_limited);
+        active.stats.shadow_limited.inc();
         if !self.shadow.is_empty() {
             self.shadow.push(',');
         }
@@ -125,7 +125,7 @@ pub(crate) fn fail(
     eval: &mut Evaluation,
 ) {
     let active = &shared.rules[index];
-    bump(&active.counts.service_errors);
+    active.stats.service_errors.inc();
     failed(
         context_id,
         host,
@@ -186,7 +186,7 @@ pub(crate) fn judge(
         reset_secs,
     });
     if !status.over_limit {
-        bump(&active.counts.allowed);
+        active.stats.allowed.inc();
         eval.allowed.push(ask.rule);
         if let Some(report) = report.filter(|_| !active.rule.shadow) {
             eval.report = Some(report.tighter(eval.report));

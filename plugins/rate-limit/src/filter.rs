@@ -6,8 +6,8 @@ use std::rc::Rc;
 use std::time::{Duration, SystemTime};
 
 use wasmgate_glue::{
-    parse_json, Action, Callbacks, ConfigError, Headers, Host, HttpFilter, LocalReply, LogLevel,
-    MetricKind, Plugin,
+    parse_json, Action, Callbacks, ConfigError, Counter, Headers, Host, HttpFilter, LocalReply,
+    LogLevel, Plugin,
 };
 
 use crate::bucket::{ceil_secs, Fingerprint, Limit};
@@ -19,7 +19,7 @@ use crate::decision::{
 use crate::global::{self, Memory};
 use crate::key::{descriptor, fingerprint, key_values, matches, missing_fingerprint};
 use crate::request::Request;
-use crate::shared::{bump, shared_seed, unbump, ActiveRule, Counts, Shared, Stats};
+use crate::shared::{shared_seed, ActiveRule, Shared, Stats};
 use crate::store::{Place, Table};
 
 /// Slots examined per tick, so that collecting idle keys never holds a worker for long.
@@ -55,14 +55,7 @@ impl Plugin for RateLimit {
 
     fn configure(config: &[u8], host: &mut dyn Host) -> Result<Self, ConfigError> {
         let compiled = parse_json::<Config>(config)?.compile()?;
-        let clock_errors = host
-            .define_metric(MetricKind::Counter, "rate_limit.clock_errors")
-            .map_err(|err| {
-                ConfigError::new(
-                    "",
-                    format!("cannot define stat rate_limit.clock_errors: {err}"),
-                )
-            })?;
+        let clock_errors = Counter::define(host, "rate_limit.clock_errors")?;
         let seed = shared_seed(host).map_err(|why| ConfigError::new("", why))?;
         let mut rules = Vec::with_capacity(compiled.rules.len());
         for rule in compiled.rules {
@@ -74,7 +67,6 @@ impl Plugin for RateLimit {
                     .global
                     .then(|| Memory::new(&compiled.domain, &rule.name, rule.slots)),
                 stats: Stats::define(host, &compiled.domain, &rule.name)?,
-                counts: Counts::default(),
                 rule,
             });
         }
@@ -130,8 +122,9 @@ impl Plugin for RateLimit {
 
     fn on_tick(&mut self, host: &mut dyn Host) {
         let rules = &self.shared.rules;
+        self.shared.clock_errors.flush(host);
         for active in rules {
-            active.flush(host);
+            active.stats.flush(host);
         }
         let now = match host.now() {
             Ok(now) => nanos(now),
@@ -195,7 +188,7 @@ impl HttpFilter for RateLimitFilter {
                 // No time, no decision: refill cannot be computed, and the epoch as a stand-in
                 // would hand out or withhold tokens at random. Refused whatever the rules'
                 // failure_mode, which is about the shared store.
-                host.increment_metric(shared.clock_errors, 1);
+                shared.clock_errors.inc();
                 host.log(
                     LogLevel::Error,
                     &format!(
@@ -243,7 +236,7 @@ impl HttpFilter for RateLimitFilter {
             };
             // A remembered OVER_LIMIT answers without asking the service again.
             if let Some(verdict) = memory.recall(host, fingerprint, now) {
-                bump(&active.counts.remembered);
+                active.stats.remembered.inc();
                 let reset = verdict.until_ns.saturating_sub(now);
                 let report = verdict.limit.map(|limit| Report {
                     limit,
@@ -368,16 +361,16 @@ impl RateLimitFilter {
         let rule = &active.rule;
         match table.take(host, limit, fingerprint, rule.cost, now) {
             Err(err) => {
-                bump(&active.counts.store_errors);
+                active.stats.store_errors.inc();
                 failed(self.context_id, host, rule, index, &err.to_string(), eval);
             }
             Ok(t) => {
                 if t.place == Place::Overflow {
-                    bump(&active.counts.overflowed);
+                    active.stats.overflowed.inc();
                 }
                 if t.decision.allowed {
                     // Counted now, and taken back if a later rule refuses the request.
-                    bump(&active.counts.allowed);
+                    active.stats.allowed.inc();
                     if index + 1 < shared.rules.len() || shared.any_global {
                         eval.taken.push((index, fingerprint, t.place));
                     }
@@ -477,17 +470,17 @@ impl RateLimitFilter {
         for (index, fingerprint, place) in eval.taken {
             let active = &shared.rules[index];
             let rule = &active.rule;
-            unbump(&active.counts.allowed);
+            active.stats.allowed.take_back();
             if let Some((table, limit)) = &active.table {
                 table.refund(host, limit, fingerprint, place, rule.cost, now);
             }
         }
         // The service has counted it; only our stat can be taken back.
         for index in eval.allowed {
-            unbump(&shared.rules[index].counts.allowed);
+            shared.rules[index].stats.allowed.take_back();
         }
         let active = &shared.rules[refusal.rule];
-        bump(&active.counts.limited);
+        active.stats.limited.inc();
         Action::Reply(refuse(&shared.response, &refusal, &eval.add))
     }
 }

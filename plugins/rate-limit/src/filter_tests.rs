@@ -49,7 +49,7 @@ impl Fixture {
 
     fn stat(&mut self, rule: &str, stat: &str) -> i64 {
         for active in &self.plugin.shared.rules {
-            active.flush(&mut self.host);
+            active.stats.flush(&mut self.host);
         }
         self.host
             .metric(&format!("rate_limit.default.{rule}.{stat}"))
@@ -105,13 +105,14 @@ fn a_failing_clock_refuses_every_request_even_with_failure_mode_allow() {
         assert_eq!(reply.status, 503);
         assert_eq!(reply.body, b"rate-limit: clock unavailable\n");
     }
-    assert_eq!(f.host.metric("rate_limit.clock_errors"), Some(2));
     assert!(f
         .host
         .logged(LogLevel::Error, "#7 rate-limit: cannot read the clock"));
     assert_eq!(f.stat("per_ip", "allowed"), 0);
-    // The tick skips the sweep instead of collecting keys as of 1970.
+    // The tick hands the counts to Envoy, and skips the sweep instead of collecting keys
+    // as of 1970.
     f.plugin.on_tick(&mut f.host);
+    assert_eq!(f.host.metric("rate_limit.clock_errors"), Some(2));
     assert!(f.host.logged(LogLevel::Warn, "idle keys not collected"));
     f.host.proxy.state().fail_clock = None;
     assert_eq!(f.allowed(get("/"), 5), 3, "no tokens were taken meanwhile");

@@ -1,12 +1,9 @@
 //! What the plugin root and every stream share: the compiled rules with their bucket
 //! tables, remembered verdicts and stats, and the Envoy-wide key-hash seed.
 
-use std::cell::Cell;
+use wasmgate_glue::{ConfigError, Counter, Host, HostError, MetricId, MetricKind};
 
-use wasmgate_glue::{ConfigError, Host, HostError, MetricId, MetricKind};
-
-use crate::bucket::Limit;
-use crate::bucket::Seed;
+use crate::bucket::{Limit, Seed};
 use crate::config::{CompiledResponse, CompiledRule, CompiledService};
 use crate::global::Memory;
 use crate::store::Table;
@@ -25,7 +22,7 @@ pub(crate) struct Shared {
     pub(crate) response: CompiledResponse,
     pub(crate) cleanup_interval_ns: u64,
     /// `rate_limit.clock_errors`: requests refused because the host could not tell the time.
-    pub(crate) clock_errors: MetricId,
+    pub(crate) clock_errors: Counter,
     /// Keys the slot hash; the same in every worker, or workers would count a key apart.
     pub(crate) seed: Seed,
 }
@@ -70,23 +67,23 @@ pub(crate) struct ActiveRule {
     pub(crate) table: Option<(Table, Limit)>,
     pub(crate) memory: Option<Memory>,
     pub(crate) stats: Stats,
-    pub(crate) counts: Counts,
 }
 
 /// A rule's stats, `wasmcustom.rate_limit.<domain>.<rule>.<stat>` in Envoy.
 ///
-/// Streams count in [`Counts`] and the root adds the counts to Envoy's stats on each tick:
-/// a host call per request and stat would cost as much as the rate limiting itself.
+/// [`Counter`]s: streams count with no host call and the root hands the counts to Envoy on
+/// each tick; a host call per request and stat would cost as much as the rate limiting.
 #[derive(Debug)]
 pub(crate) struct Stats {
-    pub(crate) allowed: MetricId,
-    pub(crate) limited: MetricId,
-    pub(crate) shadow_limited: MetricId,
-    pub(crate) store_errors: MetricId,
-    pub(crate) overflowed: MetricId,
+    pub(crate) allowed: Counter,
+    pub(crate) limited: Counter,
+    pub(crate) shadow_limited: Counter,
+    pub(crate) store_errors: Counter,
+    pub(crate) overflowed: Counter,
+    /// A gauge, set by the sweep.
     pub(crate) live_keys: MetricId,
-    pub(crate) service_errors: MetricId,
-    pub(crate) remembered: MetricId,
+    pub(crate) service_errors: Counter,
+    pub(crate) remembered: Counter,
 }
 
 impl Stats {
@@ -95,61 +92,36 @@ impl Stats {
         domain: &str,
         rule: &str,
     ) -> Result<Stats, ConfigError> {
-        let mut define = |kind, stat: &str| {
-            let name = format!("rate_limit.{domain}.{rule}.{stat}");
-            host.define_metric(kind, &name)
-                .map_err(|err| ConfigError::new("", format!("cannot define stat {name}: {err}")))
-        };
+        let name = |stat: &str| format!("rate_limit.{domain}.{rule}.{stat}");
+        let live_keys = name("live_keys");
         Ok(Stats {
-            allowed: define(MetricKind::Counter, "allowed")?,
-            limited: define(MetricKind::Counter, "limited")?,
-            shadow_limited: define(MetricKind::Counter, "shadow_limited")?,
-            store_errors: define(MetricKind::Counter, "store_errors")?,
-            overflowed: define(MetricKind::Counter, "overflowed")?,
-            live_keys: define(MetricKind::Gauge, "live_keys")?,
-            service_errors: define(MetricKind::Counter, "service_errors")?,
-            remembered: define(MetricKind::Counter, "remembered")?,
+            allowed: Counter::define(host, &name("allowed"))?,
+            limited: Counter::define(host, &name("limited"))?,
+            shadow_limited: Counter::define(host, &name("shadow_limited"))?,
+            store_errors: Counter::define(host, &name("store_errors"))?,
+            overflowed: Counter::define(host, &name("overflowed"))?,
+            live_keys: host
+                .define_metric(MetricKind::Gauge, &live_keys)
+                .map_err(|err| {
+                    ConfigError::new("", format!("cannot define stat {live_keys}: {err}"))
+                })?,
+            service_errors: Counter::define(host, &name("service_errors"))?,
+            remembered: Counter::define(host, &name("remembered"))?,
         })
     }
-}
 
-/// Counts of a rule not yet added to Envoy's stats.
-#[derive(Debug, Default)]
-pub(crate) struct Counts {
-    pub(crate) allowed: Cell<u64>,
-    pub(crate) limited: Cell<u64>,
-    pub(crate) shadow_limited: Cell<u64>,
-    pub(crate) store_errors: Cell<u64>,
-    pub(crate) overflowed: Cell<u64>,
-    pub(crate) service_errors: Cell<u64>,
-    pub(crate) remembered: Cell<u64>,
-}
-
-pub(crate) fn bump(count: &Cell<u64>) {
-    count.set(count.get() + 1);
-}
-
-pub(crate) fn unbump(count: &Cell<u64>) {
-    count.set(count.get().saturating_sub(1));
-}
-
-impl ActiveRule {
-    /// Add the counts gathered since the last flush to Envoy's stats.
+    /// Hand the counts gathered since the last flush to Envoy's stats.
     pub(crate) fn flush(&self, host: &mut dyn Host) {
-        let (counts, stats) = (&self.counts, &self.stats);
-        for (count, id) in [
-            (&counts.allowed, stats.allowed),
-            (&counts.limited, stats.limited),
-            (&counts.shadow_limited, stats.shadow_limited),
-            (&counts.store_errors, stats.store_errors),
-            (&counts.overflowed, stats.overflowed),
-            (&counts.service_errors, stats.service_errors),
-            (&counts.remembered, stats.remembered),
+        for counter in [
+            &self.allowed,
+            &self.limited,
+            &self.shadow_limited,
+            &self.store_errors,
+            &self.overflowed,
+            &self.service_errors,
+            &self.remembered,
         ] {
-            let delta = count.replace(0);
-            if delta > 0 {
-                host.increment_metric(id, i64::try_from(delta).unwrap_or(i64::MAX));
-            }
+            counter.flush(host);
         }
     }
 }
