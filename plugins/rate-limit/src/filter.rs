@@ -55,6 +55,12 @@ impl Plugin for RateLimit {
 
     fn configure(config: &[u8], host: &mut dyn Host) -> Result<Self, ConfigError> {
         let compiled = parse_json::<Config>(config)?.compile()?;
+        for warning in compiled.warnings.iter() {
+            host.log(
+                LogLevel::Warn,
+                &format!("rate-limit: configuration: {warning}"),
+            );
+        }
         let clock_errors = Counter::define(host, "rate_limit.clock_errors")?;
         let seed = shared_seed(host).map_err(|why| ConfigError::new("", why))?;
         let mut rules = Vec::with_capacity(compiled.rules.len());

@@ -7,13 +7,14 @@ use wasmgate_glue::Host;
 use wasmgate_http::{cookie, query_param_bytes};
 
 use crate::bucket::{Fingerprint, KeyHasher, Seed};
-use crate::config::{CompiledRule, HeaderTest, KeyPart};
+use crate::config::{CompiledRule, KeyPart};
 use crate::request::Request;
 use crate::shared::Shared;
 
 /// Whether every condition of the rule holds for the request.
 pub(crate) fn matches(rule: &CompiledRule, host: &dyn Host, request: &mut Request) -> bool {
-    if let Some(want) = &rule.path {
+    let when = &rule.when;
+    if let Some(want) = &when.path {
         let Some(path) = request.path(host) else {
             return false;
         };
@@ -21,28 +22,15 @@ pub(crate) fn matches(rule: &CompiledRule, host: &dyn Host, request: &mut Reques
             return false;
         }
     }
-    if !rule.methods.is_empty()
-        && !request
-            .method(host)
-            .is_some_and(|m| rule.methods.iter().any(|w| w == m))
-    {
+    if !when.methods.is_empty() && !when.methods.matches(request.method(host)) {
         return false;
     }
-    if !rule.hosts.is_empty()
-        && !request
-            .host(host)
-            .is_some_and(|h| rule.hosts.iter().any(|w| w == h))
-    {
+    if when.reads_host() && !when.matches_host(request.host(host)) {
         return false;
     }
-    rule.headers.iter().all(|want| {
-        let value = request.header(host, &want.name);
-        match &want.test {
-            HeaderTest::Present(present) => value.is_some() == *present,
-            HeaderTest::Exact(exact) => value == Some(exact.as_str()),
-            HeaderTest::Regex(r) => value.is_some_and(|v| r.is_match(v)),
-        }
-    })
+    when.headers
+        .iter()
+        .all(|want| want.test.holds(request.header(host, &want.name)))
 }
 
 /// Tags of key parts in the fingerprint, so `path=/a` and `header=/a` differ.

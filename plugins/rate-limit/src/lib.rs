@@ -3,7 +3,7 @@
 //!
 //! - [`bucket`]: the bucket math, pure functions of a bucket and the time, and the
 //!   29-byte form a bucket takes in shared data;
-//! - [`config`]: what a rule is, checked and compiled once;
+//! - [`config`]: the configuration as users write it; [`rules`]: checked and compiled once;
 //! - [`request`]: what rules read from a request, fetched once;
 //! - `store`: a rule's fixed table of buckets in shared data, updated with compare-and-swap;
 //! - `global`: rules kept by a rate limit service (Envoy's RLS gRPC API): its messages, and
@@ -24,6 +24,7 @@ mod filter;
 mod global;
 mod key;
 pub mod request;
+pub mod rules;
 mod shared;
 mod store;
 

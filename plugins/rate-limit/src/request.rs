@@ -1,9 +1,9 @@
-//! What rules read from a request, fetched from the host at most once per request, and the
-//! pure parsing of addresses and `x-forwarded-for`. Paths, query strings and cookies are
-//! read with `wasmgate_http`.
+//! What rules read from a request, fetched from the host at most once per request. Paths,
+//! query strings, cookies, hosts and the client behind trusted proxies are parsed by
+//! `wasmgate_http`.
 
 use wasmgate_glue::{Headers, Host};
-use wasmgate_http::split;
+use wasmgate_http::{split, strip_port, ClientIp};
 
 /// A request's values, fetched on first use. Every host call costs about as much as the
 /// rest of the filter, so nothing is fetched that no rule reads, and nothing twice.
@@ -63,77 +63,32 @@ impl Request {
     }
 
     /// The client's address: the `xff_hop`-th from the right of `x-forwarded-for` when that
-    /// is set and the header has that many, else the connection's source address.
+    /// is set and the header has that many, else the connection's source address
+    /// ([`ClientIp::find`]).
     pub fn client_ip(&mut self, host: &dyn Host, xff_hop: u32) -> Option<&str> {
         if self.client_ip.is_none() {
-            let from_xff = if xff_hop > 0 {
-                self.header(host, "x-forwarded-for")
-                    .and_then(|xff| xff_hop_from_right(xff, xff_hop))
-                    .map(str::to_owned)
+            let finder = ClientIp { xff_hop };
+            let xff = if finder.reads_xff() {
+                self.header(host, "x-forwarded-for").map(str::to_owned)
             } else {
                 None
             };
-            let ip = from_xff.or_else(|| {
-                host.property(&["source", "address"])
-                    .and_then(|a| String::from_utf8(a).ok())
-                    .map(|a| strip_port(&a).to_owned())
-                    .filter(|a| !a.is_empty())
-            });
+            let source = host
+                .property(&["source", "address"])
+                .and_then(|a| String::from_utf8(a).ok());
+            let ip = finder
+                .find(xff.as_deref(), source.as_deref())
+                .map(str::to_owned);
             self.client_ip = Some(ip);
         }
         self.client_ip.as_ref().and_then(Option::as_deref)
     }
 }
 
-/// `1.2.3.4:80` → `1.2.3.4`, `[::1]:80` → `::1`, `example.com:8080` → `example.com`;
-/// an address without a port is returned as it is.
-pub fn strip_port(address: &str) -> &str {
-    if let Some(rest) = address.strip_prefix('[') {
-        return rest.split_once(']').map_or(address, |(ip, _)| ip);
-    }
-    match address.rsplit_once(':') {
-        // More than one colon and no brackets: a bare IPv6 address.
-        Some((head, _)) if head.contains(':') => address,
-        Some((head, port)) if port.bytes().all(|b| b.is_ascii_digit()) => head,
-        _ => address,
-    }
-}
-
-/// The `hop`-th address from the right of an `x-forwarded-for` value (1 is the last one),
-/// or `None` when it has fewer addresses or that one is empty.
-pub fn xff_hop_from_right(xff: &str, hop: u32) -> Option<&str> {
-    let skip = usize::try_from(hop).ok()?.checked_sub(1)?;
-    xff.rsplit(',')
-        .nth(skip)
-        .map(str::trim)
-        .filter(|ip| !ip.is_empty())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use wasmgate_glue::FakeHost;
-
-    #[test]
-    fn ports_are_stripped() {
-        assert_eq!(strip_port("10.0.0.1:5555"), "10.0.0.1");
-        assert_eq!(strip_port("10.0.0.1"), "10.0.0.1");
-        assert_eq!(strip_port("[::1]:80"), "::1");
-        assert_eq!(strip_port("::1"), "::1");
-        assert_eq!(strip_port("Example.com:8080"), "Example.com");
-        assert_eq!(strip_port("example.com"), "example.com");
-    }
-
-    #[test]
-    fn xff_hops_count_from_the_right() {
-        let xff = "203.0.113.9, 10.0.0.1 ,10.0.0.2";
-        assert_eq!(xff_hop_from_right(xff, 1), Some("10.0.0.2"));
-        assert_eq!(xff_hop_from_right(xff, 2), Some("10.0.0.1"));
-        assert_eq!(xff_hop_from_right(xff, 3), Some("203.0.113.9"));
-        assert_eq!(xff_hop_from_right(xff, 4), None);
-        assert_eq!(xff_hop_from_right("a,,b", 2), None);
-        assert_eq!(xff_hop_from_right(xff, 0), None);
-    }
 
     #[test]
     fn a_request_reads_each_value_once_and_finds_the_client() {
