@@ -73,6 +73,80 @@ pub struct ModuleCost {
     pub start_ms: [Vec<f64>; 2],
     /// Per [`CONCURRENCIES`]: settled resident memory, in KiB, one per start.
     pub rss_kib: [Vec<f64>; 2],
+    /// Per [`CONCURRENCIES`]: where that memory is, one per start (same order as `rss_kib`).
+    pub parts: [Vec<Parts>; 2],
+}
+
+/// Where an Envoy's resident memory is, in KiB, read right after its settled RSS.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Parts {
+    /// Pages of Envoy's binary and libraries it touched.
+    pub file: f64,
+    /// Code V8 generated (anonymous executable pages).
+    pub jit: f64,
+    /// Bytes the program holds from tcmalloc (admin `/memory` `allocated`).
+    pub heap_in_use: f64,
+    /// Bytes tcmalloc holds that the program freed (`heap_size` − `allocated`): memory a
+    /// start-up needed for a moment (V8 compiling, say) and the allocator kept.
+    pub heap_free: f64,
+    /// The rest of the anonymous memory: Wasm linear memories, V8's own heaps, stacks.
+    pub other: f64,
+}
+
+impl Parts {
+    /// The parts of `pid`'s resident memory (`rss`, KiB), tcmalloc's figures from `envoy`.
+    fn read(envoy: &test_env::Envoy, rss: u64) -> Result<Parts, String> {
+        let resident = procfs::resident(envoy.pid())?;
+        let (_, body) = envoy
+            .admin_get("/memory")
+            .map_err(|e| format!("admin /memory: {e}"))?;
+        let (allocated, heap_size) = parse_admin_memory(&body)
+            .ok_or_else(|| format!("admin /memory: unexpected answer {body:?}"))?;
+        let kib = |bytes: u64| bytes as f64 / 1024.0;
+        let file = resident.file as f64;
+        let jit = resident.jit as f64;
+        let heap_in_use = kib(allocated);
+        let heap_free = kib(heap_size.saturating_sub(allocated));
+        Ok(Parts {
+            file,
+            jit,
+            heap_in_use,
+            heap_free,
+            other: rss as f64 - file - jit - heap_in_use - heap_free,
+        })
+    }
+
+    /// `self − base`, part by part.
+    pub fn minus(&self, base: &Parts) -> Parts {
+        Parts {
+            file: self.file - base.file,
+            jit: self.jit - base.jit,
+            heap_in_use: self.heap_in_use - base.heap_in_use,
+            heap_free: self.heap_free - base.heap_free,
+            other: self.other - base.other,
+        }
+    }
+}
+
+/// `allocated` and `heap_size` (bytes) from admin `/memory`, whose numbers are JSON strings.
+pub fn parse_admin_memory(body: &str) -> Option<(u64, u64)> {
+    let json: serde_json::Value = serde_json::from_str(body).ok()?;
+    let field = |name: &str| -> Option<u64> {
+        match &json[name] {
+            serde_json::Value::String(s) => s.parse().ok(),
+            other => other.as_u64(),
+        }
+    };
+    Some((field("allocated")?, field("heap_size")?))
+}
+
+/// The start whose RSS is the median (the lower one of an even count): its parts add up to
+/// its RSS, which medians taken part by part would not.
+pub fn median_parts(rss_kib: &[f64], parts: &[Parts]) -> Option<(f64, Parts)> {
+    let mut order: Vec<usize> = (0..rss_kib.len().min(parts.len())).collect();
+    order.sort_by(|&a, &b| rss_kib[a].total_cmp(&rss_kib[b]));
+    let middle = *order.get(order.len().checked_sub(1)? / 2)?;
+    Some((rss_kib[middle], parts[middle]))
 }
 
 /// Start each module-cost configuration `starts` times at each of [`CONCURRENCIES`], the
@@ -90,6 +164,7 @@ pub fn module_costs(starts: usize) -> Vec<ModuleCost> {
             status: Status::Ok,
             start_ms: [Vec::new(), Vec::new()],
             rss_kib: [Vec::new(), Vec::new()],
+            parts: [Vec::new(), Vec::new()],
         })
         .collect();
     // Nothing listens on the discard port; no request is ever sent.
@@ -108,13 +183,18 @@ pub fn module_costs(starts: usize) -> Vec<ModuleCost> {
                     continue;
                 }
                 match start(&row.cost.scenario, upstream, concurrency) {
-                    Ok((envoy, took)) => match settled_rss_kib(envoy.pid()) {
-                        Ok(kib) => {
-                            row.start_ms[c].push(took.as_secs_f64() * 1e3);
-                            row.rss_kib[c].push(kib as f64);
+                    Ok((envoy, took)) => {
+                        match settled_rss_kib(envoy.pid())
+                            .and_then(|kib| Ok((kib, Parts::read(&envoy, kib)?)))
+                        {
+                            Ok((kib, parts)) => {
+                                row.start_ms[c].push(took.as_secs_f64() * 1e3);
+                                row.rss_kib[c].push(kib as f64);
+                                row.parts[c].push(parts);
+                            }
+                            Err(why) => row.status = Status::Failed(why),
                         }
-                        Err(why) => row.status = Status::Failed(why),
-                    },
+                    }
                     Err(status) => row.status = status,
                 }
                 if let Status::Missing(why) | Status::Failed(why) = &row.status {
@@ -145,4 +225,38 @@ fn settled_rss_kib(pid: u32) -> Result<u64, String> {
         last = now;
     }
     Ok(last)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn admin_memory_numbers_are_strings() {
+        let body = r#"{"allocated": "11585536", "heap_size": "41943040", "pageheap_unmapped": "0",
+            "pageheap_free": "15581184", "total_thread_cache": "8020208"}"#;
+        assert_eq!(parse_admin_memory(body), Some((11_585_536, 41_943_040)));
+        assert_eq!(
+            parse_admin_memory(r#"{"allocated": 5, "heap_size": 9}"#),
+            Some((5, 9))
+        );
+        assert_eq!(parse_admin_memory(r#"{"allocated": "x"}"#), None);
+        assert_eq!(parse_admin_memory("not json"), None);
+    }
+
+    #[test]
+    fn the_median_start_keeps_its_own_parts() {
+        let part = |file: f64| Parts {
+            file,
+            ..Parts::default()
+        };
+        let rss = [300.0, 100.0, 200.0];
+        let parts = [part(3.0), part(1.0), part(2.0)];
+        assert_eq!(median_parts(&rss, &parts), Some((200.0, part(2.0))));
+        assert_eq!(
+            median_parts(&rss[..2], &parts[..2]),
+            Some((100.0, part(1.0)))
+        );
+        assert_eq!(median_parts(&[], &[]), None);
+    }
 }

@@ -376,8 +376,48 @@ pub fn render_module_costs(machine: &Machine, costs: &[ModuleCost], starts: usiz
         cells.push(verdict);
         let _ = writeln!(out, "| {} |", cells.join(" | "));
     }
+    render_memory_parts(&mut out, costs);
     let _ = writeln!(out, "\n{MODULE_COSTS_END}");
     out
+}
+
+/// Where each module's added RSS is: the start with the median RSS of each configuration,
+/// part by part, minus the no-filter Envoy's median start at the same concurrency.
+fn render_memory_parts(out: &mut String, costs: &[ModuleCost]) {
+    use crate::footprint::median_parts;
+    let Some(none) = costs.iter().find(|c| c.cost.module.is_empty()) else {
+        return;
+    };
+    let _ = writeln!(out, "\n### Where the added memory is\n");
+    let _ = writeln!(out, "The start with the median RSS of each row, minus the no-filter Envoy's (same concurrency), in MiB. **Envoy's pages**: more of Envoy's own binary touched (V8 is part of it). **V8 code**: code V8 generated (anonymous executable pages). **Heap in use**: what Envoy and V8 hold from tcmalloc (admin `/memory` `allocated`). **Freed, kept by tcmalloc**: `heap_size − allocated`, memory used for a moment during start-up (V8 compiling the module) that the allocator keeps mapped. **Other**: the remaining anonymous memory (Wasm linear memories, V8's own heaps, thread stacks).\n");
+    let _ = writeln!(out, "| module | c | RSS added | Envoy's pages | V8 code | heap in use | freed, kept by tcmalloc | other |");
+    let _ = writeln!(out, "|---|--:|--:|--:|--:|--:|--:|--:|");
+    for cost in costs.iter().filter(|c| !c.cost.module.is_empty()) {
+        if cost.status != Status::Ok {
+            continue;
+        }
+        for (i, concurrency) in crate::footprint::CONCURRENCIES.iter().enumerate() {
+            let (Some((rss, parts)), Some((base_rss, base))) = (
+                median_parts(&cost.rss_kib[i], &cost.parts[i]),
+                median_parts(&none.rss_kib[i], &none.parts[i]),
+            ) else {
+                continue;
+            };
+            let d = parts.minus(&base);
+            let mib = |kib: f64| format!("{:+.1}", kib / 1024.0);
+            let _ = writeln!(
+                out,
+                "| `{}.wasm` | {concurrency} | {} | {} | {} | {} | {} | {} |",
+                cost.cost.module,
+                mib(rss - base_rss),
+                mib(d.file),
+                mib(d.jit),
+                mib(d.heap_in_use),
+                mib(d.heap_free),
+                mib(d.other)
+            );
+        }
+    }
 }
 
 /// The results file after a run: `main` (the load, memory, size and download sections) and
@@ -496,12 +536,21 @@ mod tests {
 
     #[test]
     fn module_costs_are_judged_against_the_floor() {
+        // 50 MiB of file pages, 1 of code, 8 in use, the rest freed and kept by tcmalloc.
+        let parts = |rss_mib: f64| crate::footprint::Parts {
+            file: 50.0 * 1024.0,
+            jit: 1024.0,
+            heap_in_use: 8.0 * 1024.0,
+            heap_free: (rss_mib - 59.0) * 1024.0,
+            other: 0.0,
+        };
         let measured = |cost: crate::configs::ModuleCost, rss_mib: f64, start_ms: f64| ModuleCost {
             size: Some(100 * 1024),
             cost,
             status: Status::Ok,
             start_ms: [vec![start_ms], vec![start_ms]],
             rss_kib: [vec![rss_mib * 1024.0], vec![rss_mib * 1024.0]],
+            parts: [vec![parts(rss_mib)], vec![parts(rss_mib)]],
         };
         let mut configs = crate::configs::module_costs().into_iter();
         let costs = vec![
@@ -559,6 +608,11 @@ mod tests {
             row("rate_limit.wasm").contains("**no**: start +200 ms (c=1)"),
             "{}",
             row("rate_limit.wasm")
+        );
+        // The parts: 88 − 64 MiB added, all of it freed memory tcmalloc keeps (29 − 5).
+        assert!(
+            text.contains("| `noop.wasm` | 4 | +24.0 | +0.0 | +0.0 | +0.0 | +24.0 | +0.0 |"),
+            "{text}"
         );
     }
 
