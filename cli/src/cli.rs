@@ -33,7 +33,8 @@ pub enum Output {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Build every module (one per plugin, and the combined module) for wasm32-wasip1 into
-    /// target/modules; with --wasm-opt shrunk by binaryen's wasm-opt, as `make wasm` does.
+    /// target/modules, keeping only the exports its plugins use; with --wasm-opt shrunk by
+    /// binaryen's wasm-opt, as `make wasm` does.
     Build(BuildArgs),
     /// Record each built module's sha256, size and ABI version in the lock file.
     Package(PackageArgs),

@@ -1,7 +1,10 @@
-//! `wasmgate build`: the Wasm build `make wasm` runs, then optionally `wasm-opt`.
+//! `wasmgate build`: the Wasm build `make wasm` runs (Cargo, then the unused exports
+//! stripped), then optionally `wasm-opt`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+use wasmgate_artifact::strip::strip_exports;
 
 use crate::error::{Error, Result};
 use crate::plugins::PLUGINS;
@@ -44,7 +47,8 @@ fn cargo() -> std::ffi::OsString {
 }
 
 /// Build every module under `modules/` (one per plugin, and the combined module) with the
-/// `wasm` profile for wasm32-wasip1, as `make wasm` does, and copy them to [`module_dir`].
+/// `wasm` profile for wasm32-wasip1, as `make wasm` does, and write them to [`module_dir`] with
+/// only the exports their plugins use ([`strip_exports`]).
 pub fn build(workspace: &Path) -> Result<Vec<PathBuf>> {
     let crates: Vec<String> = PLUGINS
         .iter()
@@ -70,8 +74,13 @@ pub fn build(workspace: &Path) -> Result<Vec<PathBuf>> {
                 from.display()
             )));
         }
-        std::fs::copy(&from, &to)
-            .map_err(|e| Error::failed(format!("cannot copy to {}: {e}", to.display())))?;
+        let built = std::fs::read(&from)
+            .map_err(|e| Error::failed(format!("cannot read {}: {e}", from.display())))?;
+        // The step `make wasm` runs too (wasmgate-strip), so both ship the same bytes.
+        let stripped =
+            strip_exports(&built).map_err(|e| Error::failed(format!("{}: {e}", from.display())))?;
+        std::fs::write(&to, stripped)
+            .map_err(|e| Error::failed(format!("cannot write {}: {e}", to.display())))?;
         modules.push(to);
     }
     Ok(modules)
