@@ -75,6 +75,10 @@ pub struct ModuleCost {
     pub rss_kib: [Vec<f64>; 2],
     /// Per [`CONCURRENCIES`]: where that memory is, one per start (same order as `rss_kib`).
     pub parts: [Vec<Parts>; 2],
+    /// Per [`CONCURRENCIES`]: CPU time (user + system, every thread) Envoy used from its start
+    /// until its memory settled, in ms: the start-up's work, which a busy machine does not
+    /// inflate the way it inflates start to ready.
+    pub cpu_ms: [Vec<f64>; 2],
 }
 
 /// Where an Envoy's resident memory is, in KiB, read right after its settled RSS.
@@ -165,6 +169,7 @@ pub fn module_costs(starts: usize) -> Vec<ModuleCost> {
             start_ms: [Vec::new(), Vec::new()],
             rss_kib: [Vec::new(), Vec::new()],
             parts: [Vec::new(), Vec::new()],
+            cpu_ms: [Vec::new(), Vec::new()],
         })
         .collect();
     // Nothing listens on the discard port; no request is ever sent.
@@ -184,13 +189,16 @@ pub fn module_costs(starts: usize) -> Vec<ModuleCost> {
                 }
                 match start(&row.cost.scenario, upstream, concurrency) {
                     Ok((envoy, took)) => {
-                        match settled_rss_kib(envoy.pid())
-                            .and_then(|kib| Ok((kib, Parts::read(&envoy, kib)?)))
-                        {
-                            Ok((kib, parts)) => {
+                        let settled = settled_rss_kib(envoy.pid()).and_then(|kib| {
+                            let cpu = procfs::cpu_seconds(envoy.pid())?;
+                            Ok((kib, Parts::read(&envoy, kib)?, cpu))
+                        });
+                        match settled {
+                            Ok((kib, parts, cpu)) => {
                                 row.start_ms[c].push(took.as_secs_f64() * 1e3);
                                 row.rss_kib[c].push(kib as f64);
                                 row.parts[c].push(parts);
+                                row.cpu_ms[c].push(cpu * 1e3);
                             }
                             Err(why) => row.status = Status::Failed(why),
                         }

@@ -389,9 +389,10 @@ fn render_memory_parts(out: &mut String, costs: &[ModuleCost]) {
         return;
     };
     let _ = writeln!(out, "\n### Where the added memory is\n");
-    let _ = writeln!(out, "The start with the median RSS of each row, minus the no-filter Envoy's (same concurrency), in MiB. **Envoy's pages**: more of Envoy's own binary touched (V8 is part of it). **V8 code**: code V8 generated (anonymous executable pages). **Heap in use**: what Envoy and V8 hold from tcmalloc (admin `/memory` `allocated`). **Freed, kept by tcmalloc**: `heap_size − allocated`, memory used for a moment during start-up (V8 compiling the module) that the allocator keeps mapped. **Other**: the remaining anonymous memory (Wasm linear memories, V8's own heaps, thread stacks).\n");
-    let _ = writeln!(out, "| module | c | RSS added | Envoy's pages | V8 code | heap in use | freed, kept by tcmalloc | other |");
-    let _ = writeln!(out, "|---|--:|--:|--:|--:|--:|--:|--:|");
+    let _ = writeln!(out, "The start with the median RSS of each row, minus the no-filter Envoy's (same concurrency), in MiB. **Envoy's pages**: more of Envoy's own binary touched (V8 is part of it). **V8 code**: code V8 generated (anonymous executable pages). **Heap in use**: what Envoy and V8 hold from tcmalloc (admin `/memory` `allocated`). **Freed, kept by tcmalloc**: `heap_size − allocated`, memory used for a moment during start-up (V8 compiling the module) that the allocator keeps mapped. **Other**: the remaining anonymous memory (Wasm linear memories, V8's own heaps, thread stacks). **Start-up CPU**: Envoy's CPU time (every thread) from its start until its memory settled, median, minus the no-filter Envoy's, in ms: the work a module's start-up costs, which a busy machine inflates far less than start to ready.\n");
+    let _ = writeln!(out, "| module | c | RSS added | Envoy's pages | V8 code | heap in use | freed, kept by tcmalloc | other | start-up CPU added, ms |");
+    let _ = writeln!(out, "|---|--:|--:|--:|--:|--:|--:|--:|--:|");
+    let median = |values: &[f64]| Summary::of(values).map(|s| s.median);
     for cost in costs.iter().filter(|c| !c.cost.module.is_empty()) {
         if cost.status != Status::Ok {
             continue;
@@ -405,9 +406,13 @@ fn render_memory_parts(out: &mut String, costs: &[ModuleCost]) {
             };
             let d = parts.minus(&base);
             let mib = |kib: f64| format!("{:+.1}", kib / 1024.0);
+            let cpu = match (median(&cost.cpu_ms[i]), median(&none.cpu_ms[i])) {
+                (Some(a), Some(b)) => format!("{:+.0}", a - b),
+                _ => "—".into(),
+            };
             let _ = writeln!(
                 out,
-                "| `{}.wasm` | {concurrency} | {} | {} | {} | {} | {} | {} |",
+                "| `{}.wasm` | {concurrency} | {} | {} | {} | {} | {} | {} | {cpu} |",
                 cost.cost.module,
                 mib(rss - base_rss),
                 mib(d.file),
@@ -551,6 +556,7 @@ mod tests {
             start_ms: [vec![start_ms], vec![start_ms]],
             rss_kib: [vec![rss_mib * 1024.0], vec![rss_mib * 1024.0]],
             parts: [vec![parts(rss_mib)], vec![parts(rss_mib)]],
+            cpu_ms: [vec![start_ms / 2.0], vec![start_ms / 2.0]],
         };
         let mut configs = crate::configs::module_costs().into_iter();
         let costs = vec![
@@ -611,7 +617,7 @@ mod tests {
         );
         // The parts: 88 − 64 MiB added, all of it freed memory tcmalloc keeps (29 − 5).
         assert!(
-            text.contains("| `noop.wasm` | 4 | +24.0 | +0.0 | +0.0 | +0.0 | +24.0 | +0.0 |"),
+            text.contains("| `noop.wasm` | 4 | +24.0 | +0.0 | +0.0 | +0.0 | +24.0 | +0.0 | +250 |"),
             "{text}"
         );
     }
