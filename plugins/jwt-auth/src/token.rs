@@ -1,13 +1,11 @@
 //! Compact JWS tokens: strict parsing (RFC 7515, RFC 8725) and signature verification.
 
-use std::fmt;
-
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use hmac::{Hmac, Mac};
-use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
 use sha2::{Digest, Sha256, Sha384, Sha512};
+use wasmgate_glue::json::Json;
 
 use crate::der::{self, Curve};
 use crate::hostcrypto::Crypto;
@@ -205,83 +203,38 @@ fn decode_object(segment: &str) -> Result<Map<String, Value>, Reason> {
     let bytes = URL_SAFE_NO_PAD
         .decode(segment)
         .map_err(|_| Reason::Malformed)?;
-    match serde_json::from_slice::<Unique>(&bytes) {
-        Ok(Unique(Value::Object(map))) => Ok(map),
+    // The glue's strict parser refuses a repeated name at any depth (RFC 7515 §4, RFC 7519
+    // §4 make names unique; serde_json would keep the last of two, and a verifier reading
+    // the first would see another `alg` or `exp` in the same token), without serde_json's
+    // deserializer in the module.
+    match wasmgate_glue::json::parse(&bytes) {
+        Ok(Json::Object(entries)) => object(entries).ok_or(Reason::Malformed),
         _ => Err(Reason::Malformed),
     }
 }
 
-/// A JSON value in which no object repeats a name, read in one pass.
-///
-/// Header parameter and claim names must be unique (RFC 7515 §4, RFC 7519 §4). serde_json
-/// keeps the last of two; a verifier that reads the first would see another `alg` or `exp`
-/// in the same token, so neither reading is trusted. Checking while the tree is built
-/// costs one lookup per name, where a separate walk would parse the token twice.
-struct Unique(Value);
-
-impl<'de> Deserialize<'de> for Unique {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Unique, D::Error> {
-        deserializer.deserialize_any(UniqueVisitor)
+/// A parsed object as serde_json's map, taking the strings over; `None` for a number no
+/// `f64` holds.
+fn object(entries: Vec<(String, Json)>) -> Option<Map<String, Value>> {
+    let mut map = Map::new();
+    for (name, value) in entries {
+        map.insert(name, value_of(value)?);
     }
+    Some(map)
 }
 
-struct UniqueVisitor;
-
-impl<'de> Visitor<'de> for UniqueVisitor {
-    type Value = Unique;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON value whose objects repeat no name")
-    }
-
-    fn visit_bool<E>(self, b: bool) -> Result<Unique, E> {
-        Ok(Unique(Value::Bool(b)))
-    }
-    fn visit_i64<E>(self, n: i64) -> Result<Unique, E> {
-        Ok(Unique(Value::Number(n.into())))
-    }
-    fn visit_u64<E>(self, n: u64) -> Result<Unique, E> {
-        Ok(Unique(Value::Number(n.into())))
-    }
-    fn visit_f64<E>(self, n: f64) -> Result<Unique, E> {
-        // As serde_json's own `Value`: a float JSON cannot hold is null (the parser never
-        // produces one).
-        Ok(Unique(
-            Number::from_f64(n).map_or(Value::Null, Value::Number),
-        ))
-    }
-    fn visit_str<E>(self, s: &str) -> Result<Unique, E> {
-        Ok(Unique(Value::String(s.to_owned())))
-    }
-    fn visit_string<E>(self, s: String) -> Result<Unique, E> {
-        Ok(Unique(Value::String(s)))
-    }
-    fn visit_unit<E>(self) -> Result<Unique, E> {
-        Ok(Unique(Value::Null))
-    }
-    fn visit_none<E>(self) -> Result<Unique, E> {
-        Ok(Unique(Value::Null))
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Unique, A::Error> {
-        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(16));
-        while let Some(Unique(item)) = seq.next_element()? {
-            items.push(item);
-        }
-        Ok(Unique(Value::Array(items)))
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Unique, A::Error> {
-        let mut map = Map::new();
-        while let Some(name) = access.next_key::<String>()? {
-            if map.contains_key(&name) {
-                return Err(de::Error::custom("repeated name"));
-            }
-            let Unique(value) = access.next_value()?;
-            map.insert(name, value);
-        }
-        Ok(Unique(Value::Object(map)))
-    }
+fn value_of(json: Json) -> Option<Value> {
+    Some(match json {
+        Json::Null => Value::Null,
+        Json::Bool(b) => Value::Bool(b),
+        Json::Unsigned(n) => Value::from(n),
+        Json::Signed(n) => Value::from(n),
+        // As serde_json reads it: the nearest `f64`, refused when out of range.
+        Json::Float(text) => Value::Number(Number::from_f64(text.parse().ok()?)?),
+        Json::String(s) => Value::String(s),
+        Json::Array(items) => Value::Array(items.into_iter().map(value_of).collect::<Option<_>>()?),
+        Json::Object(entries) => Value::Object(object(entries)?),
+    })
 }
 
 /// Whether a header parameter has the type its registration gives it (RFC 7515 §4.1,
