@@ -40,7 +40,7 @@ fn token(alg: &str) -> String {
 
 /// Run one request with `token` on `host` (metrics defined as the plugin defined them).
 fn run(plugin: &JwtAuth, mut host: FakeHost, token: &str) -> FakeHost {
-    crate::keys::Metrics::define(&mut host);
+    crate::keys::Metrics::define(&mut host).unwrap();
     host = host.with_header("authorization", &format!("Bearer {token}"));
     host.reset_host_calls();
     let action = plugin.create_filter(3).on_request_headers(&mut host, true);
@@ -48,6 +48,7 @@ fn run(plugin: &JwtAuth, mut host: FakeHost, token: &str) -> FakeHost {
     if host.local_reply.is_none() {
         assert_eq!(action, Action::Continue);
     }
+    plugin.flush_metrics(&mut host);
     host
 }
 
@@ -231,7 +232,7 @@ fn fetched_keys_only_a_host_could_use_are_skipped_logged_and_counted() {
     });
     let plugin = configure(&config, &mut fake_crypto::host()).unwrap();
     let mut host = FakeHost::new();
-    crate::keys::Metrics::define(&mut host);
+    crate::keys::Metrics::define(&mut host).unwrap();
     host = host.with_header("authorization", &format!("Bearer {}", token("ES256")));
     let mut filter = plugin.create_filter(3);
     assert_eq!(filter.on_request_headers(&mut host, true), Action::Pause);
@@ -243,6 +244,7 @@ fn fetched_keys_only_a_host_could_use_are_skipped_logged_and_counted() {
     let call = host.calls[0].token;
     filter.on_http_call_response(&mut host, call, Some(200));
     assert_eq!(status(&host), 200);
+    plugin.flush_metrics(&mut host);
     assert_eq!(host.metric("jwt_auth.jwks_fetch_ok"), Some(1));
     if cfg!(feature = "portable") {
         assert_eq!(host.metric("jwt_auth.jwks_keys_skipped"), Some(0));

@@ -10,7 +10,7 @@ use wasmgate_http::{cookie_values, query_values, split};
 use crate::config::{Req, Source};
 use crate::hostcrypto::{Crypto, HostCrypto};
 use crate::jwk::KeySet;
-use crate::keys::{bump, now_ms, CryptoPath, Shared};
+use crate::keys::{now_ms, CryptoPath, Shared};
 use crate::remote;
 use crate::token::{Reason, Token};
 
@@ -32,13 +32,9 @@ fn verify(
         return result;
     };
     let (calls, failure) = (done.calls, done.failure);
-    if calls > 0 {
-        if let Some(id) = shared.metrics.host_verify {
-            host.increment_metric(id, i64::try_from(calls).unwrap_or(i64::MAX));
-        }
-    }
+    shared.metrics.host_verify.add(calls);
     if let Some(failure) = failure {
-        bump(host, shared.metrics.host_verify_failed);
+        shared.metrics.host_verify_failed.inc();
         host.log(
             LogLevel::Warn,
             &format!(
@@ -203,7 +199,7 @@ impl<'a> Eval<'a> {
             key = Some(k);
             if let Some(claims) = state.cache.get(&k, &token, now, generation) {
                 drop(state);
-                bump(host, shared.metrics.cache_hit);
+                shared.metrics.cache_hit.inc();
                 return Outcome::Verified(Rc::new(Verified {
                     provider,
                     source,
@@ -268,7 +264,7 @@ impl<'a> Eval<'a> {
                 now,
                 generation,
             );
-            bump(host, shared.metrics.cache_miss);
+            shared.metrics.cache_miss.inc();
         }
         Outcome::Verified(Rc::new(Verified {
             provider,

@@ -17,11 +17,12 @@ use crate::claims::{header_value, lookup, scopes};
 use crate::config::{Config, CryptoMode, Keys, Source};
 use crate::eval::{without_fragment, Decision, Eval, Verified};
 use crate::hostcrypto;
-use crate::keys::{bump, choose_crypto, now_ms, CryptoPath, Metrics, ProviderKeys, Shared, State};
+use crate::keys::{choose_crypto, now_ms, CryptoPath, Metrics, ProviderKeys, Shared, State};
 use crate::remote;
 use crate::token::Reason;
 
-/// Shortest and longest tick period of the background JWKS refresh.
+/// Shortest and longest tick period: the background JWKS refresh, and the counters
+/// handed to Envoy.
 const MIN_TICK: Duration = Duration::from_millis(100);
 const MAX_TICK: Duration = Duration::from_secs(1);
 
@@ -73,7 +74,7 @@ impl Plugin for JwtAuth {
         };
         Ok(JwtAuth {
             shared: Rc::new(Shared {
-                metrics: Metrics::define(host),
+                metrics: Metrics::define(host)?,
                 crypto: Cell::new(crypto),
                 reads_method: config.bypass_cors_preflight
                     || config.rules.iter().any(|r| !r.methods.is_empty()),
@@ -114,12 +115,12 @@ impl Plugin for JwtAuth {
                 Keys::Local(_) => None,
             })
             .min();
-        if let Some(period) = period {
-            host.set_tick_period(period.clamp(MIN_TICK, MAX_TICK));
-        }
+        // Every second at least, so the counters reach Envoy's stats.
+        host.set_tick_period(period.map_or(MAX_TICK, |p| p.clamp(MIN_TICK, MAX_TICK)));
     }
 
     fn on_tick(&mut self, host: &mut dyn Host) {
+        self.shared.metrics.flush(host);
         let now = match now_ms(host) {
             Ok(now) => now,
             Err(err) => {
@@ -156,7 +157,7 @@ impl Plugin for JwtAuth {
                 }
                 Err(e) => {
                     remote::record_failure(host, remote, now);
-                    bump(host, self.shared.metrics.fetch_failed);
+                    self.shared.metrics.fetch_failed.inc();
                     host.log(
                         LogLevel::Warn,
                         &format!(
@@ -207,6 +208,14 @@ fn remove_cookie(header: &str, name: &str) -> String {
         .map(|(k, v)| format!("{k}={v}"))
         .collect::<Vec<_>>()
         .join("; ")
+}
+
+#[cfg(test)]
+impl JwtAuth {
+    /// What the tick does for the counters: hand them to `host`.
+    pub(crate) fn flush_metrics(&self, host: &mut dyn Host) {
+        self.shared.metrics.flush(host);
+    }
 }
 
 /// One stream's filter.
@@ -276,7 +285,7 @@ impl JwtAuthFilter {
             }
         }
         self.forward(host, &path, &verified);
-        bump(host, shared.metrics.allowed);
+        shared.metrics.allowed.inc();
         self.allow(host)
     }
 
@@ -358,7 +367,7 @@ impl JwtAuthFilter {
     /// The host could not tell the time, so `exp` and `nbf` cannot be checked: 503, since the
     /// fault is the proxy's and a client retrying the same token may well succeed.
     fn no_clock(&mut self, host: &mut dyn Host, err: &HostError) -> Action {
-        bump(host, self.shared.metrics.clock_failed);
+        self.shared.metrics.clock_failed.inc();
         host.log(
             LogLevel::Error,
             &format!(
@@ -387,8 +396,8 @@ impl JwtAuthFilter {
     }
 
     fn deny(&mut self, host: &mut dyn Host, reason: Reason, scopes: &[String]) -> Action {
-        if let Some(id) = self.shared.metrics.denied.get(&reason) {
-            host.increment_metric(*id, 1);
+        if let Some(counter) = self.shared.metrics.denied.get(&reason) {
+            counter.inc();
         }
         host.log(
             LogLevel::Debug,

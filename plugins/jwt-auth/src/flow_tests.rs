@@ -50,13 +50,16 @@ fn plugin(config: Value) -> JwtAuth {
 /// verifying signatures like Envoy.
 fn new_host() -> FakeHost {
     let mut host = fake_crypto::host();
-    crate::keys::Metrics::define(&mut host);
+    crate::keys::Metrics::define(&mut host).unwrap();
     host
 }
 
+/// One request, then the counters handed to `host` as the root's tick would.
 fn run(plugin: &JwtAuth, host: &mut FakeHost) -> Action {
     let action = plugin.create_filter(7).on_request_headers(host, true);
-    host.settle(action)
+    let action = host.settle(action);
+    plugin.flush_metrics(host);
+    action
 }
 
 fn status(host: &FakeHost) -> u32 {
@@ -638,6 +641,7 @@ fn a_request_before_any_key_waits_for_a_fetch_then_gets_a_decision() {
     filter.on_http_call_response(&mut host, call.token, Some(200));
     assert_eq!(host.resumed, 1);
     assert_eq!(host.local_reply, None);
+    plugin.flush_metrics(&mut host);
     assert_eq!(host.metric("jwt_auth.jwks_fetch_ok"), Some(1));
 
     // The keys are now shared: another worker (another plugin instance, same shared data)
@@ -670,6 +674,7 @@ fn a_failed_first_fetch_answers_401_and_never_hangs() {
         assert_eq!(status(&host), 401, "{answer:?}");
         assert!(reply_header(&host, "www-authenticate")
             .contains("keys to verify the token are unavailable"));
+        plugin.flush_metrics(&mut host);
         assert_eq!(host.metric("jwt_auth.jwks_fetch_failed"), Some(1));
         // While failures back off, the next request is answered at once, without a fetch.
         let mut next = host.clone();

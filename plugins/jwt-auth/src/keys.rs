@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::SystemTime;
 
-use wasmgate_glue::{Host, HostError, LogLevel, MetricId, MetricKind};
+use wasmgate_glue::{ConfigError, Counter, Host, HostError, LogLevel};
 
 use crate::cache::TokenCache;
 use crate::config::{Compiled, CryptoMode, Keys, Remote};
@@ -16,53 +16,66 @@ use crate::jwk::KeySet;
 use crate::remote;
 use crate::token::Reason;
 
-/// Counters, defined once in `configure`. A counter the host refused to define is `None`.
+/// Counters, defined once in `configure`; streams count with no host call and the root's
+/// tick hands the counts to Envoy ([`Counter`]).
 #[derive(Debug, Default)]
 pub(crate) struct Metrics {
-    pub(crate) allowed: Option<MetricId>,
-    pub(crate) denied: HashMap<Reason, MetricId>,
-    pub(crate) cache_hit: Option<MetricId>,
-    pub(crate) cache_miss: Option<MetricId>,
-    pub(crate) fetch_ok: Option<MetricId>,
-    pub(crate) fetch_failed: Option<MetricId>,
+    pub(crate) allowed: Counter,
+    pub(crate) denied: HashMap<Reason, Counter>,
+    pub(crate) cache_hit: Counter,
+    pub(crate) cache_miss: Counter,
+    pub(crate) fetch_ok: Counter,
+    pub(crate) fetch_failed: Counter,
     /// Requests refused with 503 because the host could not tell the time.
-    pub(crate) clock_failed: Option<MetricId>,
+    pub(crate) clock_failed: Counter,
     /// Signatures the host was asked to verify (`verify_signature`).
-    pub(crate) host_verify: Option<MetricId>,
+    pub(crate) host_verify: Counter,
     /// Host verifications that gave no verdict (an error or a malformed answer): refused.
-    pub(crate) host_verify_failed: Option<MetricId>,
+    pub(crate) host_verify_failed: Counter,
     /// Keys of fetched JWKS documents left out (unusable, or usable only by a host that
     /// does not verify here).
-    pub(crate) jwks_keys_skipped: Option<MetricId>,
+    pub(crate) jwks_keys_skipped: Counter,
 }
 
 impl Metrics {
-    pub(crate) fn define(host: &mut dyn Host) -> Metrics {
-        let mut counter = |name: &str| host.define_metric(MetricKind::Counter, name).ok();
+    pub(crate) fn define(host: &mut dyn Host) -> Result<Metrics, ConfigError> {
         let mut denied = HashMap::new();
         for reason in Reason::ALL {
-            if let Some(id) = counter(&format!("jwt_auth.denied.{}", reason.metric())) {
-                denied.insert(reason, id);
-            }
+            let name = format!("jwt_auth.denied.{}", reason.metric());
+            denied.insert(reason, Counter::define(host, &name)?);
         }
-        Metrics {
-            allowed: counter("jwt_auth.allowed"),
-            cache_hit: counter("jwt_auth.cache_hit"),
-            cache_miss: counter("jwt_auth.cache_miss"),
-            fetch_ok: counter("jwt_auth.jwks_fetch_ok"),
-            fetch_failed: counter("jwt_auth.jwks_fetch_failed"),
-            clock_failed: counter("jwt_auth.clock_failed"),
-            host_verify: counter("jwt_auth.host_verify"),
-            host_verify_failed: counter("jwt_auth.host_verify_failed"),
-            jwks_keys_skipped: counter("jwt_auth.jwks_keys_skipped"),
+        Ok(Metrics {
+            allowed: Counter::define(host, "jwt_auth.allowed")?,
+            cache_hit: Counter::define(host, "jwt_auth.cache_hit")?,
+            cache_miss: Counter::define(host, "jwt_auth.cache_miss")?,
+            fetch_ok: Counter::define(host, "jwt_auth.jwks_fetch_ok")?,
+            fetch_failed: Counter::define(host, "jwt_auth.jwks_fetch_failed")?,
+            clock_failed: Counter::define(host, "jwt_auth.clock_failed")?,
+            host_verify: Counter::define(host, "jwt_auth.host_verify")?,
+            host_verify_failed: Counter::define(host, "jwt_auth.host_verify_failed")?,
+            jwks_keys_skipped: Counter::define(host, "jwt_auth.jwks_keys_skipped")?,
             denied,
-        }
+        })
     }
-}
 
-pub(crate) fn bump(host: &mut dyn Host, id: Option<MetricId>) {
-    if let Some(id) = id {
-        host.increment_metric(id, 1);
+    /// Hand the counts gathered since the last flush to Envoy's stats.
+    pub(crate) fn flush(&self, host: &mut dyn Host) {
+        for counter in [
+            &self.allowed,
+            &self.cache_hit,
+            &self.cache_miss,
+            &self.fetch_ok,
+            &self.fetch_failed,
+            &self.clock_failed,
+            &self.host_verify,
+            &self.host_verify_failed,
+            &self.jwks_keys_skipped,
+        ] {
+            counter.flush(host);
+        }
+        for counter in self.denied.values() {
+            counter.flush(host);
+        }
     }
 }
 
@@ -182,11 +195,10 @@ impl Shared {
         match outcome {
             Ok((read, body)) => {
                 let (set, skipped) = (read.set, read.skipped);
-                bump(host, self.metrics.fetch_ok);
-                if let (Some(id), Ok(n)) = (self.metrics.jwks_keys_skipped, i64::try_from(skipped))
-                {
-                    host.increment_metric(id, n);
-                }
+                self.metrics.fetch_ok.inc();
+                self.metrics
+                    .jwks_keys_skipped
+                    .add(u64::try_from(skipped).unwrap_or(u64::MAX));
                 for line in &read.host_only {
                     host.log(
                         LogLevel::Warn,
@@ -227,7 +239,7 @@ impl Shared {
                 if let Ok(now) = now_ms(host) {
                     remote::record_failure(host, remote, now);
                 }
-                bump(host, self.metrics.fetch_failed);
+                self.metrics.fetch_failed.inc();
                 host.log(
                     LogLevel::Warn,
                     &format!("{who}jwt-auth: provider {name}: JWKS fetch failed: {why}; keeping the last good keys"),

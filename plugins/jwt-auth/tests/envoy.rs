@@ -57,6 +57,14 @@ fn stat(envoy: &Envoy, name: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// Wait for counter `name` to reach `expected`, then check it went no further: the plugin
+/// hands its counts to Envoy on its tick (every second at most).
+fn counted(envoy: &Envoy, name: &str, expected: u64) {
+    let name = format!("wasmcustom.jwt_auth.{name}");
+    envoy.wait_for_stat(&name, Duration::from_secs(5), |v| v >= expected);
+    assert_eq!(envoy.stat(&name), Some(expected), "{name}");
+}
+
 #[test]
 fn local_keys_responses_forwarding_scopes_and_metrics() {
     let (rsa, ec, ed) = (mint::rsa(1), mint::p256(1), mint::ed25519(1));
@@ -168,15 +176,12 @@ fn local_keys_responses_forwarding_scopes_and_metrics() {
     );
     assert_eq!(twice.status, 401);
 
-    assert_eq!(
-        stat(&envoy, "allowed"),
-        5,
-        "four algorithms and the query token"
-    );
-    assert_eq!(stat(&envoy, "denied.missing"), 1);
-    assert_eq!(stat(&envoy, "denied.expired"), 1);
-    assert_eq!(stat(&envoy, "denied.insufficient_scope"), 1);
-    assert_eq!(stat(&envoy, "denied.duplicate"), 1);
+    // Four algorithms and the query token.
+    counted(&envoy, "allowed", 5);
+    counted(&envoy, "denied.missing", 1);
+    counted(&envoy, "denied.expired", 1);
+    counted(&envoy, "denied.insufficient_scope", 1);
+    counted(&envoy, "denied.duplicate", 1);
     assert!(
         stat(&envoy, "cache_hit") >= 1,
         "the ES256 token was seen before"
@@ -716,12 +721,16 @@ fn agrees_with_native_jwt_authn_except_where_documented_stricter() {
     // Every RS* and ES* signature that reached verification went to Envoy, and Envoy always
     // gave a verdict; the module path never asked.
     // 21 cases reach an RS* or ES* verification (the others are refused before).
-    assert!(
-        stat(&host, "host_verify") >= 21,
-        "{}",
-        stat(&host, "host_verify")
+    host.wait_for_stat(
+        "wasmcustom.jwt_auth.host_verify",
+        Duration::from_secs(5),
+        |v| v >= 21,
     );
     assert_eq!(stat(&host, "host_verify_failed"), 0);
+    // Counted by the same tick as the module's other counters.
+    module.wait_for_stat("wasmcustom.jwt_auth.allowed", Duration::from_secs(5), |v| {
+        v > 0
+    });
     assert_eq!(stat(&module, "host_verify"), 0);
 }
 
@@ -751,7 +760,7 @@ fn es384_and_es512_verify_through_the_host_and_need_it() {
         let reply = get(&envoy, "/", &[("authorization", &bearer(&tampered))]);
         assert_eq!(reply.status, 401, "{alg} with another payload");
     }
-    assert_eq!(stat(&envoy, "host_verify"), 4);
+    counted(&envoy, "host_verify", 4);
     assert_eq!(stat(&envoy, "host_verify_failed"), 0);
 
     let err = Envoy::builder()
@@ -983,8 +992,8 @@ fn provider_claim_checks_and_token_size_limit() {
         assert_eq!(reply.status, status, "{name}: {}", reply.body);
         assert!(reply.body.contains(description), "{name}: {}", reply.body);
     }
-    assert_eq!(stat(&envoy, "denied.lifetime"), 2);
-    assert_eq!(stat(&envoy, "denied.too_large"), 1);
+    counted(&envoy, "denied.lifetime", 2);
+    counted(&envoy, "denied.too_large", 1);
 }
 
 #[test]
