@@ -3,6 +3,7 @@
 //! - [`Host`]: what a plugin may ask of the proxy, as plain Rust values.
 //! - [`Plugin`] and [`HttpFilter`]: what a plugin implements.
 //! - [`Counter`]: an Envoy counter counted in the VM and handed to Envoy on the root's tick.
+//! - [`cas::update`]: the bounded compare-and-swap retry loop over shared data.
 //! - `FakeProxy` and `FakeHost` (feature `fake`): an in-memory proxy for native tests, never
 //!   built into a module or the CLI.
 //! - [`proxy`]: the proxy-wasm glue, the only code that names `proxy_wasm`, and [`export!`],
@@ -15,6 +16,7 @@
 // `#[derive(FromJson)]` names `::wasmgate_glue`, also in this crate's own tests.
 extern crate self as wasmgate_glue;
 
+pub mod cas;
 mod counter;
 mod detached;
 #[cfg(any(test, feature = "fake"))]

@@ -9,6 +9,7 @@
 
 use std::time::Duration;
 
+use wasmgate_glue::cas::{self, Plan, Updated};
 use wasmgate_glue::{Host, HostError, HttpCall};
 
 use crate::config::Remote;
@@ -20,7 +21,7 @@ const BACKOFF_BASE_MS: u64 = 1000;
 /// Longest retry delay.
 const BACKOFF_MAX_MS: u64 = 60_000;
 /// How many times a record update is retried when another worker wrote in between.
-const CAS_TRIES: usize = 4;
+const CAS_TRIES: u32 = 4;
 
 /// The fetch coordination record.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -73,39 +74,27 @@ fn read_record(host: &dyn Host, remote: &Remote) -> (FetchRecord, Option<u32>) {
 }
 
 /// Change the record with `change` (which may decline by returning `false`), retrying when
-/// another worker wrote in between. Whether the change was written.
+/// another worker wrote in between. Whether the change was written. A missing record is
+/// created only if no other worker created one meanwhile ([`cas::NEW_ENTRY`]), so two
+/// workers cannot both take the lease.
 fn update_record(
     host: &mut dyn Host,
     remote: &Remote,
     mut change: impl FnMut(&mut FetchRecord) -> bool,
 ) -> bool {
-    for _ in 0..CAS_TRIES {
+    let updated = cas::update(host, CAS_TRIES, |host| {
         let (mut record, cas) = read_record(host, remote);
         if !change(&mut record) {
-            return false;
+            return Plan::Stop(());
         }
-        // A missing entry has no CAS token, and a write without one always succeeds: two
-        // workers could both take the lease. So create the entry first, with a token that
-        // cannot match an existing entry (a write of a missing key ignores the token, a
-        // write of an existing one fails), then race on the created entry's token.
-        let cas = match cas {
-            Some(cas) => cas,
-            None => {
-                let _ = host.set_shared_data(
-                    &fetch_key(remote),
-                    FetchRecord::default().encode().as_bytes(),
-                    Some(u32::MAX),
-                );
-                continue;
-            }
-        };
-        match host.set_shared_data(&fetch_key(remote), record.encode().as_bytes(), Some(cas)) {
-            Ok(()) => return true,
-            Err(HostError::CasMismatch) => continue,
-            Err(_) => return false,
+        Plan::Write {
+            key: fetch_key(remote),
+            value: record.encode().into_bytes(),
+            cas,
+            then: (),
         }
-    }
-    false
+    });
+    updated == Updated::Written(())
 }
 
 /// The shared key set: (fetched at, Unix ms; the JWKS document).
@@ -186,32 +175,30 @@ pub fn publish(
     sent: u64,
     document: &[u8],
 ) -> Result<bool, HostError> {
-    let mut stored = Ok(false);
-    for _ in 0..CAS_TRIES {
+    let updated = cas::update(host, CAS_TRIES, |host| {
         let (current, cas) = host.shared_data(&keys_key(remote));
         let shared_at = current.as_deref().and_then(|v| {
             let newline = v.iter().position(|b| *b == b'\n')?;
             std::str::from_utf8(&v[..newline]).ok()?.parse::<u64>().ok()
         });
         if shared_at.is_some_and(|at| at > sent) {
-            break;
+            return Plan::Stop(false);
         }
         let version = shared_at.map_or(sent, |at| sent.max(at + 1));
         let mut value = format!("{version}\n").into_bytes();
         value.extend_from_slice(document);
-        // Without an entry there is no token; u32::MAX then writes, and fails if one appeared.
-        match host.set_shared_data(&keys_key(remote), &value, Some(cas.unwrap_or(u32::MAX))) {
-            Ok(()) => {
-                stored = Ok(true);
-                break;
-            }
-            Err(HostError::CasMismatch) => continue,
-            Err(e) => {
-                stored = Err(e);
-                break;
-            }
+        Plan::Write {
+            key: keys_key(remote),
+            value,
+            cas,
+            then: true,
         }
-    }
+    });
+    let stored = match updated {
+        Updated::Written(stored) | Updated::Stopped(stored) => Ok(stored),
+        Updated::Contended => Ok(false),
+        Updated::Failed(err) => Err(err),
+    };
     // Keys first, then the record: a worker that sees the lease released also sees the keys.
     update_record(host, remote, |record| {
         record.lease_until = 0;

@@ -13,6 +13,7 @@
 //! the entries are created before the rule serves any request, and afterwards only ever
 //! replaced with compare-and-swap.
 
+use wasmgate_glue::cas::{self, Plan, Updated};
 use wasmgate_glue::{Host, HostError};
 
 use crate::bucket::{Decision, Fingerprint, Limit, Slot, EMPTY_SLOT};
@@ -131,24 +132,29 @@ impl Table {
         cost: u32,
         now: u64,
     ) -> Result<Taken, StoreError> {
-        for _ in 0..MAX_ATTEMPTS {
+        let updated = cas::update(host, MAX_ATTEMPTS, |host| {
             let (place, bucket, Entry { key, cas, .. }) = self.find(host, limit, fingerprint, now);
             let decision = limit.take(bucket.unwrap_or_else(|| limit.fresh(now)), now, cost);
             if !decision.allowed {
                 // A refusal changes nothing: the read was the bucket's state at that moment.
-                return Ok(Taken { decision, place });
+                return Plan::Stop(Taken { decision, place });
             }
             let slot = Slot::Taken {
                 fingerprint,
                 bucket: decision.bucket,
             };
-            match host.set_shared_data(&key, &slot.encode(), cas) {
-                Ok(()) => return Ok(Taken { decision, place }),
-                Err(HostError::CasMismatch) => continue,
-                Err(err) => return Err(StoreError::Host(err)),
+            Plan::Write {
+                key,
+                value: slot.encode(),
+                cas,
+                then: Taken { decision, place },
             }
+        });
+        match updated {
+            Updated::Written(taken) | Updated::Stopped(taken) => Ok(taken),
+            Updated::Contended => Err(StoreError::Contention),
+            Updated::Failed(err) => Err(StoreError::Host(err)),
         }
-        Err(StoreError::Contention)
     }
 
     /// Where the key's bucket is: its slot, a slot it may take, or the overflow bucket;
@@ -200,27 +206,30 @@ impl Table {
         cost: u32,
         now: u64,
     ) {
-        for _ in 0..MAX_ATTEMPTS {
+        // Whatever the outcome, the request is decided: nothing to report.
+        let _ = cas::update(host, MAX_ATTEMPTS, |host| {
             let Entry { key, slot, cas } = self.read(host, place);
             let Some(Slot::Taken {
                 fingerprint: held,
                 bucket,
             }) = slot
             else {
-                return;
+                return Plan::Stop(());
             };
             if held != fingerprint && place != Place::Overflow {
-                return;
+                return Plan::Stop(());
             }
             let slot = Slot::Taken {
                 fingerprint: held,
                 bucket: limit.refund(bucket, now, cost),
             };
-            match host.set_shared_data(&key, &slot.encode(), cas) {
-                Err(HostError::CasMismatch) => continue,
-                _ => return,
+            Plan::Write {
+                key,
+                value: slot.encode(),
+                cas,
+                then: (),
             }
-        }
+        });
     }
 
     /// Empty the idle slots among `range` and count the ones still holding a key.
