@@ -32,13 +32,14 @@ APT_PACKAGES := skopeo docker-registry apache2-utils binaryen redis-server
 # when their command is missing.
 BENCH_APT_PACKAGES := wrk nginx
 
-.PHONY: help test setup toolchain envoy apt wasm size lint unit fuzz demo install bench bench-apt clean
+.PHONY: help test setup toolchain envoy apt wasm wasm-portable size lint unit fuzz demo install bench bench-apt clean
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 test: setup wasm size lint ## Everything: module size budgets, formatting, clippy (native and wasm), unit and real-Envoy tests.
 	$(CARGO) test --workspace
+	$(CARGO) test -p jwt-auth --features portable --lib --test differential --test prop
 
 setup: toolchain envoy apt ## Install what the build and tests need (idempotent).
 
@@ -78,6 +79,20 @@ wasm: toolchain apt ## Build every module (modules/*) for wasm32-wasip1, unused 
 	done
 	@ls -l $(addprefix $(WASM_DIR)/,$(addsuffix .wasm,$(MODULES)))
 
+# jwt-auth's portable build: P-384 and P-521 in the module, so ES384/ES512 verify on hosts
+# without Envoy's verify_signature (the default module leaves them to the host).
+PORTABLE_DIR := $(WASM_DIR)/portable
+wasm-portable: toolchain apt ## jwt_auth.wasm and wasmgate_all.wasm with every curve in the module (feature portable), into target/modules/portable/.
+	$(CARGO) build --profile wasm-portable --target $(WASM_TARGET) -p jwt-auth-module -p wasmgate-all --features jwt-auth/portable
+	$(CARGO) build --quiet -p wasmgate-artifact --bin wasmgate-strip
+	@mkdir -p $(PORTABLE_DIR)
+	@for m in jwt_auth wasmgate_all; do \
+	  $(STRIP) $(TARGET_DIR)/$(WASM_TARGET)/wasm-portable/$$m.wasm $(PORTABLE_DIR)/$$m.stripped.tmp; \
+	  $(WASM_OPT) $(PORTABLE_DIR)/$$m.stripped.tmp -o $(PORTABLE_DIR)/$$m.wasm; \
+	  rm $(PORTABLE_DIR)/$$m.stripped.tmp; \
+	done
+	@ls -l $(PORTABLE_DIR)/jwt_auth.wasm $(PORTABLE_DIR)/wasmgate_all.wasm
+
 size: wasm ## Fail when a shipped module is larger than its budget (modules/budgets.txt).
 	@fail=0; while read -r module budget; do \
 	  case "$$module" in ''|'#'*) continue;; esac; \
@@ -93,10 +108,12 @@ size: wasm ## Fail when a shipped module is larger than its budget (modules/budg
 lint: toolchain ## rustfmt, clippy with -D warnings on the host and on wasm32-wasip1.
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy -p jwt-auth --all-targets --features portable -- -D warnings
 	$(CARGO) clippy --target $(WASM_TARGET) -p wasmgate-glue -p wasmgate-http $(addprefix -p ,$(PLUGINS) $(MODULE_CRATES)) -- -D warnings
 
 unit: ## Plugin logic tests on the host only: no Envoy, no wasm build.
 	$(CARGO) test --workspace --lib
+	$(CARGO) test -p jwt-auth --features portable --lib
 
 # Property tests are named `prop_*` (functions or modules) in every crate, so one filter picks
 # them all up; `make test` runs them with proptest's default 256 cases, this with many more.
