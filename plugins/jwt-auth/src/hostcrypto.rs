@@ -26,16 +26,22 @@ pub const FUNCTION: &str = "verify_signature";
 /// (DER), made once with OpenSSL: the known answer a host must give before it is trusted.
 /// Its `s` is above half the group order, so a host that only takes low-S signatures (which
 /// JOSE does not require) is not used.
-const PROBE_KEY: &str = "3059301306072a8648ce3d020106082a8648ce3d030107034200042fb3a0516ebf5c2e5be84fb00f5f595b11f6926b66313ab0e12b0c9305bfb0ea296c0b3fe693ffdc3f6ec65e9ce146cf6cbcc42892c73d893f11200fd0b1725f";
+const PROBE_KEY: &[u8] = &[
+    0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a,
+    0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00, 0x04, 0x2f, 0xb3, 0xa0, 0x51, 0x6e,
+    0xbf, 0x5c, 0x2e, 0x5b, 0xe8, 0x4f, 0xb0, 0x0f, 0x5f, 0x59, 0x5b, 0x11, 0xf6, 0x92, 0x6b, 0x66,
+    0x31, 0x3a, 0xb0, 0xe1, 0x2b, 0x0c, 0x93, 0x05, 0xbf, 0xb0, 0xea, 0x29, 0x6c, 0x0b, 0x3f, 0xe6,
+    0x93, 0xff, 0xdc, 0x3f, 0x6e, 0xc6, 0x5e, 0x9c, 0xe1, 0x46, 0xcf, 0x6c, 0xbc, 0xc4, 0x28, 0x92,
+    0xc7, 0x3d, 0x89, 0x3f, 0x11, 0x20, 0x0f, 0xd0, 0xb1, 0x72, 0x5f,
+];
 const PROBE_TEXT: &[u8] = b"wasmgate: does the host verify signatures?";
-const PROBE_SIGNATURE: &str = "3045022035dc55d2d653b2ec537cac39afaa693fd7ac830096e95b44d6ad7f9b5fc3a737022100ca21e5fdd953a6fe96fa65a45d722ab20a8c5c95159196ca248bcf52788b8ef2";
-
-fn unhex(hex: &str) -> Vec<u8> {
-    hex.as_bytes()
-        .chunks(2)
-        .filter_map(|pair| u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok())
-        .collect()
-}
+const PROBE_SIGNATURE: &[u8] = &[
+    0x30, 0x45, 0x02, 0x20, 0x35, 0xdc, 0x55, 0xd2, 0xd6, 0x53, 0xb2, 0xec, 0x53, 0x7c, 0xac, 0x39,
+    0xaf, 0xaa, 0x69, 0x3f, 0xd7, 0xac, 0x83, 0x00, 0x96, 0xe9, 0x5b, 0x44, 0xd6, 0xad, 0x7f, 0x9b,
+    0x5f, 0xc3, 0xa7, 0x37, 0x02, 0x21, 0x00, 0xca, 0x21, 0xe5, 0xfd, 0xd9, 0x53, 0xa6, 0xfe, 0x96,
+    0xfa, 0x65, 0xa4, 0x5d, 0x72, 0x2a, 0xb2, 0x0a, 0x8c, 0x5c, 0x95, 0x15, 0x91, 0x96, 0xca, 0x24,
+    0x8b, 0xcf, 0x52, 0x78, 0x8b, 0x8e, 0xf2,
+];
 
 fn push_varint(out: &mut Vec<u8>, mut value: u64) {
     while value >= 0x80 {
@@ -127,7 +133,7 @@ pub fn decode_result(answer: &[u8]) -> Result<(bool, String), String> {
             (2, Value::Bytes(text)) => {
                 error = String::from_utf8(text.to_vec()).map_err(|_| "error is not UTF-8")?;
             }
-            (1 | 2, other) => return Err(format!("field {field} has the wrong type: {other:?}")),
+            (1 | 2, _) => return Err(format!("field {field} has the wrong wire type")),
             // Fields added later say nothing about this verification.
             _ => {}
         }
@@ -175,14 +181,13 @@ pub fn call(
 /// Whether the host verifies signatures the way this plugin needs: the probe signature
 /// (high S) verifies, the same signature over other text does not.
 pub fn probe(host: &mut dyn Host) -> Result<(), HostFailure> {
-    let key = unhex(PROBE_KEY);
-    let signature = unhex(PROBE_SIGNATURE);
-    if !call(host, "sha256", &key, &signature, PROBE_TEXT)? {
+    let (key, signature) = (PROBE_KEY, PROBE_SIGNATURE);
+    if !call(host, "sha256", key, signature, PROBE_TEXT)? {
         return Err(HostFailure::Failed(
             "refused a valid (high-S) ECDSA signature".into(),
         ));
     }
-    if call(host, "sha256", &key, &signature, b"something else")? {
+    if call(host, "sha256", key, signature, b"something else")? {
         return Err(HostFailure::Failed("accepted a wrong signature".into()));
     }
     Ok(())

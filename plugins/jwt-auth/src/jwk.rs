@@ -343,7 +343,17 @@ fn rsa_key(jwk: &Jwk) -> Result<(Material, Vec<u8>), KeyError> {
     let spki = der::rsa_spki(&n.to_bytes_be(), &e.to_bytes_be());
     rsa::RsaPublicKey::new_with_max_size(n, e, MAX_RSA_BITS)
         .map(|key| (Material::Rsa(key), spki))
-        .map_err(|e| err("", format!("invalid RSA key: {e}")))
+        // Named here rather than by the error's Display, which would bring the formatting
+        // of every DER and PKCS error the `rsa` crate can wrap into the module.
+        .map_err(|e| {
+            let why = match e {
+                rsa::Error::PublicExponentTooSmall => "public exponent too small",
+                rsa::Error::PublicExponentTooLarge => "public exponent too large",
+                rsa::Error::ModulusTooLarge => "modulus too large",
+                _ => "invalid modulus or exponent",
+            };
+            err("", format!("invalid RSA key: {why}"))
+        })
 }
 
 /// An uncompressed SEC1 point `04 || x || y`, with each coordinate of exactly `size` bytes.

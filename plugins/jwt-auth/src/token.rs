@@ -3,9 +3,8 @@
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use hmac::{Hmac, Mac};
-use serde_json::{Map, Number, Value};
+use serde_json::{Map, Value};
 use sha2::{Digest, Sha256, Sha384, Sha512};
-use wasmgate_glue::json::Json;
 
 use crate::der::{self, Curve};
 use crate::hostcrypto::Crypto;
@@ -207,34 +206,13 @@ fn decode_object(segment: &str) -> Result<Map<String, Value>, Reason> {
     // §4 make names unique; serde_json would keep the last of two, and a verifier reading
     // the first would see another `alg` or `exp` in the same token), without serde_json's
     // deserializer in the module.
-    match wasmgate_glue::json::parse(&bytes) {
-        Ok(Json::Object(entries)) => object(entries).ok_or(Reason::Malformed),
+    let json = wasmgate_glue::json::parse(&bytes).map_err(|_| Reason::Malformed)?;
+    // serde_json's tree, as the glue builds it for configurations (a number no `f64` holds
+    // is refused, as serde_json refuses it).
+    match wasmgate_glue::json::decode::<Value>(&json) {
+        Ok(Value::Object(map)) => Ok(map),
         _ => Err(Reason::Malformed),
     }
-}
-
-/// A parsed object as serde_json's map, taking the strings over; `None` for a number no
-/// `f64` holds.
-fn object(entries: Vec<(String, Json)>) -> Option<Map<String, Value>> {
-    let mut map = Map::new();
-    for (name, value) in entries {
-        map.insert(name, value_of(value)?);
-    }
-    Some(map)
-}
-
-fn value_of(json: Json) -> Option<Value> {
-    Some(match json {
-        Json::Null => Value::Null,
-        Json::Bool(b) => Value::Bool(b),
-        Json::Unsigned(n) => Value::from(n),
-        Json::Signed(n) => Value::from(n),
-        // As serde_json reads it: the nearest `f64`, refused when out of range.
-        Json::Float(text) => Value::Number(Number::from_f64(text.parse().ok()?)?),
-        Json::String(s) => Value::String(s),
-        Json::Array(items) => Value::Array(items.into_iter().map(value_of).collect::<Option<_>>()?),
-        Json::Object(entries) => Value::Object(object(entries)?),
-    })
 }
 
 /// Whether a header parameter has the type its registration gives it (RFC 7515 §4.1,
