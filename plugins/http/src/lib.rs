@@ -12,10 +12,12 @@
 //!   [`HeaderMatch`]), compiled into a [`CompiledMatch`];
 //! - [`parse_duration`], [`header_name`] and [`check_header_value`] for configured values;
 //! - [`strip_port`] and [`ClientIp`] (the client behind trusted proxies);
-//! - [`Warnings`] about old spellings a configuration may still use.
+//! - [`Warnings`] about old spellings a configuration may still use;
+//! - [`HeaderView`], a request's (or response's) headers read from the host at most once.
 //!
-//! Pure functions of plain values: no host calls and no proxy-wasm, so everything here is
-//! tested on the build machine.
+//! Pure functions of plain values, but for [`HeaderView`], which reads through the
+//! [`wasmgate_glue::Host`] trait: no proxy-wasm, so everything here is tested on the build
+//! machine.
 #![cfg_attr(
     not(test),
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
@@ -27,6 +29,7 @@ mod cookie;
 mod duration;
 mod header;
 mod matcher;
+mod request;
 mod target;
 mod warnings;
 
@@ -41,6 +44,7 @@ pub use header::{
     check_header_value, check_token, header_name, is_token_char, request_header_name,
 };
 pub use matcher::{regex, Matcher, StringMatch};
+pub use request::HeaderView;
 pub use target::{
     decode, decode_bytes, is_param, query_param, query_param_bytes, query_values, split,
 };

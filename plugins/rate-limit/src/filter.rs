@@ -9,6 +9,7 @@ use wasmgate_glue::{
     parse_json, Action, Callbacks, ConfigError, Counter, Headers, Host, HttpFilter, LocalReply,
     LogLevel, Plugin,
 };
+use wasmgate_http::HeaderView;
 
 use crate::bucket::{ceil_secs, Fingerprint, Limit};
 use crate::config::{Config, MissingKey, RateLimitHeaders};
@@ -18,7 +19,6 @@ use crate::decision::{
 };
 use crate::global::{self, Memory};
 use crate::key::{descriptor, fingerprint, key_values, matches, missing_fingerprint};
-use crate::request::Request;
 use crate::shared::{shared_seed, ActiveRule, Shared, Stats};
 use crate::store::{Place, Table};
 
@@ -209,7 +209,7 @@ impl HttpFilter for RateLimitFilter {
                 );
             }
         };
-        let mut request = Request::default();
+        let mut request = HeaderView::request();
         let mut eval = Evaluation::default();
         let mut asks: Vec<Ask> = Vec::new();
         for (index, active) in shared.rules.iter().enumerate() {

@@ -4,15 +4,18 @@
 use std::borrow::Cow;
 
 use wasmgate_glue::Host;
-use wasmgate_http::{cookie, query_param_bytes};
+use wasmgate_http::{cookie, query_param_bytes, ClientIp, HeaderView};
 
 use crate::bucket::{Fingerprint, KeyHasher, Seed};
 use crate::config::{CompiledRule, KeyPart};
-use crate::request::Request;
 use crate::shared::Shared;
 
 /// Whether every condition of the rule holds for the request.
-pub(crate) fn matches(rule: &CompiledRule, host: &dyn Host, request: &mut Request) -> bool {
+pub(crate) fn matches<'n>(
+    rule: &'n CompiledRule,
+    host: &dyn Host,
+    request: &mut HeaderView<'n>,
+) -> bool {
     let when = &rule.when;
     if let Some(want) = &when.path {
         let Some(path) = request.path(host) else {
@@ -25,12 +28,12 @@ pub(crate) fn matches(rule: &CompiledRule, host: &dyn Host, request: &mut Reques
     if !when.methods.is_empty() && !when.methods.matches(request.method(host)) {
         return false;
     }
-    if when.reads_host() && !when.matches_host(request.host(host)) {
+    if when.reads_host() && !when.matches_host(request.host(host).as_deref()) {
         return false;
     }
     when.headers
         .iter()
-        .all(|want| want.test.holds(request.header(host, &want.name)))
+        .all(|want| want.test.holds(request.get(host, &want.name)))
 }
 
 /// Tags of key parts in the fingerprint, so `path=/a` and `header=/a` differ.
@@ -45,33 +48,39 @@ pub(crate) const TAG_COOKIE: u8 = 7;
 
 /// One key part's value in the request (`None` when the request lacks it), with the tag
 /// that sets it apart in the fingerprint.
-pub(crate) fn part_value<'r>(
-    part: &'r KeyPart,
+pub(crate) fn part_value<'r, 'n: 'r>(
+    part: &'n KeyPart,
     xff_hop: u32,
     host: &dyn Host,
-    request: &'r mut Request,
+    request: &'r mut HeaderView<'n>,
 ) -> Option<(u8, Cow<'r, [u8]>)> {
     let text = |s: &'r str| Cow::Borrowed(s.as_bytes());
     Some(match part {
-        KeyPart::ClientIp => (TAG_CLIENT_IP, text(request.client_ip(host, xff_hop)?)),
+        KeyPart::ClientIp => (
+            TAG_CLIENT_IP,
+            text(request.client_ip(host, ClientIp { xff_hop })?),
+        ),
         KeyPart::Path => (TAG_PATH, text(request.path(host)?)),
         KeyPart::Method => (TAG_METHOD, text(request.method(host)?)),
-        KeyPart::Host => (TAG_HOST, text(request.host(host)?)),
-        KeyPart::Header(name) => (TAG_HEADER, text(request.header(host, name)?)),
+        KeyPart::Host => match request.host(host)? {
+            Cow::Borrowed(h) => (TAG_HOST, text(h)),
+            Cow::Owned(h) => (TAG_HOST, Cow::Owned(h.into_bytes())),
+        },
+        KeyPart::Header(name) => (TAG_HEADER, text(request.get(host, name)?)),
         KeyPart::Query(name) => (TAG_QUERY, query_param_bytes(request.query(host)?, name)?),
         KeyPart::Cookie(name) => (
             TAG_COOKIE,
-            text(cookie(request.header(host, "cookie")?, name)?),
+            text(cookie(request.get(host, "cookie")?, name)?),
         ),
     })
 }
 
 /// The fingerprint of the request's key, or `None` when a part is missing.
-pub(crate) fn fingerprint(
+pub(crate) fn fingerprint<'n>(
     shared: &Shared,
-    key: &[KeyPart],
+    key: &'n [KeyPart],
     host: &dyn Host,
-    request: &mut Request,
+    request: &mut HeaderView<'n>,
 ) -> Option<Fingerprint> {
     let mut hasher = KeyHasher::new(&shared.seed);
     for part in key {
@@ -83,11 +92,11 @@ pub(crate) fn fingerprint(
 
 /// The values of a global rule's key parts for its descriptor; empty when a part is missing
 /// (the rule counts it as shared, or the request would not be asked about).
-pub(crate) fn key_values(
+pub(crate) fn key_values<'n>(
     shared: &Shared,
-    key: &[KeyPart],
+    key: &'n [KeyPart],
     host: &dyn Host,
-    request: &mut Request,
+    request: &mut HeaderView<'n>,
 ) -> Vec<String> {
     let mut values = Vec::with_capacity(key.len());
     for part in key {

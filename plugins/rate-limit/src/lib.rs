@@ -4,12 +4,12 @@
 //! - [`bucket`]: the bucket math, pure functions of a bucket and the time, and the
 //!   29-byte form a bucket takes in shared data;
 //! - [`config`]: the configuration as users write it; [`rules`]: checked and compiled once;
-//! - [`request`]: what rules read from a request, fetched once;
 //! - `store`: a rule's fixed table of buckets in shared data, updated with compare-and-swap;
 //! - `global`: rules kept by a rate limit service (Envoy's RLS gRPC API): its messages, and
 //!   its `OVER_LIMIT` verdicts remembered in shared data;
 //! - `shared`: what the root and the streams share (rules with their tables, stats, seed);
-//! - `key`: which rules apply to a request and the key it counts under;
+//! - `key`: which rules apply to a request and the key it counts under, read through
+//!   [`wasmgate_http::HeaderView`];
 //! - `decision`: a request's decision across its rules, and the reply or response headers;
 //! - `filter`: the plugin and the per-stream filter, through the [`wasmgate_glue::Host`] trait.
 #![cfg_attr(
@@ -23,7 +23,6 @@ mod decision;
 mod filter;
 mod global;
 mod key;
-pub mod request;
 pub mod rules;
 mod shared;
 mod store;
