@@ -15,7 +15,7 @@ use wasmgate_glue::{
     parse_json, Action, Callbacks, ConfigError, Counter, Headers, Host, HttpFilter, LogLevel,
     Plugin,
 };
-use wasmgate_http::{query_param, request_host, split, ClientIp};
+use wasmgate_http::{query_param, request_host, split, ClientIp, HeaderView};
 
 use crate::config::{ClearRouteCache, Config, OnMissing};
 use crate::rules::{is_protected, CompiledRule, NamePattern, Op, Rules, Write};
@@ -132,14 +132,11 @@ struct Matched {
     reads: Vec<Option<String>>,
 }
 
-/// One header map being rewritten, with the values read or written so far. Names borrow
-/// from the compiled rules (`'n`), so remembering a header allocates no name.
+/// One header map being rewritten: reads and writes go through a [`HeaderView`], so each
+/// header costs one host call at most and later reads see what the rules wrote.
 struct View<'a, 'n> {
     host: &'a mut dyn Host,
-    map: Headers,
-    /// Lowercased name → first value (`None`: absent), as Envoy's single-value read gives.
-    /// Literal values written by the rules are borrowed too.
-    cache: Vec<(Cow<'n, str>, Option<Cow<'n, str>>)>,
+    headers: HeaderView<'n>,
     changed: bool,
     /// A pseudo-header (path, query, host, method) changed.
     routing_changed: bool,
@@ -149,34 +146,24 @@ impl<'a, 'n> View<'a, 'n> {
     fn new(host: &'a mut dyn Host, map: Headers) -> Self {
         View {
             host,
-            map,
-            cache: Vec::new(),
+            headers: HeaderView::new(map),
             changed: false,
             routing_changed: false,
         }
     }
 
-    fn get(&mut self, name: &'n str) -> Option<String> {
-        if let Some((_, value)) = self.cache.iter().find(|(n, _)| n == name) {
-            return value.as_deref().map(str::to_owned);
-        }
-        let value = self.host.header(self.map, name);
-        self.cache
-            .push((Cow::Borrowed(name), value.clone().map(Cow::Owned)));
-        value
+    fn map(&self) -> Headers {
+        self.headers.map()
     }
 
-    fn remember(&mut self, name: Cow<'n, str>, value: Option<Cow<'n, str>>) {
-        match self.cache.iter_mut().find(|(n, _)| *n == name) {
-            Some(entry) => entry.1 = value,
-            None => self.cache.push((name, value)),
-        }
+    fn get(&mut self, name: &'n str) -> Option<String> {
+        self.headers.get(&*self.host, name).map(str::to_owned)
     }
 
     fn set(&mut self, name: &'n str, value: Cow<'n, str>) {
-        self.host.set_header(self.map, name, &value);
+        self.host.set_header(self.map(), name, &value);
         self.changed(name);
-        self.remember(Cow::Borrowed(name), Some(value));
+        self.headers.remember(Cow::Borrowed(name), Some(value));
     }
 
     fn changed(&mut self, name: &str) {
@@ -185,24 +172,21 @@ impl<'a, 'n> View<'a, 'n> {
     }
 
     fn append(&mut self, name: &'n str, value: &str) {
-        self.host.add_header(self.map, name, value);
-        // The first value stays first; an absent header now has this one.
-        if let Some(entry) = self.cache.iter_mut().find(|(n, _)| n == name) {
-            entry.1.get_or_insert_with(|| Cow::Owned(value.to_owned()));
-        }
+        self.host.add_header(self.map(), name, value);
+        self.headers.appended(name, value);
         self.changed(name);
     }
 
     fn remove(&mut self, name: Cow<'n, str>) {
-        self.host.remove_header(self.map, &name);
+        self.host.remove_header(self.map(), &name);
         self.changed(&name);
-        self.remember(name, None);
+        self.headers.remember(name, None);
     }
 
     /// Every value of `name`, in order (a whole-map read).
     fn values(&mut self, name: &str) -> Vec<String> {
         self.host
-            .headers(self.map)
+            .headers(self.map())
             .into_iter()
             .filter(|(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(_, v)| v)
@@ -227,8 +211,7 @@ type Lookup<'l, 'n> = dyn FnMut(&mut View<'_, 'n>, &'n Var) -> Option<String> + 
 /// the client address, or the rule's captures.
 fn request_var<'n>(
     view: &mut View<'_, 'n>,
-    // The setting, and the address once found.
-    client_ip: &mut (ClientIp, Option<Option<String>>),
+    client_ip: ClientIp,
     captures: &[Option<String>],
     var: &'n Var,
 ) -> Option<String> {
@@ -244,23 +227,10 @@ fn request_var<'n>(
         Var::Method => view.get(":method"),
         Var::Host => view.get(":authority"),
         Var::RequestId => view.get("x-request-id"),
-        Var::ClientIp => {
-            let (finder, found) = client_ip;
-            if found.is_none() {
-                let xff = finder
-                    .reads_xff()
-                    .then(|| view.get("x-forwarded-for"))
-                    .flatten();
-                let source = view.host.property(&["source", "address"]);
-                let source = source.as_deref().map(String::from_utf8_lossy);
-                *found = Some(
-                    finder
-                        .find(xff.as_deref(), source.as_deref())
-                        .map(str::to_owned),
-                );
-            }
-            found.clone().flatten()
-        }
+        Var::ClientIp => view
+            .headers
+            .client_ip(&*view.host, client_ip)
+            .map(str::to_owned),
         Var::Capture(n) => captures.get(*n).cloned().flatten(),
     }
 }
@@ -370,7 +340,7 @@ fn remove_matching(
     view: &mut View<'_, '_>,
 ) -> Outcome {
     let mut names: Vec<String> = Vec::new();
-    for (name, _) in view.host.headers(view.map) {
+    for (name, _) in view.host.headers(view.map()) {
         let name = name.to_ascii_lowercase();
         if !name.starts_with(':')
             && (allow_protected || !is_protected(&name))
@@ -525,7 +495,7 @@ impl HttpFilter for HeaderRewriteFilter {
     fn on_request_headers(&mut self, host: &mut dyn Host, _: bool) -> Action {
         let shared = &*self.shared;
         let mut view = View::new(host, Headers::Request);
-        let mut client_ip = (shared.rules.client_ip, None);
+        let client_ip = shared.rules.client_ip;
         let mut tally = Tally::default();
         let mut matched: u64 = 0;
         for (index, rule) in shared.rules.rules.iter().enumerate() {
@@ -537,7 +507,7 @@ impl HttpFilter for HeaderRewriteFilter {
                 counter.inc();
             }
             let lookup: &mut Lookup<'_, '_> =
-                &mut |view, var| request_var(view, &mut client_ip, &captures, var);
+                &mut |view, var| request_var(view, client_ip, &captures, var);
             // Response operations see the request as the rule matched it.
             if !rule.response.is_empty() {
                 let reads = rule
