@@ -408,3 +408,52 @@ fn the_combined_module_hosts_header_rewrite_by_root_id() {
         Duration::from_secs(15)
     ));
 }
+
+#[test]
+fn client_ip_takes_the_trusted_xff_hop_and_the_old_host_spelling_still_matches() {
+    let upstream = Upstream::start();
+    let envoy = start(
+        json!({ "client_ip": { "xff_hop": 2 }, "rules": [{
+            "match": { "host": { "suffix": ".Example.com" } },
+            "request": [{ "op": "set", "name": "x-client", "value": "${client_ip}" }],
+        }] }),
+        &upstream,
+    );
+    let client_of = |host: &str, xff: Option<&str>| {
+        let mut headers = vec![("host", host)];
+        headers.extend(xff.map(|xff| ("x-forwarded-for", xff)));
+        get_echo(&client(), &envoy.url("/"), &headers).header("x-client")
+    };
+    // Envoy's default connection manager passes x-forwarded-for on as the client sent it;
+    // the proxy in front of Envoy appended 10.0.0.9, the one before it 203.0.113.5.
+    assert_eq!(
+        client_of(
+            "api.example.com",
+            Some("198.51.100.1, 203.0.113.5, 10.0.0.9")
+        )
+        .as_deref(),
+        Some("203.0.113.5")
+    );
+    assert_eq!(
+        client_of("API.EXAMPLE.COM:8080", Some("203.0.113.6 ,10.0.0.9")).as_deref(),
+        Some("203.0.113.6")
+    );
+    // Fewer hops than trusted: the source address. (Envoy's default connection manager
+    // takes that from the last x-forwarded-for entry when there is one.)
+    assert_eq!(
+        client_of("a.example.com", None).as_deref(),
+        Some("127.0.0.1")
+    );
+    assert_eq!(client_of("example.com", Some("1.2.3.4, 10.0.0.9")), None);
+    assert_eq!(
+        client_of("a.example.com.test", Some("1.2.3.4, 10.0.0.9")),
+        None
+    );
+    assert!(
+        envoy.wait_for_log(
+            "header-rewrite: configuration: rules[0].match.host: old spelling",
+            Duration::from_secs(5)
+        ),
+        "the old spelling is warned about in Envoy's log"
+    );
+}

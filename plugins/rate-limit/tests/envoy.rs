@@ -428,3 +428,62 @@ fn a_global_rule_whose_cluster_envoy_does_not_know_follows_its_failure_mode() {
         );
     }
 }
+
+#[test]
+fn header_prefix_suffix_and_host_patterns_pick_the_requests_a_rule_counts() {
+    let one_an_hour = json!({"requests_per_unit": 1, "unit": "hour"});
+    let envoy = envoy(json!({"rules": [
+        {"name": "beta", "match": {"headers": [{"name": "X-Client", "suffix": "-beta"}]},
+         "limit": one_an_hour},
+        {"name": "test_keys", "match": {"headers": [{"name": "x-api-key", "prefix": "test_"}]},
+         "limit": one_an_hour},
+        {"name": "org", "match": {"hosts": ["API.Example.com", {"suffix": ".Example.ORG"}]},
+         "limit": one_an_hour},
+        {"name": "posts", "match": {"methods": ["post"]}, "limit": one_an_hour},
+    ]}));
+    let client = client();
+    let status = |headers: &[(&str, &str)]| get(&client, &envoy, headers).status().as_u16();
+    // Each pair: the first request matches a rule and takes its only token, the second is
+    // refused by it; requests that do not match are never counted.
+    assert_eq!(status(&[("x-client", "app-beta")]), 200);
+    assert_eq!(status(&[("x-client", "web-beta")]), 429, "suffix -beta");
+    assert_eq!(status(&[("x-client", "app-beta-2")]), 200, "not a suffix");
+    assert_eq!(status(&[("x-client", "beta")]), 200);
+    assert_eq!(status(&[("x-api-key", "test_1")]), 200);
+    assert_eq!(status(&[("x-api-key", "test_2")]), 429, "prefix test_");
+    assert_eq!(status(&[("x-api-key", "prod_test_1")]), 200, "not a prefix");
+    assert_eq!(status(&[("host", "www.example.org:8080")]), 200);
+    assert_eq!(
+        status(&[("host", "API.EXAMPLE.ORG")]),
+        429,
+        "host suffix, any case, port or none"
+    );
+    assert_eq!(status(&[("host", "example.org.evil.test")]), 200);
+    assert_eq!(status(&[("host", "example.org")]), 200, "not .example.org");
+    // The exact host shares the rule's one bucket, already empty.
+    assert_eq!(
+        status(&[("host", "api.example.com:443")]),
+        429,
+        "exact host"
+    );
+    assert_eq!(status(&[("host", "api.example.com.test")]), 200);
+    let post = |n| {
+        client
+            .post(envoy.url(&format!("/{n}")))
+            .send()
+            .expect("request through Envoy")
+            .status()
+            .as_u16()
+    };
+    assert_eq!((post(1), post(2)), (200, 429), "methods [post] is POST");
+    assert_eq!(stat_eq(&envoy, "beta", "limited", 1), 1);
+    assert_eq!(stat_eq(&envoy, "test_keys", "limited", 1), 1);
+    assert_eq!(stat_eq(&envoy, "org", "limited", 2), 2);
+    assert!(
+        envoy.wait_for_log(
+            r#"rate-limit: configuration: rules[3].match.methods[0]: "post" is read as "POST""#,
+            Duration::from_secs(5)
+        ),
+        "the lower-case method is warned about in Envoy's log"
+    );
+}
