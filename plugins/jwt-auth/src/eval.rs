@@ -4,8 +4,8 @@
 use std::rc::Rc;
 
 use serde_json::{Map, Value};
-use wasmgate_glue::{Headers, Host, HostError, LogLevel};
-use wasmgate_http::{cookie_values, query_values, split};
+use wasmgate_glue::{Host, HostError, LogLevel};
+use wasmgate_http::{cookie_values, query_values, split, HeaderView};
 
 use crate::config::{Req, Source};
 use crate::hostcrypto::{Crypto, HostCrypto};
@@ -83,39 +83,29 @@ enum Found {
     One(String, usize),
 }
 
-/// One request's evaluation: header reads and provider outcomes are done at most once.
-pub(crate) struct Eval<'a> {
+/// One request's evaluation: header reads (through the request's [`HeaderView`]: providers
+/// often share a source) and provider outcomes are done at most once.
+pub(crate) struct Eval<'a, 'r> {
     shared: &'a Shared,
     fetched: &'a [bool],
-    path: &'a str,
-    /// Request headers read so far: providers often share a source.
-    headers: Vec<(String, Option<String>)>,
+    request: &'r mut HeaderView<'a>,
     outcomes: Vec<Option<Outcome>>,
 }
 
-impl<'a> Eval<'a> {
-    /// An evaluation of the request whose target is `path`; `fetched` tells the providers
-    /// whose keys this stream already fetched.
-    pub(crate) fn new(shared: &'a Shared, fetched: &'a [bool], path: &'a str) -> Eval<'a> {
+impl<'a, 'r> Eval<'a, 'r> {
+    /// An evaluation of `request`; `fetched` tells the providers whose keys this stream
+    /// already fetched.
+    pub(crate) fn new(
+        shared: &'a Shared,
+        fetched: &'a [bool],
+        request: &'r mut HeaderView<'a>,
+    ) -> Eval<'a, 'r> {
         Eval {
             shared,
             fetched,
-            path,
-            headers: Vec::new(),
+            request,
             outcomes: vec![None; shared.config.providers.len()],
         }
-    }
-
-    fn header(&mut self, host: &dyn Host, name: &str) -> Option<&str> {
-        let at = match self.headers.iter().position(|(n, _)| n == name) {
-            Some(at) => at,
-            None => {
-                let value = host.header(Headers::Request, name);
-                self.headers.push((name.to_owned(), value));
-                self.headers.len() - 1
-            }
-        };
-        self.headers[at].1.as_deref()
     }
 
     fn find(&mut self, host: &dyn Host, provider: usize) -> Found {
@@ -125,7 +115,7 @@ impl<'a> Eval<'a> {
         for (index, source) in sources.iter().enumerate() {
             let token = match source {
                 Source::Header { name, prefix } => {
-                    let Some(value) = self.header(host, name) else {
+                    let Some(value) = self.request.get(host, name) else {
                         continue;
                     };
                     match strip_prefix(value, prefix) {
@@ -134,7 +124,8 @@ impl<'a> Eval<'a> {
                     }
                 }
                 Source::Param(name) => {
-                    match query_values(query(self.path), name)
+                    let target = self.request.target(host).unwrap_or("");
+                    match query_values(query(target), name)
                         .collect::<Vec<_>>()
                         .as_slice()
                     {
@@ -144,7 +135,7 @@ impl<'a> Eval<'a> {
                     }
                 }
                 Source::Cookie(name) => {
-                    let Some(value) = self.header(host, "cookie") else {
+                    let Some(value) = self.request.get(host, "cookie") else {
                         continue;
                     };
                     match cookie_values(value, name).collect::<Vec<_>>().as_slice() {

@@ -1,6 +1,7 @@
 //! The plugin root (configuration, background JWKS refresh) and the per-stream filter:
 //! which rule applies, the decision, forwarding what was verified, and the replies.
 
+use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -10,7 +11,7 @@ use wasmgate_glue::{
     parse_json, Action, ConfigError, Headers, Host, HostError, HttpFilter, LocalReply, LogLevel,
     Plugin,
 };
-use wasmgate_http::{cookies, is_param, split};
+use wasmgate_http::{cookies, is_param, split, HeaderView};
 
 use crate::cache::TokenCache;
 use crate::claims::{header_value, lookup, scopes};
@@ -235,24 +236,22 @@ impl JwtAuthFilter {
     fn decide(&mut self, host: &mut dyn Host) -> Action {
         let shared = Rc::clone(&self.shared);
         let config = &shared.config;
-        // A rule without methods matches any, so the empty method stands for the unread one.
-        let method = if shared.reads_method {
-            host.header(Headers::Request, ":method").unwrap_or_default()
-        } else {
-            String::new()
-        };
-        let path = host.header(Headers::Request, ":path").unwrap_or_default();
+        let mut request = HeaderView::request();
+        if shared.reads_method {
+            request.method(host);
+        }
         if config.bypass_cors_preflight
-            && method == "OPTIONS"
-            && host.header(Headers::Request, "origin").is_some()
-            && host
-                .header(Headers::Request, "access-control-request-method")
-                .is_some()
+            && request.cached(":method") == Some("OPTIONS")
+            && request.get(host, "origin").is_some()
+            && request.get(host, "access-control-request-method").is_some()
         {
             return self.allow(host);
         }
-        let bare_path = without_fragment(split(&path).0);
-        let rule = config.rules.iter().find(|r| r.matches(&method, bare_path));
+        request.target(host);
+        // A rule without methods matches any, so the empty method stands for the unread one.
+        let method = request.cached(":method").unwrap_or("");
+        let bare_path = without_fragment(split(request.cached(":path").unwrap_or("")).0);
+        let rule = config.rules.iter().find(|r| r.matches(method, bare_path));
         let requirement = match rule {
             Some(rule) => rule.requires.as_ref(),
             None => config.default.as_ref(),
@@ -260,7 +259,7 @@ impl JwtAuthFilter {
         let Some(requirement) = requirement else {
             return self.allow(host);
         };
-        let mut eval = Eval::new(&shared, &self.fetched, &path);
+        let mut eval = Eval::new(&shared, &self.fetched, &mut request);
         let verified = match eval.requirement(host, requirement) {
             Decision::Allow(verified) => verified,
             Decision::Deny(reason) => return self.deny(host, reason, &[]),
@@ -284,13 +283,18 @@ impl JwtAuthFilter {
                 }
             }
         }
-        self.forward(host, &path, &verified);
+        self.forward(host, &mut request, &verified);
         shared.metrics.allowed.inc();
         self.allow(host)
     }
 
     /// Put what the providers want upstream, and strip tokens that are not forwarded.
-    fn forward(&self, host: &mut dyn Host, path: &str, verified: &[Rc<Verified>]) {
+    fn forward(
+        &self,
+        host: &mut dyn Host,
+        request: &mut HeaderView<'_>,
+        verified: &[Rc<Verified>],
+    ) {
         // Copied only when a token is taken out of the query.
         let mut new_path: Option<String> = None;
         for v in verified {
@@ -299,15 +303,23 @@ impl JwtAuthFilter {
                 match &provider.sources[v.source] {
                     Source::Header { name, .. } => host.remove_header(Headers::Request, name),
                     Source::Param(name) => {
-                        new_path = Some(remove_param(new_path.as_deref().unwrap_or(path), name));
+                        let current = match &new_path {
+                            Some(path) => path.as_str(),
+                            None => request.target(host).unwrap_or(""),
+                        };
+                        let next = remove_param(current, name);
+                        new_path = Some(next);
                     }
                     Source::Cookie(name) => {
-                        let header = host.header(Headers::Request, "cookie").unwrap_or_default();
-                        let rest = remove_cookie(&header, name);
+                        // Read with the token (no second host call), and as left by the
+                        // removal of another provider's cookie.
+                        let rest = remove_cookie(request.get(host, "cookie").unwrap_or(""), name);
                         if rest.is_empty() {
                             host.remove_header(Headers::Request, "cookie");
+                            request.remember(Cow::Borrowed("cookie"), None);
                         } else {
                             host.set_header(Headers::Request, "cookie", &rest);
+                            request.remember(Cow::Borrowed("cookie"), Some(Cow::Owned(rest)));
                         }
                     }
                 }

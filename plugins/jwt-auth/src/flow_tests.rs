@@ -253,7 +253,10 @@ fn a_cookie_token_is_stripped_without_touching_other_cookies() {
         "default": { "provider_name": "main" },
     }));
     let mut host = new_host().with_header("cookie", &format!("a=1; session={}; b=2", good()));
+    host.reset_host_calls();
     assert_eq!(run(&plugin, &mut host), Action::Continue);
+    // `:path` and `cookie`, once: the cookie is rewritten from the value the token came in.
+    assert_eq!(host.host_calls()["header"], 2);
     assert_eq!(
         host.header(Headers::Request, "cookie").as_deref(),
         Some("a=1; b=2")
