@@ -1056,3 +1056,64 @@ fn the_combined_module_hosts_jwt_auth_by_root_id() {
     ok_echo(&get(&envoy, "/", &[("authorization", &bearer(&token))]));
     assert_eq!(get(&envoy, "/", &[]).status, 401);
 }
+
+#[test]
+fn shared_match_vocabulary_old_spellings_and_day_durations() {
+    let (local, remote) = (mint::p256(1), mint::p256(2));
+    let jwks = Upstream::start();
+    jwks.serve("/jwks", "application/json", jwks_doc(&[("r", &remote)]));
+    let upstream = Upstream::start();
+    let envoy = Envoy::builder()
+        .wasm(WasmFilter::plugin("jwt_auth").config(json!({
+            "providers": {
+                "local": { "local_jwks": mint::jwks(&[("l", &local)]) },
+                "remote": { "remote_jwks": {
+                    "uri": "http://issuer.test/jwks", "cluster": "jwks", "cache_duration": "1d",
+                }},
+            },
+            "rules": [
+                { "match": { "path": { "prefix": "/new/" } } },
+                { "match": { "prefix": "/old/" } },
+                { "match": { "path": { "prefix": "/form" }, "methods": ["post"] } },
+                { "match": { "path": { "regex": "^/remote(/|$)" } },
+                  "requires": { "provider_name": "remote" } },
+            ],
+            "default": { "provider_name": "local" },
+        })))
+        .cluster(static_cluster("jwks", jwks.addr()))
+        .upstream(upstream.addr())
+        .start();
+    let status = |method: &str, path: &str, signer: Option<(&str, &mint::Signer)>| {
+        let mut request = client().request(method.parse().unwrap(), envoy.url(path));
+        if let Some((kid, key)) = signer {
+            let token = mint::token("ES256", kid, key, &claims());
+            request = request.header("authorization", bearer(&token));
+        }
+        request.send().unwrap().status().as_u16()
+    };
+    // Open paths need no token; every other path falls to the default provider.
+    for (method, path, want) in [
+        ("GET", "/new/a?x=1", 200),
+        ("GET", "/newer", 401),
+        ("GET", "/old/a", 200),
+        ("GET", "/older", 401),
+        ("POST", "/form", 200),
+        ("GET", "/form", 401),
+        ("GET", "/remote", 401),
+    ] {
+        assert_eq!(status(method, path, None), want, "{method} {path}");
+    }
+    assert_eq!(status("GET", "/older", Some(("l", &local))), 200);
+    // Keys fetched under a cache_duration of a day.
+    assert_eq!(status("GET", "/remote/x", Some(("r", &remote))), 200);
+    assert_eq!(status("GET", "/remote/x", Some(("l", &local))), 401);
+    for warning in [
+        "jwt-auth: configuration: rules[1].match.prefix: old spelling",
+        r#"jwt-auth: configuration: rules[2].match.methods[0]: "post" is read as "POST""#,
+    ] {
+        assert!(
+            envoy.wait_for_log(warning, Duration::from_secs(5)),
+            "Envoy's log lacks {warning}"
+        );
+    }
+}
