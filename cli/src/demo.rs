@@ -56,11 +56,13 @@ pub fn plugins(jwks_uri: &str) -> Result<Vec<Configured>> {
             if let Some(uri) = config.pointer_mut("/providers/demo/remote_jwks/uri") {
                 *uri = Value::String(jwks_uri.to_owned());
             }
-            check(plugin, &config).map_err(|e| e.context("demo configuration"))?;
+            let origin = "demo configuration";
+            let warnings = check(plugin, &config, origin).map_err(|e| e.context(origin))?;
             Ok(Configured {
                 plugin,
                 version: None,
                 config,
+                warnings,
             })
         })
         .collect()

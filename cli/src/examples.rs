@@ -9,7 +9,9 @@ use wasmgate_istio::PatchContext;
 
 use crate::error::{write, Error, Result};
 use crate::lock::Lock;
-use crate::render::{self, CodeFrom, EnvoyFilterOptions, Format, IstioKind, IstioOptions, Source};
+use crate::render::{
+    self, CodeFrom, EnvoyFilterOptions, Format, IstioKind, IstioOptions, Source, Warning,
+};
 
 /// The lock file the examples are pinned from, relative to the workspace root.
 pub const EXAMPLE_LOCK: &str = "envoy/examples/wasmgate.lock.json";
@@ -119,6 +121,15 @@ pub fn generate(root: &Path) -> Result<Vec<(PathBuf, String)>> {
                 + &render::encode(&envoy_filter, Format::Yaml)?,
         ),
     ])
+}
+
+/// What the plugins warn about in the demo configurations the examples are rendered from
+/// (old spellings they still accept).
+pub fn warnings() -> Result<Vec<Warning>> {
+    Ok(crate::demo::plugins(JWKS_URI)?
+        .into_iter()
+        .flat_map(|plugin| plugin.warnings)
+        .collect())
 }
 
 /// Write every example; returns their paths.

@@ -424,6 +424,7 @@ fn cmd_examples(args: &cli::ExamplesArgs, output: Output) -> Result<()> {
         Some(root) => root.clone(),
         None => wasmbuild::workspace_root()?,
     };
+    warn(output, &wasmgate::examples::warnings()?);
     if args.check {
         let stale = wasmgate::examples::check(&root)?;
         if stale.is_empty() {

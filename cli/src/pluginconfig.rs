@@ -7,6 +7,7 @@ use serde_json::Value;
 
 use crate::error::{read, Error, Result};
 use crate::plugins::{self, PluginInfo};
+use crate::render::Warning;
 
 /// One plugin of a chain, as given on the command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,6 +52,9 @@ pub struct Configured {
     pub version: Option<String>,
     /// The configuration as a JSON object.
     pub config: Value,
+    /// What the plugin accepts in it but warns about (old spellings), each naming where the
+    /// configuration came from and the field.
+    pub warnings: Vec<Warning>,
 }
 
 impl Configured {
@@ -71,25 +75,34 @@ pub fn configure(arg: &PluginArg) -> Result<Configured> {
         || "the empty configuration".to_owned(),
         |p| p.display().to_string(),
     );
-    check(plugin, &config).map_err(|e| e.context(&origin))?;
+    let warnings = check(plugin, &config, &origin).map_err(|e| e.context(&origin))?;
     Ok(Configured {
         plugin,
         version: arg.version.clone(),
         config,
+        warnings,
     })
 }
 
-/// Validate `config` with the plugin's own `configure`.
-pub fn check(plugin: &PluginInfo, config: &Value) -> Result<()> {
+/// Validate `config` (read from `origin`) with the plugin's own `configure`; the warnings
+/// it would log in Envoy name the plugin, `origin` and the field.
+pub fn check(plugin: &PluginInfo, config: &Value, origin: &str) -> Result<Vec<Warning>> {
     if !config.is_object() {
         return Err(Error::failed(format!(
             "invalid pluginConfig for {}: the configuration must be an object",
             plugin.name
         )));
     }
-    plugin
+    let warnings = plugin
         .validate(config.to_string().as_bytes())
-        .map_err(|e| Error::failed(format!("invalid pluginConfig for {}: {e}", plugin.name)))
+        .map_err(|e| Error::failed(format!("invalid pluginConfig for {}: {e}", plugin.name)))?;
+    Ok(warnings
+        .iter()
+        .map(|warning| Warning {
+            plugin: plugin.name.to_owned(),
+            message: format!("{origin}: {warning}"),
+        })
+        .collect())
 }
 
 /// Read a YAML or JSON document (JSON is YAML) into a JSON value; an empty file is `{}`.

@@ -2,7 +2,7 @@
 //! configuration types, used to validate a pluginConfig and to derive its JSON Schema.
 
 use serde_json::Value;
-use wasmgate_glue::{ConfigError, Plugin};
+use wasmgate_glue::{ConfigError, Plugin, Warnings};
 use wasmgate_istio::Phase;
 
 use crate::error::{Error, Result};
@@ -18,14 +18,15 @@ pub struct PluginInfo {
     pub phase: Option<Phase>,
     /// What the plugin does, for listings.
     pub summary: &'static str,
-    validate: fn(&[u8]) -> Result<(), ConfigError>,
+    validate: fn(&[u8]) -> Result<Warnings, ConfigError>,
     schema: fn() -> Value,
 }
 
 impl PluginInfo {
     /// Check a configuration (JSON) the way the plugin's `on_configure` does, with the
-    /// plugin's own code; the error names the field.
-    pub fn validate(&self, config: &[u8]) -> Result<(), ConfigError> {
+    /// plugin's own code; the error names the field, and so do the warnings about what it
+    /// accepts but should not say (old spellings), which `on_configure` logs.
+    pub fn validate(&self, config: &[u8]) -> Result<Warnings, ConfigError> {
         (self.validate)(config)
     }
 
@@ -105,5 +106,18 @@ mod tests {
             .validate(br#"{"rulez":[]}"#)
             .unwrap_err();
         assert!(err.to_string().contains("rulez"), "{err}");
+    }
+
+    #[test]
+    fn validation_returns_the_plugins_warnings() {
+        let warnings = find("jwt-auth")
+            .unwrap()
+            .validate(br#"{"rules":[{"match":{"prefix":"/api"}}]}"#)
+            .unwrap();
+        let warnings: Vec<String> = warnings.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            warnings,
+            ["rules[0].match.prefix: old spelling: write `path: {prefix: \"/api\"}`"]
+        );
     }
 }

@@ -97,6 +97,15 @@ fn digest(text: Option<&str>, origin: &str) -> Result<Digest> {
         .map_err(|e| Error::failed(format!("{origin}: malformed sha256: {e}")))
 }
 
+/// The warnings of the plugins' own configurations (old spellings they accept), first in
+/// every render's warnings.
+pub fn config_warnings(plugins: &[Resolved]) -> Vec<Warning> {
+    plugins
+        .iter()
+        .flat_map(|plugin| plugin.configured.warnings.iter().cloned())
+        .collect()
+}
+
 /// A warning for each plugin whose module file, named by the lock file, is missing: the
 /// manifest still pins the lock's sha256, but nobody checked that file against it.
 pub fn missing_modules(plugins: &[Resolved]) -> Vec<Warning> {
@@ -507,7 +516,9 @@ pub fn envoy(
         }
     }
     check_grpc_clusters(plugins, &clusters)?;
-    let (trust, mut warnings) = jwks_trust(plugins, &clusters, &options.jwks_tls)?;
+    let (trust, trust_warnings) = jwks_trust(plugins, &clusters, &options.jwks_tls)?;
+    let mut warnings = config_warnings(plugins);
+    warnings.extend(trust_warnings);
     if options.code == CodeFrom::Remote {
         warnings.extend(missing_modules(plugins));
     }
@@ -633,10 +644,11 @@ pub fn istio(
     plugins: &[Resolved],
     options: &IstioOptions,
 ) -> Result<(Vec<IstioManifest>, Vec<Warning>)> {
+    let mut warnings = config_warnings(plugins);
     let Mesh {
         plugins,
         services,
-        mut warnings,
+        warnings: mesh_warnings,
     } = crate::mesh::rewrite(
         plugins,
         &MeshOptions {
@@ -646,6 +658,7 @@ pub fn istio(
             adds_clusters: false,
         },
     )?;
+    warnings.extend(mesh_warnings);
     warnings.extend(missing_modules(&plugins));
     let plugins = plugins.as_slice();
     let mut documents = Vec::new();
@@ -749,7 +762,8 @@ pub fn envoy_filter(
     plugins: &[Resolved],
     options: &EnvoyFilterOptions,
 ) -> Result<(Vec<IstioManifest>, Vec<Warning>)> {
-    let mut warnings = missing_modules(plugins);
+    let mut warnings = config_warnings(plugins);
+    warnings.extend(missing_modules(plugins));
     let mut documents = Vec::new();
     let (filters, clusters) = match options.delivery {
         Delivery::Inline => {

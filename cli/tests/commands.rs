@@ -534,3 +534,65 @@ fn a_global_rate_limit_gets_its_http2_cluster_and_bad_ones_are_refused() {
         assert!(stderr(&out).contains(field), "{config}: {}", stderr(&out));
     }
 }
+
+#[test]
+fn an_old_spelling_renders_with_a_warning_naming_plugin_file_and_field() {
+    let dir = workdir();
+    // jwt-auth with one rule whose `match` is `rule`, rendered from `file`.
+    let render = |file: &str, rule: &str, json: bool| {
+        let config = format!(
+            "providers: {{demo: {{remote_jwks: {{uri: \"http://127.0.0.1:8788/jwks\", cluster: demo-jwks}}}}}}\nrules:\n- match: {rule}\n  requires: {{provider_name: demo}}\n"
+        );
+        std::fs::write(dir.path().join(file), config).unwrap();
+        let plugin = format!("jwt-auth={file}");
+        let args = ["render", "envoy", "--local", "--plugin", &plugin];
+        let output: &[&str] = if json { &["--output", "json"] } else { &[] };
+        let out = wasmgate(&[output, &args[..]].concat(), dir.path());
+        assert!(out.status.success(), "{}", stderr(&out));
+        out
+    };
+    let old = "{prefix: /api, methods: [get]}";
+    let out = render("old.yaml", old, false);
+    let err = stderr(&out);
+    for warning in [
+        "wasmgate: warning: jwt-auth: old.yaml: rules[0].match.prefix: old spelling: write `path: {prefix: \"/api\"}`",
+        "wasmgate: warning: jwt-auth: old.yaml: rules[0].match.methods[0]: \"get\" is read as \"GET\"",
+    ] {
+        assert!(err.contains(warning), "{warning} missing from: {err}");
+    }
+    // The configuration is rendered as written: the plugin reads the old spelling itself.
+    assert!(
+        stdout(&out).contains(r#""prefix":"/api""#),
+        "{}",
+        stdout(&out)
+    );
+
+    let out = render("old.yaml", old, true);
+    let warning: Value = serde_json::from_str(stderr(&out).lines().next().unwrap()).unwrap();
+    assert_eq!(warning["warning"]["plugin"], "jwt-auth");
+    let message = warning["warning"]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("old.yaml: rules[0].match.prefix: old spelling"),
+        "{message}"
+    );
+
+    let out = render("new.yaml", "{path: {prefix: /api}, methods: [GET]}", false);
+    assert!(stderr(&out).is_empty(), "no warning: {}", stderr(&out));
+}
+
+#[test]
+fn examples_check_prints_the_demo_configurations_warnings() {
+    let out = wasmgate(
+        &["examples", "--check"],
+        Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    // The demo's jwt-auth config keeps the old `match.prefix` (the generated examples show it).
+    assert!(
+        stderr(&out).contains(
+            "wasmgate: warning: jwt-auth: demo configuration: rules[0].match.prefix: old spelling"
+        ),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -35,7 +35,7 @@ pub use host::{
 pub use json::FromJson;
 pub use plugin::{
     check_duplicate_keys, check_duplicate_keys_with, parse_json, Action, Callbacks, ConfigError,
-    HttpFilter, Plugin,
+    HttpFilter, Plugin, Warnings,
 };
 /// `#[derive(FromJson)]`: see [`json`].
 pub use wasmgate_glue_derive::FromJson;

@@ -76,6 +76,40 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// What a configuration may still say but should not (an old spelling): accepted, each
+/// warning naming the field like an error (`rules[0].match.prefix: old spelling: …`).
+/// Plugins log them at configure; [`Plugin::validate`] returns them to the CLI.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Warnings(Vec<ConfigError>);
+
+impl Warnings {
+    /// Warn about `field` (relative to where the caller is).
+    pub fn warn(&mut self, field: impl Into<String>, reason: impl Into<String>) {
+        self.0.push(ConfigError::new(field, reason));
+    }
+
+    /// Run `f`, whose warnings are about fields under `parent` (as [`ConfigError::at`] nests
+    /// errors).
+    pub fn within<T>(&mut self, parent: &str, f: impl FnOnce(&mut Warnings) -> T) -> T {
+        let start = self.0.len();
+        let out = f(self);
+        for warning in &mut self.0[start..] {
+            *warning = std::mem::replace(warning, ConfigError::new("", "")).at(parent);
+        }
+        out
+    }
+
+    /// Every warning, in the order of the fields.
+    pub fn iter(&self) -> impl Iterator<Item = &ConfigError> {
+        self.0.iter()
+    }
+
+    /// Whether there is none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
 /// Parse a JSON configuration into `T`, naming the field when it fails.
 ///
 /// An empty document is read as `{}`, so a plugin whose fields all have defaults runs with
@@ -266,12 +300,14 @@ pub trait Plugin: Sized + 'static {
     fn configure(config: &[u8], host: &mut dyn Host) -> Result<Self, ConfigError>;
 
     /// Check a configuration without a proxy (the CLI does, before writing a manifest):
-    /// the same errors as [`configure`](Self::configure) for the configuration itself.
+    /// the same errors as [`configure`](Self::configure) for the configuration itself, and
+    /// the warnings `configure` logs about what it accepts (old spellings).
     /// By default `configure` runs against a host that has no effects and answers nothing
-    /// (no headers, no shared data, no clock, no random bytes, metrics discarded); a plugin
-    /// whose `configure` needs more of the host overrides this to parse and compile only.
-    fn validate(config: &[u8]) -> Result<(), ConfigError> {
-        Self::configure(config, &mut crate::detached::Detached).map(drop)
+    /// (no headers, no shared data, no clock, no random bytes, metrics discarded) and no
+    /// warning is returned; a plugin that warns, or whose `configure` needs more of the
+    /// host, overrides this to parse and compile only.
+    fn validate(config: &[u8]) -> Result<Warnings, ConfigError> {
+        Self::configure(config, &mut crate::detached::Detached).map(|_| Warnings::default())
     }
 
     /// A new filter for the HTTP stream `context_id`.
@@ -379,6 +415,22 @@ mod tests {
         );
         assert!(check_duplicate_keys(br#"{"a":1,"b""#).is_ok());
         assert!(parse_json::<Config>(br#"{"a":1,"b""#).is_err());
+    }
+
+    #[test]
+    fn nested_warnings_name_the_whole_field() {
+        let mut warnings = Warnings::default();
+        warnings.warn("mode", "old");
+        warnings.within("rules[1]", |w| {
+            w.within("match", |w| w.warn("prefix", "use match.path.prefix"))
+        });
+        let all: Vec<String> = warnings.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            all,
+            ["mode: old", "rules[1].match.prefix: use match.path.prefix"]
+        );
+        assert!(!warnings.is_empty());
+        assert!(Warnings::default().is_empty());
     }
 
     #[test]

@@ -13,7 +13,7 @@ use std::time::Duration;
 use regex_lite::Regex;
 use wasmgate_glue::{
     parse_json, Action, Callbacks, ConfigError, Counter, Headers, Host, HttpFilter, LogLevel,
-    Plugin,
+    Plugin, Warnings,
 };
 use wasmgate_http::{query_param, request_host, split, ClientIp, HeaderView};
 
@@ -96,6 +96,11 @@ impl Plugin for HeaderRewrite {
         Ok(HeaderRewrite {
             shared: Rc::new(Shared { rules, metrics }),
         })
+    }
+
+    // `configure` adds only counter definitions, which a proxy alone can refuse.
+    fn validate(config: &[u8]) -> Result<Warnings, ConfigError> {
+        Ok(parse_json::<Config>(config)?.compile()?.warnings)
     }
 
     fn on_start(&mut self, host: &mut dyn Host) {

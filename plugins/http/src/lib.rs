@@ -31,7 +31,6 @@ mod header;
 mod matcher;
 mod request;
 mod target;
-mod warnings;
 
 pub use address::{strip_port, xff_hop_from_right, ClientIp};
 pub use conditions::{
@@ -48,4 +47,5 @@ pub use request::HeaderView;
 pub use target::{
     decode, decode_bytes, is_param, query_param, query_param_bytes, query_values, split,
 };
-pub use warnings::Warnings;
+/// Defined in the glue, whose [`wasmgate_glue::Plugin::validate`] returns them.
+pub use wasmgate_glue::Warnings;

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use wasmgate_glue::{
     parse_json, Action, ConfigError, Headers, Host, HostError, HttpFilter, LocalReply, LogLevel,
-    Plugin,
+    Plugin, Warnings,
 };
 use wasmgate_http::{cookies, is_param, split, HeaderView};
 
@@ -97,12 +97,12 @@ impl Plugin for JwtAuth {
 
     /// The configuration's own checks, without a host to probe: keys only a host verifies
     /// with are refused for `crypto: module` alone (with `auto` or `host`, Envoy decides).
-    fn validate(config: &[u8]) -> Result<(), ConfigError> {
+    fn validate(config: &[u8]) -> Result<Warnings, ConfigError> {
         let config = parse_json::<Config>(config)?.compile()?;
         if config.crypto == CryptoMode::Module {
             hostcrypto::check_module_only(&config)?;
         }
-        Ok(())
+        Ok(config.warnings)
     }
 
     fn on_start(&mut self, host: &mut dyn Host) {

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use wasmgate_glue::{
     parse_json, Action, Callbacks, ConfigError, Counter, Headers, Host, HttpFilter, LocalReply,
-    LogLevel, Plugin,
+    LogLevel, Plugin, Warnings,
 };
 use wasmgate_http::HeaderView;
 
@@ -94,8 +94,10 @@ impl Plugin for RateLimit {
 
     // `configure` needs random bytes and shared data for the key-hash seed; a configuration
     // is only parsed and compiled here.
-    fn validate(config: &[u8]) -> Result<(), ConfigError> {
-        parse_json::<Config>(config)?.compile().map(drop)
+    fn validate(config: &[u8]) -> Result<Warnings, ConfigError> {
+        parse_json::<Config>(config)?
+            .compile()
+            .map(|compiled| compiled.warnings)
     }
 
     fn create_filter(&self, context_id: u32) -> RateLimitFilter {
