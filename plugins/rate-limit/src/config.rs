@@ -7,9 +7,6 @@ use serde::Deserialize;
 use wasmgate_glue::FromJson;
 pub use wasmgate_http::{ClientIp, HeaderMatch, Pattern, RequestMatch as Match, StringMatch};
 
-// The compiled forms, named here by the modules that read them.
-pub use crate::rules::{Compiled, CompiledResponse, CompiledRule, CompiledService, MAX_KEYS_LIMIT};
-
 /// The plugin configuration (the `configuration` of the Envoy Wasm filter).
 #[derive(Debug, Clone, Default, Deserialize, FromJson)]
 #[serde(deny_unknown_fields)]

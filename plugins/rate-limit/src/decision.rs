@@ -4,8 +4,9 @@
 use wasmgate_glue::{Host, LocalReply, LogLevel};
 
 use crate::bucket::{ceil_secs, Decision, Fingerprint, Limit};
-use crate::config::{CompiledResponse, CompiledRule, FailureMode, RateLimitHeaders};
+use crate::config::{FailureMode, RateLimitHeaders};
 use crate::global::{self, Verdict};
+use crate::rules::{CompiledResponse, CompiledRule};
 use crate::shared::{ActiveRule, Shared};
 use crate::store::{push_decimal, Place};
 

@@ -82,7 +82,7 @@ impl Plugin for RateLimit {
                 rules,
                 domain: compiled.domain,
                 service: compiled.service,
-                xff_hop: compiled.xff_hop,
+                client_ip: compiled.client_ip,
                 response: compiled.response,
                 cleanup_interval_ns: compiled.cleanup_interval_ns,
                 clock_errors,

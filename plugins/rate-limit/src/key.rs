@@ -7,7 +7,8 @@ use wasmgate_glue::Host;
 use wasmgate_http::{cookie, query_param_bytes, ClientIp, HeaderView};
 
 use crate::bucket::{Fingerprint, KeyHasher, Seed};
-use crate::config::{CompiledRule, KeyPart};
+use crate::config::KeyPart;
+use crate::rules::CompiledRule;
 use crate::shared::Shared;
 
 /// Whether every condition of the rule holds for the request.
@@ -50,7 +51,7 @@ pub(crate) const TAG_COOKIE: u8 = 7;
 /// that sets it apart in the fingerprint.
 pub(crate) fn part_value<'r, 'n: 'r>(
     part: &'n KeyPart,
-    xff_hop: u32,
+    client_ip: ClientIp,
     host: &dyn Host,
     request: &'r mut HeaderView<'n>,
 ) -> Option<(u8, Cow<'r, [u8]>)> {
@@ -58,7 +59,7 @@ pub(crate) fn part_value<'r, 'n: 'r>(
     Some(match part {
         KeyPart::ClientIp => (
             TAG_CLIENT_IP,
-            text(request.client_ip(host, ClientIp { xff_hop })?),
+            text(request.client_ip(host, client_ip)?),
         ),
         KeyPart::Path => (TAG_PATH, text(request.path(host)?)),
         KeyPart::Method => (TAG_METHOD, text(request.method(host)?)),
@@ -84,7 +85,7 @@ pub(crate) fn fingerprint<'n>(
 ) -> Option<Fingerprint> {
     let mut hasher = KeyHasher::new(&shared.seed);
     for part in key {
-        let (tag, value) = part_value(part, shared.xff_hop, host, request)?;
+        let (tag, value) = part_value(part, shared.client_ip, host, request)?;
         hasher.part(tag, &value);
     }
     Some(hasher.finish())
@@ -100,7 +101,7 @@ pub(crate) fn key_values<'n>(
 ) -> Vec<String> {
     let mut values = Vec::with_capacity(key.len());
     for part in key {
-        match part_value(part, shared.xff_hop, host, request) {
+        match part_value(part, shared.client_ip, host, request) {
             Some((_, value)) => values.push(String::from_utf8_lossy(&value).into_owned()),
             None => return Vec::new(),
         }

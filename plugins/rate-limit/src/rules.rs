@@ -3,7 +3,9 @@
 //! `wasmgate_http`.
 
 use wasmgate_glue::ConfigError;
-use wasmgate_http::{check_header_value, header_name, parse_duration, CompiledMatch, Warnings};
+use wasmgate_http::{
+    check_header_value, header_name, parse_duration, ClientIp, CompiledMatch, Warnings,
+};
 
 use crate::bucket::Limit;
 use crate::config::{
@@ -22,7 +24,8 @@ pub struct Compiled {
     /// Set when a rule is global.
     pub service: Option<CompiledService>,
     pub rules: Vec<CompiledRule>,
-    pub xff_hop: u32,
+    /// How the `client_ip` key part finds the client.
+    pub client_ip: ClientIp,
     pub response: CompiledResponse,
     pub cleanup_interval_ns: u64,
     /// Old spellings the configuration still uses, logged at configure.
@@ -122,7 +125,7 @@ impl Config {
             domain,
             service,
             rules,
-            xff_hop: self.client_ip.xff_hop,
+            client_ip: self.client_ip,
             response: self.response.compile().map_err(|e| e.at("response"))?,
             cleanup_interval_ns,
             warnings,

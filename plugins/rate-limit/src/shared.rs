@@ -2,10 +2,11 @@
 //! tables, remembered verdicts and stats, and the Envoy-wide key-hash seed.
 
 use wasmgate_glue::{ConfigError, Counter, Host, HostError, MetricId, MetricKind};
+use wasmgate_http::ClientIp;
 
 use crate::bucket::{Limit, Seed};
-use crate::config::{CompiledResponse, CompiledRule, CompiledService};
 use crate::global::Memory;
+use crate::rules::{CompiledResponse, CompiledRule, CompiledService};
 use crate::store::Table;
 
 #[derive(Debug)]
@@ -18,7 +19,8 @@ pub(crate) struct Shared {
     /// Some rule is global: its answer comes after every local rule took its tokens, so
     /// any of them may have to be refunded.
     pub(crate) any_global: bool,
-    pub(crate) xff_hop: u32,
+    /// How the `client_ip` key part finds the client.
+    pub(crate) client_ip: ClientIp,
     pub(crate) response: CompiledResponse,
     pub(crate) cleanup_interval_ns: u64,
     /// `rate_limit.clock_errors`: requests refused because the host could not tell the time.
