@@ -57,10 +57,7 @@ pub(crate) fn part_value<'r, 'n: 'r>(
 ) -> Option<(u8, Cow<'r, [u8]>)> {
     let text = |s: &'r str| Cow::Borrowed(s.as_bytes());
     Some(match part {
-        KeyPart::ClientIp => (
-            TAG_CLIENT_IP,
-            text(request.client_ip(host, client_ip)?),
-        ),
+        KeyPart::ClientIp => (TAG_CLIENT_IP, text(request.client_ip(host, client_ip)?)),
         KeyPart::Path => (TAG_PATH, text(request.path(host)?)),
         KeyPart::Method => (TAG_METHOD, text(request.method(host)?)),
         KeyPart::Host => match request.host(host)? {
