@@ -389,6 +389,10 @@ fn render_memory_parts(out: &mut String, costs: &[ModuleCost]) {
         return;
     };
     let _ = writeln!(out, "\n### Where the added memory is\n");
+    let _ = writeln!(
+        out,
+        "Why it is there and what each change saved: [module-memory.md](module-memory.md).\n"
+    );
     let _ = writeln!(out, "The start with the median RSS of each row, minus the no-filter Envoy's (same concurrency), in MiB. **Envoy's pages**: more of Envoy's own binary touched (V8 is part of it). **V8 code**: code V8 generated (anonymous executable pages). **Heap in use**: what Envoy and V8 hold from tcmalloc (admin `/memory` `allocated`). **Freed, kept by tcmalloc**: `heap_size − allocated`, memory used for a moment during start-up (V8 compiling the module) that the allocator keeps mapped. **Other**: the remaining anonymous memory (Wasm linear memories, V8's own heaps, thread stacks). **Start-up CPU**: Envoy's CPU time (every thread) from its start until its memory settled, median, minus the no-filter Envoy's, in ms: the work a module's start-up costs, which a busy machine inflates far less than start to ready.\n");
     let _ = writeln!(out, "| module | c | RSS added | Envoy's pages | V8 code | heap in use | freed, kept by tcmalloc | other | start-up CPU added, ms |");
     let _ = writeln!(out, "|---|--:|--:|--:|--:|--:|--:|--:|--:|");
