@@ -110,14 +110,14 @@ mod tests {
 
     #[test]
     fn validation_returns_the_plugins_warnings() {
-        let warnings = find("jwt-auth")
+        let warnings = find("header-rewrite")
             .unwrap()
-            .validate(br#"{"rules":[{"match":{"prefix":"/api"}}]}"#)
+            .validate(br#"{"rules":[{"match":{"host":{"suffix":".a"}}}]}"#)
             .unwrap();
         let warnings: Vec<String> = warnings.iter().map(ToString::to_string).collect();
         assert_eq!(
             warnings,
-            ["rules[0].match.prefix: old spelling: write `path: {prefix: \"/api\"}`"]
+            ["rules[0].match.host: old spelling: write `hosts: [...]` with this pattern"]
         );
     }
 }
