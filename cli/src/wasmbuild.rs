@@ -102,9 +102,20 @@ fn run(workspace: &Path, args: &[&str]) -> Result<()> {
     }
 }
 
-/// The Wasm features rustc enables by default for wasm32-wasip1; binaryen must accept them
-/// (it refuses `memory.copy` and sign extension otherwise). V8 in Envoy supports them all.
-const RUST_WASM_FEATURES: [&str; 6] = [
+/// `wasm-opt`'s arguments, the Makefile's `WASM_OPT` (a test keeps them equal): `-Oz` without
+/// binaryen's inlining (`-aimfs`/`-fimfs`/`-ocimfs 0`: V8 compiles the functions it grows at
+/// start-up, see the Makefile), and the Wasm features rustc enables by default for
+/// wasm32-wasip1, which binaryen must accept (it refuses `memory.copy` and sign extension
+/// otherwise). V8 in Envoy supports them all.
+const WASM_OPT_ARGS: [&str; 14] = [
+    "-Oz",
+    "-aimfs",
+    "0",
+    "-fimfs",
+    "0",
+    "-ocimfs",
+    "0",
+    "--strip-debug",
     "--enable-bulk-memory",
     "--enable-mutable-globals",
     "--enable-nontrapping-float-to-int",
@@ -119,9 +130,7 @@ pub fn wasm_opt(module: &Path) -> Result<(u64, u64)> {
     let before = size(module)?;
     let optimized = module.with_extension("opt.wasm");
     let out = Command::new("wasm-opt")
-        .arg("-Oz")
-        .arg("--strip-debug")
-        .args(RUST_WASM_FEATURES)
+        .args(WASM_OPT_ARGS)
         .arg(module)
         .arg("-o")
         .arg(&optimized)
@@ -150,4 +159,26 @@ fn size(path: &Path) -> Result<u64> {
     std::fs::metadata(path)
         .map(|m| m.len())
         .map_err(|e| Error::failed(format!("{}: {e}", path.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `wasmgate build --wasm-opt` ships the bytes `make wasm` does only with the same flags.
+    #[test]
+    fn wasm_opt_runs_with_the_makefiles_flags() {
+        let makefile = include_str!("../../Makefile");
+        let start = makefile.find("WASM_OPT     :=").unwrap();
+        let mut command = String::new();
+        for line in makefile[start..].lines() {
+            command.push_str(line.trim_end_matches('\\'));
+            command.push(' ');
+            if !line.ends_with('\\') {
+                break;
+            }
+        }
+        let words: Vec<&str> = command.split_whitespace().skip(3).collect();
+        assert_eq!(words, WASM_OPT_ARGS, "Makefile: {command}");
+    }
 }
