@@ -93,10 +93,16 @@ impl Warnings {
     pub fn within<T>(&mut self, parent: &str, f: impl FnOnce(&mut Warnings) -> T) -> T {
         let start = self.0.len();
         let out = f(self);
+        self.nest(start, parent);
+        out
+    }
+
+    // Out of line: `within` is generic, and each copy would carry this loop.
+    #[inline(never)]
+    fn nest(&mut self, start: usize, parent: &str) {
         for warning in &mut self.0[start..] {
             *warning = std::mem::replace(warning, ConfigError::new("", "")).at(parent);
         }
-        out
     }
 
     /// Every warning, in the order of the fields.

@@ -13,11 +13,11 @@
 use std::borrow::Cow;
 
 use serde::Deserialize;
-use wasmgate_glue::json::{At, Error, Json};
+use wasmgate_glue::json::{self, At, Error, Json};
 use wasmgate_glue::{ConfigError, FromJson};
 
 use crate::header::{is_token_char, request_header_name};
-use crate::{regex, strip_port, Matcher, StringMatch, Warnings};
+use crate::{strip_port, Matcher, StringMatch, Warnings};
 
 /// A string condition: a bare string is `exact`, or a [`StringMatch`] object
 /// (`{"prefix": "/api/"}`). A `regex` matches anywhere unless anchored with `^…$`.
@@ -59,7 +59,7 @@ impl Pattern {
 /// A condition on one request header: `name` and at most one of `present`, `exact`,
 /// `prefix`, `suffix` and `regex`; with none of them, the header must be present (as in
 /// Envoy's `HeaderMatcher`). A value condition does not hold when the header is absent.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, FromJson)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct HeaderMatch {
@@ -81,6 +81,40 @@ pub struct HeaderMatch {
     /// The header's value matches this regular expression, anywhere unless anchored.
     #[serde(default)]
     pub regex: Option<String>,
+}
+
+// Written out rather than derived: the four value conditions share one string decoder
+// (the derive inlines one per field); the derive's errors, word for word.
+impl FromJson for HeaderMatch {
+    fn from_json(json: &Json, at: &At<'_>) -> Result<Self, Error> {
+        const FIELDS: &[&str] = &["name", "present", "exact", "prefix", "suffix", "regex"];
+        let mut header = HeaderMatch::default();
+        let mut name = None;
+        for (key, value) in json::object(json, "struct HeaderMatch", at)? {
+            let at = at.key(key);
+            let slot = match key.as_str() {
+                "name" => {
+                    name = Some(String::from_json(value, &at)?);
+                    continue;
+                }
+                "present" => {
+                    header.present = FromJson::from_json(value, &at)?;
+                    continue;
+                }
+                "exact" => &mut header.exact,
+                "prefix" => &mut header.prefix,
+                "suffix" => &mut header.suffix,
+                "regex" => &mut header.regex,
+                _ => return Err(json::unknown_field(key, FIELDS, &at)),
+            };
+            *slot = FromJson::from_json(value, &at)?;
+        }
+        header.name = match name {
+            Some(name) => name,
+            None => String::missing("name", at)?,
+        };
+        Ok(header)
+    }
 }
 
 /// A compiled [`HeaderMatch`].
@@ -115,27 +149,26 @@ impl HeaderMatch {
     /// Check and compile; errors name the field (`name`, `regex`, or the condition itself).
     pub fn compile(&self) -> Result<HeaderCondition, ConfigError> {
         let name = request_header_name(&self.name).map_err(|e| e.at("name"))?;
-        let test = match (
-            self.present,
-            &self.exact,
-            &self.prefix,
-            &self.suffix,
-            &self.regex,
-        ) {
-            (None | Some(true), None, None, None, None) => HeaderTest::Present,
-            (Some(false), None, None, None, None) => HeaderTest::Absent,
-            (None, Some(v), None, None, None) => HeaderTest::Value(Matcher::Exact(v.clone())),
-            (None, None, Some(v), None, None) => HeaderTest::Value(Matcher::Prefix(v.clone())),
-            (None, None, None, Some(v), None) => HeaderTest::Value(Matcher::Suffix(v.clone())),
-            (None, None, None, None, Some(v)) => {
-                HeaderTest::Value(Matcher::Regex(regex(v).map_err(|e| e.at("regex"))?))
-            }
-            _ => {
-                return Err(ConfigError::new(
-                    "",
-                    "a header condition takes `name` and at most one of `present`, `exact`, `prefix`, `suffix` and `regex`",
-                ))
-            }
+        let kind: [(_, fn(String) -> StringMatch); 4] = [
+            (&self.exact, StringMatch::Exact),
+            (&self.prefix, StringMatch::Prefix),
+            (&self.suffix, StringMatch::Suffix),
+            (&self.regex, StringMatch::Regex),
+        ];
+        let given = kind.iter().filter(|(value, _)| value.is_some()).count();
+        if given + usize::from(self.present.is_some()) > 1 {
+            return Err(ConfigError::new(
+                "",
+                "a header condition takes `name` and at most one of `present`, `exact`, `prefix`, `suffix` and `regex`",
+            ));
+        }
+        let value = kind
+            .into_iter()
+            .find_map(|(value, kind)| value.as_ref().map(|v| kind(v.clone())));
+        let test = match value {
+            Some(condition) => HeaderTest::Value(condition.compile()?),
+            None if self.present == Some(false) => HeaderTest::Absent,
+            None => HeaderTest::Present,
         };
         Ok(HeaderCondition { name, test })
     }
@@ -181,7 +214,7 @@ impl Methods {
 }
 
 /// Conditions on a request, the `match` of a rule; every condition given must hold.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, FromJson)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RequestMatch {
@@ -209,6 +242,37 @@ pub struct RequestMatch {
     /// whole path; accepted with a warning.
     #[serde(default)]
     pub regex: Option<String>,
+}
+
+// Written out rather than derived, for the size of every plugin's module: the old
+// spellings `prefix` and `regex` share one string decoder; the derive's errors, word for word.
+impl FromJson for RequestMatch {
+    fn from_json(json: &Json, at: &At<'_>) -> Result<Self, Error> {
+        const FIELDS: &[&str] = &[
+            "path", "methods", "hosts", "headers", "host", "prefix", "regex",
+        ];
+        let mut m = RequestMatch::default();
+        for (key, value) in json::object(json, "struct RequestMatch", at)? {
+            let at = at.key(key);
+            match key.as_str() {
+                "path" => m.path = FromJson::from_json(value, &at)?,
+                "methods" => m.methods = FromJson::from_json(value, &at)?,
+                "hosts" => m.hosts = FromJson::from_json(value, &at)?,
+                "headers" => m.headers = FromJson::from_json(value, &at)?,
+                "host" => m.host = FromJson::from_json(value, &at)?,
+                "prefix" | "regex" => {
+                    let old = if key == "prefix" {
+                        &mut m.prefix
+                    } else {
+                        &mut m.regex
+                    };
+                    *old = FromJson::from_json(value, &at)?;
+                }
+                _ => return Err(json::unknown_field(key, FIELDS, &at)),
+            }
+        }
+        Ok(m)
+    }
 }
 
 /// A compiled [`RequestMatch`].
@@ -470,8 +534,37 @@ mod tests {
             (
                 r#"{"headers": [{"name": "a", "valeu": "b"}]}"#,
                 "headers[0].valeu",
-                "unknown field",
+                "unknown field `valeu`, expected one of `name`, `present`, `exact`, `prefix`, `suffix`, `regex`",
             ),
+            (
+                r#"{"headers": [{"exact": "b"}]}"#,
+                "headers[0]",
+                "missing field `name`",
+            ),
+            (
+                r#"{"headers": [{"name": null}]}"#,
+                "headers[0].name",
+                "invalid type: null, expected a string",
+            ),
+            (
+                r#"{"headers": [{"name": "a", "prefix": 1}]}"#,
+                "headers[0].prefix",
+                "invalid type: integer `1`, expected a string",
+            ),
+            (
+                r#"{"pth": "/"}"#,
+                "pth",
+                "unknown field `pth`, expected one of `path`, `methods`, `hosts`, `headers`, `host`, `prefix`, `regex`",
+            ),
+            (r#"{"prefix": 1}"#, "prefix", "expected a string"),
+            (r#"{"hosts": "a"}"#, "hosts", "expected a sequence"),
+            (
+                r#"{"path": {"glob": "*"}}"#,
+                "path",
+                "unknown variant `glob`, expected one of `exact`, `prefix`, `suffix`, `regex`",
+            ),
+            (r#"{"path": {"exact": 1}}"#, "path.exact", "expected a string"),
+            (r#"{"path": {"exact": "/a", "prefix": "/b"}}"#, "path", "single key"),
         ] {
             let err = refused(json);
             assert_eq!(err.field, field, "{json}: {err}");

@@ -11,6 +11,11 @@ const NANOS_PER_MS: u64 = 1_000_000;
 /// most about 584 years (`u64` nanoseconds). The error gives the text and the reason; the
 /// caller names the field with [`ConfigError::at`].
 pub fn parse_duration(text: &str) -> Result<Duration, ConfigError> {
+    parse_duration_ns(text).map(Duration::from_nanos)
+}
+
+/// [`parse_duration`] in nanoseconds, for plugins that count time in them.
+pub fn parse_duration_ns(text: &str) -> Result<u64, ConfigError> {
     let split = text
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or(text.len());
@@ -35,7 +40,6 @@ pub fn parse_duration(text: &str) -> Result<Duration, ConfigError> {
         .ok()
         .and_then(|n| n.checked_mul(scale))
         .filter(|nanos| *nanos >= NANOS_PER_MS)
-        .map(Duration::from_nanos)
         .ok_or_else(|| {
             ConfigError::new(
                 "",
@@ -57,6 +61,9 @@ mod tests {
         assert_eq!(d("1h"), Duration::from_secs(3_600));
         assert_eq!(d("1d"), Duration::from_secs(86_400));
         assert_eq!(d("007s"), Duration::from_secs(7));
+        assert_eq!(parse_duration_ns("1d").unwrap(), 86_400 * 1_000_000_000);
+        assert_eq!(parse_duration_ns("1ms").unwrap(), 1_000_000);
+        assert!(parse_duration_ns("0s").is_err());
     }
 
     #[test]

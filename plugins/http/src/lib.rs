@@ -38,7 +38,7 @@ pub use conditions::{
     RequestMatch,
 };
 pub use cookie::{cookie, cookie_values, cookies};
-pub use duration::parse_duration;
+pub use duration::{parse_duration, parse_duration_ns};
 pub use header::{
     check_header_value, check_token, header_name, is_token_char, request_header_name,
 };

@@ -4,7 +4,7 @@
 
 use wasmgate_glue::ConfigError;
 use wasmgate_http::{
-    check_header_value, header_name, parse_duration, ClientIp, CompiledMatch, Warnings,
+    check_header_value, header_name, parse_duration_ns, ClientIp, CompiledMatch, Warnings,
 };
 
 use crate::bucket::Limit;
@@ -326,9 +326,7 @@ fn positive(value: Option<u32>, field: &str) -> Result<u32, ConfigError> {
 
 /// A duration (`wasmgate_http::parse_duration`) in nanoseconds.
 pub fn duration(text: &str) -> Result<u64, ConfigError> {
-    let nanos = parse_duration(text)?.as_nanos();
-    // parse_duration refuses what does not fit u64 nanoseconds.
-    Ok(u64::try_from(nanos).unwrap_or(u64::MAX))
+    parse_duration_ns(text)
 }
 
 /// A name used in shared-data keys and stat names.
