@@ -117,6 +117,9 @@ impl FromJson for HeaderMatch {
     }
 }
 
+/// A header value condition's kind: the [`StringMatch`] it is.
+type ValueKind = fn(String) -> StringMatch;
+
 /// A compiled [`HeaderMatch`].
 #[derive(Debug, Clone)]
 pub struct HeaderCondition {
@@ -149,7 +152,7 @@ impl HeaderMatch {
     /// Check and compile; errors name the field (`name`, `regex`, or the condition itself).
     pub fn compile(&self) -> Result<HeaderCondition, ConfigError> {
         let name = request_header_name(&self.name).map_err(|e| e.at("name"))?;
-        let kind: [(_, fn(String) -> StringMatch); 4] = [
+        let kind: [(&Option<String>, ValueKind); 4] = [
             (&self.exact, StringMatch::Exact),
             (&self.prefix, StringMatch::Prefix),
             (&self.suffix, StringMatch::Suffix),
