@@ -26,9 +26,9 @@ pub mod json;
 mod plugin;
 pub mod proxy;
 
+pub use counter::Counter;
 #[cfg(any(test, feature = "fake"))]
 pub use fake::{FakeHost, FakeProxy, ForeignFunction, ProxyState, RecordedCall, RecordedGrpcCall};
-pub use counter::Counter;
 pub use host::{
     GrpcCall, Headers, Host, HostError, HttpCall, LocalReply, LogLevel, MetricId, MetricKind,
 };

@@ -68,12 +68,7 @@ fn a_cold_token_makes_four_host_calls() {
         run(&plugin, &mut host);
         assert_eq!(
             host.host_calls(),
-            [
-                ("header", 2),
-                ("now", 1),
-                ("call_foreign_function", 1),
-            ]
-            .into(),
+            [("header", 2), ("now", 1), ("call_foreign_function", 1),].into(),
             "{alg}"
         );
     }
