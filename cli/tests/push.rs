@@ -2,7 +2,7 @@
 //! Distribution registry (Debian's `docker-registry`), then what each publishes is checked
 //! by its consumers: the rendered manifests, Envoy, and `skopeo inspect`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
@@ -10,16 +10,7 @@ use serde_json::Value;
 use test_env::{client, get_echo, Envoy, Upstream};
 
 mod common;
-use common::{free_port, serve_registry, Process};
-
-fn wasmgate(args: &[&str], dir: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_wasmgate"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("WASMGATE_TOKEN")
-        .output()
-        .unwrap()
-}
+use common::{free_port, serve_registry, wasmgate, Process};
 
 fn ok(out: Output) -> String {
     assert!(
