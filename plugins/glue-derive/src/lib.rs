@@ -159,19 +159,19 @@ fn named_fields(fields: &Fields, span: Span) -> Result<Vec<Field>> {
 
 /// The body decoding named `fields` from `entries` (a `&[(String, Json)]` in scope with
 /// `at`), skipping the key `skip` (an internal tag), into `build` (`Self` or a variant path).
+///
+/// Which key is which field is found by `__json::fields`, one function for every type; the
+/// code generated here only decodes each field into the value it builds, in the order the
+/// fields are declared: no per-type key matching, no `Option` slot per field to fill and
+/// drop (issue 14).
 fn struct_body(fields: &[Field], deny: bool, skip: Option<&str>, build: Tokens) -> Tokens {
-    let slots: Vec<_> = (0..fields.len())
-        .map(|i| syn::Ident::new(&format!("__f{i}"), Span::call_site()))
-        .collect();
     let names: Vec<&str> = fields.iter().map(|f| f.name.as_str()).collect();
-    let tys: Vec<&syn::Type> = fields.iter().map(|f| &f.ty).collect();
-    let skip_arm = skip.map(|tag| quote! { #tag => {} });
-    let unknown = if deny {
-        quote! { return ::core::result::Result::Err(__json::unknown_field(__key, __FIELDS, &at.key(__key))) }
-    } else {
-        quote! {}
+    let count = fields.len();
+    let skip = match skip {
+        Some(tag) => quote! { ::core::option::Option::Some(#tag) },
+        None => quote! { ::core::option::Option::None },
     };
-    let finish = fields.iter().zip(&slots).map(|(f, slot)| {
+    let finish = fields.iter().enumerate().map(|(i, f)| {
         let ident = &f.ident;
         let name = &f.name;
         let ty = &f.ty;
@@ -181,24 +181,19 @@ fn struct_body(fields: &[Field], deny: bool, skip: Option<&str>, build: Tokens) 
             Default::Path(path) => quote! { #path() },
         };
         quote! {
-            #ident: match #slot {
-                ::core::option::Option::Some(__v) => __v,
+            #ident: match __found[#i] {
+                ::core::option::Option::Some(__v) => {
+                    <#ty as __json::FromJson>::from_json(__v, &at.key(#name))?
+                }
                 ::core::option::Option::None => #missing,
             }
         }
     });
     quote! {
         const __FIELDS: &[&str] = &[#(#names),*];
-        #(let mut #slots: ::core::option::Option<#tys> = ::core::option::Option::None;)*
-        for (__key, __value) in __entries {
-            match __key.as_str() {
-                #(#names => #slots = ::core::option::Option::Some(
-                    __json::FromJson::from_json(__value, &at.key(__key))?
-                ),)*
-                #skip_arm
-                _ => { #unknown }
-            }
-        }
+        let mut __found: [::core::option::Option<&__json::Json>; #count] =
+            [::core::option::Option::None; #count];
+        __json::fields(__entries, __FIELDS, #deny, #skip, at, &mut __found)?;
         ::core::result::Result::Ok(#build { #(#finish),* })
     }
 }

@@ -5,15 +5,18 @@
 //! Why not serde: a derived `Deserialize` is generic over the deserializer and its
 //! visitors; compiled for `serde_json` wrapped in `serde_path_to_error`, that machinery,
 //! repeated for every field of every config type, was a third of each module (issue 14).
-//! `FromJson` code is a loop over an object's entries calling plain functions of this
-//! module, and keeps track of where it is, so an error names its field:
+//! `FromJson` code finds which entry of an object is which field with one function of this
+//! module ([`fields`]), decodes each field with plain functions of this module, and keeps
+//! track of where it is, so an error names its field:
 //! `rules[0].request[1].valeu: unknown field `valeu`, expected `name` or `value``.
 //! The types keep `Deserialize` for serde users (the CLI) and `JsonSchema`: one set of
 //! types, and tests check that both decoders agree.
 //!
 //! Messages are serde's: `missing field `x``, `unknown variant `week`, expected one of …`,
 //! `invalid type: string "a", expected u32`. Paths are `serde_path_to_error`'s, except that
-//! an unknown field of an internally tagged enum's variant is named after its key too.
+//! an unknown field of an internally tagged enum's variant is named after its key too. An
+//! object with several faults is refused for an unknown field first, then for its fields in
+//! the order the type declares them (serde: the first fault in document order).
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::{self, Write as _};
@@ -425,8 +428,14 @@ impl<'a> At<'a> {
 }
 
 /// A value that does not decode: where, and why.
+///
+/// Boxed: every decoded field passes its `Result` up through `?`, and a one-pointer error
+/// keeps each of those moves small (issue 14).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Error {
+pub struct Error(Box<ErrorAt>);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ErrorAt {
     field: String,
     reason: String,
 }
@@ -434,22 +443,29 @@ pub struct Error {
 impl Error {
     /// `reason` at `at`.
     pub fn new(at: &At<'_>, reason: impl Into<String>) -> Self {
-        Error {
+        Self::at(at, reason.into())
+    }
+
+    // Out of line: `new` is generic over the reason.
+    #[inline(never)]
+    fn at(at: &At<'_>, reason: String) -> Self {
+        Error(Box::new(ErrorAt {
             field: at.render(),
-            reason: reason.into(),
-        }
+            reason,
+        }))
     }
 }
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        ConfigError::new(self.field.clone(), self.reason.clone()).fmt(f)
+        ConfigError::new(self.0.field.clone(), self.0.reason.clone()).fmt(f)
     }
 }
 
 impl From<Error> for ConfigError {
     fn from(err: Error) -> Self {
-        ConfigError::new(err.field, err.reason)
+        let ErrorAt { field, reason } = *err.0;
+        ConfigError::new(field, reason)
     }
 }
 
@@ -539,6 +555,33 @@ pub fn object<'j>(
         Json::Object(entries) => Ok(entries),
         other => Err(invalid_type(other, expected, at)),
     }
+}
+
+/// Which of `entries` is which of the fields `names`: `found[i]` is the value of `names[i]`.
+/// A key that names no field is refused when `deny` (`deny_unknown_fields`), unless it is
+/// `skip` (an internally tagged enum's tag), and ignored otherwise.
+pub fn fields<'j>(
+    entries: &'j [(String, Json)],
+    names: &[&str],
+    deny: bool,
+    skip: Option<&str>,
+    at: &At<'_>,
+    found: &mut [Option<&'j Json>],
+) -> Result<(), Error> {
+    for (key, value) in entries {
+        match names.iter().position(|name| name == key) {
+            Some(i) => {
+                if let Some(slot) = found.get_mut(i) {
+                    *slot = Some(value);
+                }
+            }
+            None if deny && skip != Some(key.as_str()) => {
+                return Err(unknown_field(key, names, &at.key(key)));
+            }
+            None => {}
+        }
+    }
+    Ok(())
 }
 
 /// An externally tagged enum: a variant name alone (`"second"`), or an object of one entry
@@ -654,11 +697,15 @@ impl<T: FromJson> FromJson for Box<T> {
 impl<T: FromJson> FromJson for Vec<T> {
     fn from_json(json: &Json, at: &At<'_>) -> Result<Self, Error> {
         match json {
-            Json::Array(items) => items
-                .iter()
-                .enumerate()
-                .map(|(i, item)| T::from_json(item, &at.index(i)))
-                .collect(),
+            // A loop, not `collect` into a `Result`: its adapters cost more than the loop,
+            // once per element type.
+            Json::Array(items) => {
+                let mut out = Vec::with_capacity(items.len());
+                for (i, item) in items.iter().enumerate() {
+                    out.push(T::from_json(item, &at.index(i))?);
+                }
+                Ok(out)
+            }
             other => Err(invalid_type(other, "a sequence", at)),
         }
     }
@@ -666,19 +713,22 @@ impl<T: FromJson> FromJson for Vec<T> {
 
 impl<T: FromJson> FromJson for BTreeMap<String, T> {
     fn from_json(json: &Json, at: &At<'_>) -> Result<Self, Error> {
-        object(json, "a map", at)?
-            .iter()
-            .map(|(key, value)| Ok((key.clone(), T::from_json(value, &at.key(key))?)))
-            .collect()
+        let mut out = BTreeMap::new();
+        for (key, value) in object(json, "a map", at)? {
+            out.insert(key.clone(), T::from_json(value, &at.key(key))?);
+        }
+        Ok(out)
     }
 }
 
 impl<T: FromJson, S: std::hash::BuildHasher + Default> FromJson for HashMap<String, T, S> {
     fn from_json(json: &Json, at: &At<'_>) -> Result<Self, Error> {
-        object(json, "a map", at)?
-            .iter()
-            .map(|(key, value)| Ok((key.clone(), T::from_json(value, &at.key(key))?)))
-            .collect()
+        let entries = object(json, "a map", at)?;
+        let mut out = HashMap::with_capacity_and_hasher(entries.len(), S::default());
+        for (key, value) in entries {
+            out.insert(key.clone(), T::from_json(value, &at.key(key))?);
+        }
+        Ok(out)
     }
 }
 

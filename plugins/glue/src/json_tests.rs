@@ -297,3 +297,25 @@ fn strings_and_numbers_read_as_serde_json_reads_them() {
     let theirs: Value = serde_json::from_str(doc).unwrap();
     assert_eq!(ours, theirs);
 }
+
+#[test]
+fn several_faults_refuse_an_unknown_field_first_then_in_declaration_order() {
+    let unknown_last = r#"{"rules":[{"status":"x","zz":1}]}"#;
+    assert_eq!(
+        by_from_json(unknown_last).unwrap_err(),
+        (
+            "rules[0].zz".to_owned(),
+            "unknown field `zz`, expected one of `match`, `limit`, `ops`, `key`, `status`, `shadow`"
+                .to_owned()
+        )
+    );
+    // `limit` is declared before `status`, though written after it.
+    let two_bad = r#"{"rules":[{"status":"x","limit":-1}]}"#;
+    assert_eq!(
+        by_from_json(two_bad).unwrap_err(),
+        (
+            "rules[0].limit".to_owned(),
+            "invalid value: integer `-1`, expected u32".to_owned()
+        )
+    );
+}
