@@ -63,7 +63,7 @@ mod tests {
         }
         for config in [&b"{\"rules\":[]}"[..], b"[]", b"null", b"{"] {
             let err = Noop::configure(config, &mut host).unwrap_err();
-            assert!(err.reason.contains("no configuration"), "{err}");
+            assert!(err.reason().contains("no configuration"), "{err}");
         }
     }
 

@@ -429,16 +429,10 @@ impl<'a> At<'a> {
 
 /// A value that does not decode: where, and why.
 ///
-/// Boxed: every decoded field passes its `Result` up through `?`, and a one-pointer error
-/// keeps each of those moves small (issue 14).
+/// One pointer (a [`ConfigError`]): every decoded field passes its `Result` up through `?`,
+/// and a one-pointer error keeps each of those moves small (issue 14).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Error(Box<ErrorAt>);
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct ErrorAt {
-    field: String,
-    reason: String,
-}
+pub struct Error(ConfigError);
 
 impl Error {
     /// `reason` at `at`.
@@ -449,23 +443,19 @@ impl Error {
     // Out of line: `new` is generic over the reason.
     #[inline(never)]
     fn at(at: &At<'_>, reason: String) -> Self {
-        Error(Box::new(ErrorAt {
-            field: at.render(),
-            reason,
-        }))
+        Error(ConfigError::new(at.render(), reason))
     }
 }
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        ConfigError::new(self.0.field.clone(), self.0.reason.clone()).fmt(f)
+        self.0.fmt(f)
     }
 }
 
 impl From<Error> for ConfigError {
     fn from(err: Error) -> Self {
-        let ErrorAt { field, reason } = *err.0;
-        ConfigError::new(field, reason)
+        err.0
     }
 }
 

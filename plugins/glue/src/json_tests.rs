@@ -124,7 +124,7 @@ fn by_serde(doc: &str) -> Result<Config, (String, String)> {
 }
 
 fn by_from_json(doc: &str) -> Result<Config, (String, String)> {
-    crate::parse_json::<Config>(doc.as_bytes()).map_err(|e| (e.field, e.reason))
+    crate::parse_json::<Config>(doc.as_bytes()).map_err(ConfigError::into_parts)
 }
 
 /// Every document one edit away from `doc`: each value replaced by each kind of value,
@@ -276,16 +276,12 @@ fn refuses_what_json_refuses_naming_where() {
     ];
     for (doc, field, reason) in cases {
         let err = parse(doc.as_bytes()).unwrap_err();
-        assert_eq!(
-            (err.field.as_str(), err.reason.as_str()),
-            (field, reason),
-            "{doc}"
-        );
+        assert_eq!((err.field(), err.reason()), (field, reason), "{doc}");
     }
     assert!(parse(&[b'"', 0xff, b'"']).is_err());
     let deep = "[".repeat(200) + &"]".repeat(200);
     assert_eq!(
-        parse(deep.as_bytes()).unwrap_err().reason,
+        parse(deep.as_bytes()).unwrap_err().reason(),
         "recursion limit exceeded"
     );
 }

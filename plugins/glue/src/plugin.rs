@@ -36,41 +36,82 @@ impl Action {
 }
 
 /// A configuration the plugin refuses, naming the field (`rules[2].match.path`) and the reason.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    /// Dotted path of the offending field; empty when the whole document is at fault.
-    pub field: String,
-    pub reason: String,
+///
+/// One pointer: it is moved through every `?` and `map_err(|e| e.at(..))` of the plugins'
+/// configuration code, and two `String`s there cost Wasm code at each of them (issue 14).
+#[derive(Clone, PartialEq, Eq)]
+pub struct ConfigError(Box<Parts>);
+
+#[derive(Clone, PartialEq, Eq)]
+struct Parts {
+    field: String,
+    reason: String,
 }
 
 impl ConfigError {
     pub fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
-        ConfigError {
-            field: field.into(),
-            reason: reason.into(),
-        }
+        Self::from_parts(field.into(), reason.into())
+    }
+
+    // Out of line: `new` is generic over both arguments.
+    #[inline(never)]
+    fn from_parts(field: String, reason: String) -> Self {
+        ConfigError(Box::new(Parts { field, reason }))
+    }
+
+    /// Dotted path of the offending field; empty when the whole document is at fault.
+    pub fn field(&self) -> &str {
+        &self.0.field
+    }
+
+    /// Why the field is refused.
+    pub fn reason(&self) -> &str {
+        &self.0.reason
+    }
+
+    /// The field and the reason, owned.
+    pub fn into_parts(self) -> (String, String) {
+        let Parts { field, reason } = *self.0;
+        (field, reason)
     }
 
     /// The same error under a parent field: `at("rules[2]")` turns `path` into `rules[2].path`.
     #[must_use]
     pub fn at(mut self, parent: &str) -> Self {
-        self.field = match (parent.is_empty(), self.field.is_empty()) {
-            (true, _) => self.field,
-            (false, true) => parent.to_owned(),
-            (false, false) if self.field.starts_with('[') => format!("{parent}{}", self.field),
-            (false, false) => format!("{parent}.{}", self.field),
-        };
+        self.nest(parent);
         self
+    }
+
+    // Out of line: `at` is called in every `map_err` of the plugins' configuration code.
+    #[inline(never)]
+    fn nest(&mut self, parent: &str) {
+        let field = &mut self.0.field;
+        if parent.is_empty() {
+            return;
+        }
+        if !field.is_empty() && !field.starts_with('[') {
+            field.insert(0, '.');
+        }
+        field.insert_str(0, parent);
+    }
+}
+
+impl fmt::Debug for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConfigError")
+            .field("field", &self.0.field)
+            .field("reason", &self.0.reason)
+            .finish()
     }
 }
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.field.is_empty() {
-            write!(f, "{}", self.reason)
-        } else {
-            write!(f, "{}: {}", self.field, self.reason)
+        if !self.0.field.is_empty() {
+            f.write_str(&self.0.field)?;
+            f.write_str(": ")?;
         }
+        f.write_str(&self.0.reason)
     }
 }
 
@@ -101,7 +142,7 @@ impl Warnings {
     #[inline(never)]
     fn nest(&mut self, start: usize, parent: &str) {
         for warning in &mut self.0[start..] {
-            *warning = std::mem::replace(warning, ConfigError::new("", "")).at(parent);
+            warning.nest(parent);
         }
     }
 
@@ -387,8 +428,8 @@ mod tests {
     #[test]
     fn names_the_field() {
         let err = parse_json::<Config>(br#"{"rules":[{"name":"a"},{"nme":"b"}]}"#).unwrap_err();
-        assert_eq!(err.field, "rules[1].nme");
-        assert!(err.reason.starts_with("unknown field `nme`"), "{err}");
+        assert_eq!(err.field(), "rules[1].nme");
+        assert!(err.reason().starts_with("unknown field `nme`"), "{err}");
     }
 
     #[test]
@@ -409,8 +450,8 @@ mod tests {
             br#"{"rules":[{"request":[{}, {"name":"a","x":{"name":1},"name":"b"}]}]}"#,
         )
         .unwrap_err();
-        assert_eq!(err.field, "rules[0].request[1]");
-        assert_eq!(err.reason, r#"duplicate key "name""#);
+        assert_eq!(err.field(), "rules[0].request[1]");
+        assert_eq!(err.reason(), r#"duplicate key "name""#);
         // A map type keeps the last value on its own: the check runs before it.
         let err = parse_json::<std::collections::HashMap<String, u8>>(br#"{"a.b":1,"a.b":2}"#)
             .unwrap_err();
@@ -443,6 +484,20 @@ mod tests {
     fn nests_fields() {
         let err = ConfigError::new("path", "bad").at("match").at("rules[2]");
         assert_eq!(err.to_string(), "rules[2].match.path: bad");
-        assert_eq!(ConfigError::new("[0]", "bad").at("rules").field, "rules[0]");
+        assert_eq!(
+            ConfigError::new("[0]", "bad").at("rules").field(),
+            "rules[0]"
+        );
+        // The whole of `rules[2]` is at fault; an empty parent changes nothing.
+        let err = ConfigError::new("", "bad").at("rules[2]");
+        assert_eq!((err.field(), err.reason()), ("rules[2]", "bad"));
+        assert_eq!(ConfigError::new("path", "bad").at("").field(), "path");
+        assert_eq!(ConfigError::new("", "bad").to_string(), "bad");
+        assert_eq!(
+            format!("{:?}", ConfigError::new("path", "bad")),
+            r#"ConfigError { field: "path", reason: "bad" }"#
+        );
+        let (field, reason) = ConfigError::new("a", "b").at("x").into_parts();
+        assert_eq!((field.as_str(), reason.as_str()), ("x.a", "b"));
     }
 }

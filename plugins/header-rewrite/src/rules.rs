@@ -120,7 +120,7 @@ impl Config {
                 let err = err.at(&format!("rules[{i}]"));
                 match &rule.name {
                     Some(name) => {
-                        ConfigError::new(err.field, format!("{} (rule {name:?})", err.reason))
+                        ConfigError::new(err.field(), format!("{} (rule {name:?})", err.reason()))
                     }
                     None => err,
                 }
@@ -523,13 +523,13 @@ mod tests {
     #[test]
     fn unknown_op_names_the_field() {
         let err = refused(r#"{"rules":[{"request":[{"op":"explode","name":"a"}]}]}"#);
-        assert_eq!(err.field, "rules[0].request[0].op");
-        assert!(err.reason.contains("unknown variant `explode`"), "{err}");
+        assert_eq!(err.field(), "rules[0].request[0].op");
+        assert!(err.reason().contains("unknown variant `explode`"), "{err}");
         let err = refused(r#"{"rules":[{"request":[{"op":"set","name":"a","valeu":"1"}]}]}"#);
         // Named after the key itself, as in every other object (issue 14).
-        assert_eq!(err.field, "rules[0].request[0].valeu");
+        assert_eq!(err.field(), "rules[0].request[0].valeu");
         assert_eq!(
-            err.reason,
+            err.reason(),
             "unknown field `valeu`, expected `name` or `value`"
         );
     }
@@ -537,16 +537,16 @@ mod tests {
     #[test]
     fn bad_regexes_name_the_field() {
         let err = refused(r#"{"rules":[{},{"match":{"path":{"regex":"("}}}]}"#);
-        assert_eq!(err.field, "rules[1].match.path.regex");
-        assert!(err.reason.starts_with("invalid regex \"(\""), "{err}");
+        assert_eq!(err.field(), "rules[1].match.path.regex");
+        assert!(err.reason().starts_with("invalid regex \"(\""), "{err}");
         let err = refused(r#"{"rules":[{"match":{"headers":[{"name":"a","regex":"[z-a]"}]}}]}"#);
-        assert_eq!(err.field, "rules[0].match.headers[0].regex");
+        assert_eq!(err.field(), "rules[0].match.headers[0].regex");
         let err = refused(r#"{"rules":[{"request":[{"op":"remove","regex":"*"}]}]}"#);
-        assert_eq!(err.field, "rules[0].request[0].regex");
+        assert_eq!(err.field(), "rules[0].request[0].regex");
         let err = refused(
             r#"{"rules":[{"request":[{"op":"rewrite_path","regex":"(","replacement":"/"}]}]}"#,
         );
-        assert_eq!(err.field, "rules[0].request[0].regex");
+        assert_eq!(err.field(), "rules[0].request[0].regex");
     }
 
     #[test]
@@ -554,31 +554,31 @@ mod tests {
         let err = refused(
             r#"{"rules":[{"name":"tag","response":[{"op":"set","name":"a","value":"${nope}"}]}]}"#,
         );
-        assert_eq!(err.field, "rules[0].response[0].value");
-        assert!(err.reason.contains("unknown variable ${nope}"), "{err}");
-        assert!(err.reason.ends_with("(rule \"tag\")"), "{err}");
+        assert_eq!(err.field(), "rules[0].response[0].value");
+        assert!(err.reason().contains("unknown variable ${nope}"), "{err}");
+        assert!(err.reason().ends_with("(rule \"tag\")"), "{err}");
         let err = refused(
             r#"{"rules":[{"request":[{"op":"set_query_param","name":"a","value":"${header.}"}]}]}"#,
         );
-        assert_eq!(err.field, "rules[0].request[0].value");
+        assert_eq!(err.field(), "rules[0].request[0].value");
     }
 
     #[test]
     fn captures_must_exist() {
         let err = refused(r#"{"rules":[{"request":[{"op":"set","name":"a","value":"${1}"}]}]}"#);
-        assert!(err.reason.contains("no match.path.regex"), "{err}");
+        assert!(err.reason().contains("no match.path.regex"), "{err}");
         let err = refused(
             r#"{"rules":[{"match":{"path":{"prefix":"/"}},"request":[{"op":"set","name":"a","value":"${1}"}]}]}"#,
         );
-        assert!(err.reason.contains("no match.path.regex"), "{err}");
+        assert!(err.reason().contains("no match.path.regex"), "{err}");
         let err = refused(
             r#"{"rules":[{"match":{"path":{"regex":"^/(a)"}},"request":[{"op":"set","name":"a","value":"${2}"}]}]}"#,
         );
-        assert!(err.reason.contains("only 1 capture group"), "{err}");
+        assert!(err.reason().contains("only 1 capture group"), "{err}");
         let err = refused(
             r#"{"rules":[{"request":[{"op":"rewrite_path","regex":"^/a","replacement":"/${1}"}]}]}"#,
         );
-        assert_eq!(err.field, "rules[0].request[0].replacement");
+        assert_eq!(err.field(), "rules[0].request[0].replacement");
         compile(r#"{"rules":[{"match":{"path":{"regex":"^/(a)"}},"request":[{"op":"set","name":"a","value":"${0}${1}"}]}]}"#).unwrap();
     }
 
@@ -595,8 +595,8 @@ mod tests {
                 r#"{{"rules":[{{"request":[{{"op":"set","name":"{name}","value":"x"}}]}}]}}"#
             );
             let err = refused(&json);
-            assert_eq!(err.field, "rules[0].request[0].name");
-            assert!(err.reason.contains("protected"), "{err}");
+            assert_eq!(err.field(), "rules[0].request[0].name");
+            assert!(err.reason().contains("protected"), "{err}");
             let allowed = json.replace(
                 r#"[{"request""#,
                 r#"[{"allow_protected_headers":true,"request""#,
@@ -604,14 +604,14 @@ mod tests {
             compile(&allowed).unwrap();
         }
         let err = refused(r#"{"rules":[{"request":[{"op":"remove","prefix":"x-envoy-"}]}]}"#);
-        assert_eq!(err.field, "rules[0].request[0].prefix");
+        assert_eq!(err.field(), "rules[0].request[0].prefix");
         let err = refused(
             r#"{"rules":[{"request":[{"op":"rename","from":"content-length","to":"x-a"}]}]}"#,
         );
-        assert_eq!(err.field, "rules[0].request[0].from");
+        assert_eq!(err.field(), "rules[0].request[0].from");
         let err =
             refused(r#"{"rules":[{"request":[{"op":"copy","from":"x-a","to":"x-envoy-a"}]}]}"#);
-        assert_eq!(err.field, "rules[0].request[0].to");
+        assert_eq!(err.field(), "rules[0].request[0].to");
         // Reading a protected header is fine.
         compile(r#"{"rules":[{"request":[{"op":"copy","from":"host","to":"x-original-host"}]}]}"#)
             .unwrap();
@@ -623,21 +623,21 @@ mod tests {
             r#"{"rules":[{"allow_protected_headers":true,"request":[{"op":"remove","name":":path"}]}]}"#,
         );
         assert!(
-            err.reason.contains("can only be given a new value"),
+            err.reason().contains("can only be given a new value"),
             "{err}"
         );
         let err = refused(
             r#"{"rules":[{"allow_protected_headers":true,"request":[{"op":"append","name":":method","value":"x"}]}]}"#,
         );
         assert!(
-            err.reason.contains("can only be given a new value"),
+            err.reason().contains("can only be given a new value"),
             "{err}"
         );
         let err = refused(
             r#"{"rules":[{"allow_protected_headers":true,"response":[{"op":"set","name":":path","value":"/"}]}]}"#,
         );
         assert!(
-            err.reason.contains("not a pseudo-header of the response"),
+            err.reason().contains("not a pseudo-header of the response"),
             "{err}"
         );
         compile(r#"{"rules":[{"allow_protected_headers":true,"response":[{"op":"set","name":":status","value":"201"}]}]}"#).unwrap();
@@ -646,9 +646,9 @@ mod tests {
     #[test]
     fn bad_shapes_are_refused() {
         let err = refused(r#"{"rules":[{"request":[{"op":"remove","name":"a","prefix":"b"}]}]}"#);
-        assert!(err.reason.contains("exactly one"), "{err}");
+        assert!(err.reason().contains("exactly one"), "{err}");
         let err = refused(r#"{"rules":[{"request":[{"op":"remove"}]}]}"#);
-        assert_eq!(err.field, "rules[0].request[0]");
+        assert_eq!(err.field(), "rules[0].request[0]");
         // A name alone means present, as in Envoy's HeaderMatcher (it was refused before the
         // conditions were shared with rate-limit).
         let rules = compile(r#"{"rules":[{"match":{"headers":[{"name":"a"}]}}]}"#).unwrap();
@@ -656,18 +656,18 @@ mod tests {
         let err = refused(
             r#"{"rules":[{"match":{"headers":[{"name":"a","present":true,"exact":"b"}]}}]}"#,
         );
-        assert_eq!(err.field, "rules[0].match.headers[0]");
-        assert!(err.reason.contains("at most one"), "{err}");
+        assert_eq!(err.field(), "rules[0].match.headers[0]");
+        assert!(err.reason().contains("at most one"), "{err}");
         let err = refused(r#"{"rules":[{"match":{"methods":["G T"]}}]}"#);
-        assert_eq!(err.field, "rules[0].match.methods[0]");
+        assert_eq!(err.field(), "rules[0].match.methods[0]");
         let err = refused(r#"{"rules":[{"name":"a b"}]}"#);
-        assert_eq!(err.field, "rules[0].name");
+        assert_eq!(err.field(), "rules[0].name");
         let err = refused(r#"{"rules":[{"request":[{"op":"rename","from":"a","to":"A"}]}]}"#);
-        assert_eq!(err.field, "rules[0].request[0].to");
+        assert_eq!(err.field(), "rules[0].request[0].to");
         let err = refused(r#"{"rules":[{"on_missing_variable":"explode"}]}"#);
-        assert_eq!(err.field, "rules[0].on_missing_variable");
+        assert_eq!(err.field(), "rules[0].on_missing_variable");
         let err = refused(r#"{"rules":[{"match":{"path":{"prefx":"/"}}}]}"#);
-        assert_eq!(err.field, "rules[0].match.path");
+        assert_eq!(err.field(), "rules[0].match.path");
     }
 
     #[test]
@@ -679,8 +679,8 @@ mod tests {
             r#"{"op":"remove_query_param","name":"a"}"#,
         ] {
             let err = refused(&format!(r#"{{"rules":[{{"response":[{op}]}}]}}"#));
-            assert_eq!(err.field, "rules[0].response[0].op");
-            assert!(err.reason.contains("changes the request"), "{err}");
+            assert_eq!(err.field(), "rules[0].response[0].op");
+            assert!(err.reason().contains("changes the request"), "{err}");
         }
     }
 
@@ -688,16 +688,16 @@ mod tests {
     fn values_are_checked() {
         let err =
             refused(r#"{"rules":[{"request":[{"op":"set","name":"a","value":"1\r\nx: y"}]}]}"#);
-        assert_eq!(err.field, "rules[0].request[0].value");
-        assert!(err.reason.contains("CR, LF or NUL"), "{err}");
+        assert_eq!(err.field(), "rules[0].request[0].value");
+        assert!(err.reason().contains("CR, LF or NUL"), "{err}");
         let err = refused(r#"{"rules":[{},{"response":[{"op":"set","name":"a b","value":"1"}]}]}"#);
-        assert_eq!(err.field, "rules[1].response[0].name");
+        assert_eq!(err.field(), "rules[1].response[0].name");
         let err = refused(
             r#"{"rules":[{"request":[{"op":"rewrite_path","regex":"a","replacement":"/b?c=d"}]}]}"#,
         );
-        assert!(err.reason.contains("set_query_param"), "{err}");
+        assert!(err.reason().contains("set_query_param"), "{err}");
         let err = refused(r#"{"rules":[{"request":[{"op":"remove_query_param","name":""}]}]}"#);
-        assert_eq!(err.field, "rules[0].request[0].name");
+        assert_eq!(err.field(), "rules[0].request[0].name");
     }
 
     #[test]
@@ -706,7 +706,7 @@ mod tests {
         let rules = compile(r#"{"client_ip":{"xff_hop":2}}"#).unwrap();
         assert_eq!(rules.client_ip.xff_hop, 2);
         let err = refused(r#"{"client_ip":{"xff_hops":2}}"#);
-        assert_eq!(err.field, "client_ip.xff_hops");
+        assert_eq!(err.field(), "client_ip.xff_hops");
     }
 
     #[test]

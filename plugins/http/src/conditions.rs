@@ -570,8 +570,8 @@ mod tests {
             (r#"{"path": {"exact": "/a", "prefix": "/b"}}"#, "path", "single key"),
         ] {
             let err = refused(json);
-            assert_eq!(err.field, field, "{json}: {err}");
-            assert!(err.reason.contains(reason), "{json}: {err}");
+            assert_eq!(err.field(), field, "{json}: {err}");
+            assert!(err.reason().contains(reason), "{json}: {err}");
         }
     }
 

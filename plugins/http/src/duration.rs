@@ -73,14 +73,14 @@ mod tests {
         ] {
             let err = parse_duration(text).unwrap_err();
             assert!(
-                err.reason.contains("is not a duration like"),
+                err.reason().contains("is not a duration like"),
                 "{text}: {err}"
             );
         }
         for text in ["0s", "0ms", "99999999999999999999d", "213504d"] {
             let err = parse_duration(text).unwrap_err();
             assert!(
-                err.reason.contains("from 1ms to 584 years"),
+                err.reason().contains("from 1ms to 584 years"),
                 "{text}: {err}"
             );
         }

@@ -70,9 +70,15 @@ mod tests {
         );
         for bad in ["a b", "a:b", ":path", "x\u{e9}", "a\r", "(a)"] {
             let err = header_name(bad).unwrap_err();
-            assert!(err.reason.contains("is not a header name"), "{bad}: {err}");
+            assert!(
+                err.reason().contains("is not a header name"),
+                "{bad}: {err}"
+            );
         }
-        assert_eq!(header_name("").unwrap_err().reason, "header name is empty");
+        assert_eq!(
+            header_name("").unwrap_err().reason(),
+            "header name is empty"
+        );
     }
 
     #[test]
@@ -90,7 +96,7 @@ mod tests {
         for bad in ["a\rb", "a\nb", "a\0"] {
             assert!(check_header_value(bad)
                 .unwrap_err()
-                .reason
+                .reason()
                 .contains("CR, LF or NUL"));
         }
     }

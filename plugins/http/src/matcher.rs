@@ -198,12 +198,15 @@ mod tests {
             StringMatch::Regex("(".into()).compile_whole(),
         ] {
             let err = compiled.unwrap_err().at("match.path");
-            assert_eq!(err.field, "match.path.regex");
-            assert!(err.reason.starts_with("invalid regex \"(\": "), "{err}");
+            assert_eq!(err.field(), "match.path.regex");
+            assert!(err.reason().starts_with("invalid regex \"(\": "), "{err}");
         }
         let err = regex("[z-a]").unwrap_err();
-        assert_eq!(err.field, "");
-        assert!(err.reason.starts_with("invalid regex \"[z-a]\": "), "{err}");
+        assert_eq!(err.field(), "");
+        assert!(
+            err.reason().starts_with("invalid regex \"[z-a]\": "),
+            "{err}"
+        );
     }
 
     #[test]

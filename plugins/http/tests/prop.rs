@@ -108,7 +108,7 @@ proptest! {
     fn prop_durations_parse_or_say_why(text in "[0-9]{0,22}(ms|s|m|h|d|x|)") {
         match wasmgate_http::parse_duration(&text) {
             Ok(d) => prop_assert!(d.as_nanos() >= 1_000_000),
-            Err(err) => prop_assert!(err.reason.contains("duration")),
+            Err(err) => prop_assert!(err.reason().contains("duration")),
         }
     }
 }

@@ -409,7 +409,7 @@ fn compile_provider(name: &str, p: &Provider) -> Result<CompiledProvider, Config
         // Reported on `subjects`, the documented field, not `subjects.regex`.
         Some(m) => Some(
             m.compile_whole()
-                .map_err(|e| ConfigError::new("subjects", e.reason))?,
+                .map_err(|e| ConfigError::new("subjects", e.reason()))?,
         ),
     };
     let keys = match (&p.local_jwks, &p.remote_jwks) {

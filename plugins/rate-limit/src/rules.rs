@@ -458,8 +458,8 @@ mod tests {
         ];
         for (limit, field, reason) in cases {
             let err = refused(json!({"rules": [{"limit": limit}]}));
-            assert_eq!(err.field, field, "{err}");
-            assert!(err.reason.contains(reason), "{err}");
+            assert_eq!(err.field(), field, "{err}");
+            assert!(err.reason().contains(reason), "{err}");
         }
     }
 
@@ -550,11 +550,11 @@ mod tests {
         ];
         for (rule, field, reason) in cases {
             let err = refused(json!({"rules": [rule]}));
-            assert_eq!(err.field, field, "{err}");
-            assert!(err.reason.contains(reason), "{err}");
+            assert_eq!(err.field(), field, "{err}");
+            assert!(err.reason().contains(reason), "{err}");
         }
         let err = refused(json!({"rules": [{"limit": limit}, {"name": "rule_0", "limit": limit}]}));
-        assert_eq!(err.field, "rules[1].name");
+        assert_eq!(err.field(), "rules[1].name");
     }
 
     #[test]
@@ -628,8 +628,8 @@ mod tests {
         ];
         for (config, field, reason) in cases {
             let err = refused(config);
-            assert_eq!(err.field, field, "{err}");
-            assert!(err.reason.contains(reason), "{err}");
+            assert_eq!(err.field(), field, "{err}");
+            assert!(err.reason().contains(reason), "{err}");
         }
     }
 
@@ -675,8 +675,8 @@ mod tests {
         ];
         for (config, field, reason) in cases {
             let err = refused(config);
-            assert_eq!(err.field, field, "{err}");
-            assert!(err.reason.contains(reason), "{err}");
+            assert_eq!(err.field(), field, "{err}");
+            assert!(err.reason().contains(reason), "{err}");
         }
     }
 
