@@ -5,6 +5,7 @@ use base64::Engine;
 use hmac::{Hmac, Mac};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256, Sha384, Sha512};
+use wasmgate_glue::json::{self, Json};
 
 use crate::der::{self, Curve};
 use crate::hostcrypto::Crypto;
@@ -198,35 +199,74 @@ pub struct Token<'a> {
     signature: Vec<u8>,
 }
 
-fn decode_object(segment: &str) -> Result<Map<String, Value>, Reason> {
+/// A segment's JSON object: its entries in document order. The glue's strict parser refuses
+/// a repeated name at any depth (RFC 7515 §4, RFC 7519 §4 make names unique; serde_json
+/// would keep the last of two, and a verifier reading the first would see another `alg` or
+/// `exp` in the same token), without serde_json's deserializer in the module.
+fn decode_object(segment: &str) -> Result<Vec<(String, Json)>, Reason> {
     let bytes = URL_SAFE_NO_PAD
         .decode(segment)
         .map_err(|_| Reason::Malformed)?;
-    // The glue's strict parser refuses a repeated name at any depth (RFC 7515 §4, RFC 7519
-    // §4 make names unique; serde_json would keep the last of two, and a verifier reading
-    // the first would see another `alg` or `exp` in the same token), without serde_json's
-    // deserializer in the module.
-    let json = wasmgate_glue::json::parse(&bytes).map_err(|_| Reason::Malformed)?;
-    // serde_json's tree, as the glue builds it for configurations (a number no `f64` holds
-    // is refused, as serde_json refuses it).
-    match wasmgate_glue::json::decode::<Value>(&json) {
-        Ok(Value::Object(map)) => Ok(map),
+    match json::parse(&bytes) {
+        Ok(Json::Object(entries)) => Ok(entries),
         _ => Err(Reason::Malformed),
     }
 }
 
+/// serde_json's tree, moved out of the parser's (no string is copied). A number no `f64`
+/// holds is refused, as serde_json refuses it.
+fn into_value(json: Json) -> Option<Value> {
+    Some(match json {
+        Json::Null => Value::Null,
+        Json::Bool(b) => Value::Bool(b),
+        Json::Unsigned(n) => Value::from(n),
+        Json::Signed(n) => Value::from(n),
+        Json::Float(text) => Value::Number(
+            text.parse::<f64>()
+                .ok()
+                .and_then(serde_json::Number::from_f64)?,
+        ),
+        Json::String(s) => Value::String(s),
+        Json::Array(items) => {
+            Value::Array(items.into_iter().map(into_value).collect::<Option<_>>()?)
+        }
+        Json::Object(entries) => Value::Object(into_map(entries)?),
+    })
+}
+
+fn into_map(entries: Vec<(String, Json)>) -> Option<Map<String, Value>> {
+    entries
+        .into_iter()
+        .map(|(name, value)| Some((name, into_value(value)?)))
+        .collect()
+}
+
 /// Whether a header parameter has the type its registration gives it (RFC 7515 §4.1,
 /// RFC 7797 §3); unregistered names may hold anything.
-fn header_parameter_ok(name: &str, value: &Value) -> bool {
+fn header_parameter_ok(name: &str, value: &Json) -> bool {
     match name {
-        "alg" | "kid" | "typ" | "cty" | "jku" | "x5u" | "x5t" | "x5t#S256" => value.is_string(),
-        "crit" | "x5c" => value
-            .as_array()
-            .is_some_and(|items| items.iter().all(Value::is_string)),
-        "jwk" => value.is_object(),
+        "alg" | "kid" | "typ" | "cty" | "jku" | "x5u" | "x5t" | "x5t#S256" => {
+            matches!(value, Json::String(_))
+        }
+        "crit" | "x5c" => match value {
+            Json::Array(items) => items.iter().all(|item| matches!(item, Json::String(_))),
+            _ => false,
+        },
+        "jwk" => matches!(value, Json::Object(_)),
         // RFC 7797 unencoded payloads are not implemented: `false` would mean the payload
         // segment is not base64url, so only the default, `true`, is read as it is.
-        "b64" => *value == Value::Bool(true),
+        "b64" => *value == Json::Bool(true),
+        _ => true,
+    }
+}
+
+/// Whether every number in `json` is one serde_json takes (an `f64`): the header is held to
+/// what the claims are.
+fn numbers_ok(json: &Json) -> bool {
+    match json {
+        Json::Float(text) => text.parse::<f64>().is_ok_and(f64::is_finite),
+        Json::Array(items) => items.iter().all(numbers_ok),
+        Json::Object(entries) => entries.iter().all(|(_, value)| numbers_ok(value)),
         _ => true,
     }
 }
@@ -247,29 +287,35 @@ impl<'a> Token<'a> {
         else {
             return Err(Reason::Malformed);
         };
-        let header_map = decode_object(header)?;
-        let alg = match header_map.get("alg") {
-            Some(Value::String(name)) => match Alg::from_name(name) {
+        let header_entries = decode_object(header)?;
+        let field = |name: &str| {
+            header_entries
+                .iter()
+                .find(|(key, _)| key == name)
+                .map(|(_, value)| value)
+        };
+        let alg = match field("alg") {
+            Some(Json::String(name)) => match Alg::from_name(name) {
                 Some(alg) => alg,
                 None => return Err(Reason::Algorithm),
             },
             _ => return Err(Reason::Malformed),
         };
-        if !header_map
+        if !header_entries
             .iter()
-            .all(|(name, value)| header_parameter_ok(name, value))
+            .all(|(name, value)| header_parameter_ok(name, value) && numbers_ok(value))
         {
             return Err(Reason::Malformed);
         }
-        if header_map.contains_key("crit") {
+        if field("crit").is_some() {
             return Err(Reason::Crit);
         }
-        let kid = match header_map.get("kid") {
+        let kid = match field("kid") {
             None => None,
-            Some(Value::String(kid)) => Some(kid.clone()),
+            Some(Json::String(kid)) => Some(kid.clone()),
             Some(_) => return Err(Reason::Malformed),
         };
-        let claims = decode_object(payload)?;
+        let claims = into_map(decode_object(payload)?).ok_or(Reason::Malformed)?;
         let signature = URL_SAFE_NO_PAD
             .decode(signature)
             .map_err(|_| Reason::Malformed)?;
