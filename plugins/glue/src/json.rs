@@ -220,6 +220,20 @@ impl Parser<'_> {
     /// A string, the opening quote next.
     fn string(&mut self) -> Result<String, ConfigError> {
         self.at += 1;
+        // Most strings have no escape: one scan, one check, one copy (tokens are parsed on
+        // the request path).
+        let rest = self.bytes.get(self.at..).unwrap_or_default();
+        if let Some(len) = rest
+            .iter()
+            .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
+        {
+            if rest[len] == b'"' {
+                let text = std::str::from_utf8(&rest[..len])
+                    .map_err(|_| self.error("invalid unicode code point"))?;
+                self.at += len + 1;
+                return Ok(text.to_owned());
+            }
+        }
         let mut out = Vec::new();
         loop {
             let start = self.at;
