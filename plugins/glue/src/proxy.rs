@@ -157,7 +157,7 @@ fn configure_boxed<P: Plugin>(
 
 /// [`Plugin`] without its associated types, so a module can hold any of its plugins.
 trait DynPlugin {
-    /// The stream's context with the plugin's filter inside: one allocation per stream.
+    /// The stream's context with the plugin's filter inside.
     fn create_stream(&self, context_id: u32) -> Box<dyn HttpContext>;
     fn on_start(&mut self, host: &mut dyn Host);
     fn on_tick(&mut self, host: &mut dyn Host);
@@ -172,9 +172,7 @@ trait DynPlugin {
 
 impl<P: Plugin> DynPlugin for P {
     fn create_stream(&self, context_id: u32) -> Box<dyn HttpContext> {
-        Box::new(Stream {
-            filter: Plugin::create_filter(self, context_id),
-        })
+        Stream::boxed(Box::new(Plugin::create_filter(self, context_id)))
     }
     fn on_start(&mut self, host: &mut dyn Host) {
         Plugin::on_start(self, host);
@@ -294,7 +292,9 @@ impl Host for RealHost {
     }
 
     fn random(&mut self, buf: &mut [u8]) -> Result<(), HostError> {
-        getrandom::getrandom(buf).map_err(|err| HostError::Failed(format!("random_get: {err}")))
+        // The error's code, not its Display: that carries every platform's messages (issue 14).
+        getrandom::getrandom(buf)
+            .map_err(|err| HostError::Failed(format!("random_get: error {}", err.code())))
     }
 
     fn reply(&mut self, reply: LocalReply) {
@@ -563,9 +563,7 @@ impl RootContext for Root {
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
         Some(match &self.plugin {
             Some(plugin) => plugin.create_stream(context_id),
-            None => Box::new(Stream {
-                filter: Unconfigured { name: self.name },
-            }),
+            None => Stream::boxed(Box::new(Unconfigured { name: self.name })),
         })
     }
 
@@ -590,11 +588,26 @@ impl HttpFilter for Unconfigured {
 }
 
 /// Envoy's HTTP context, forwarding to the plugin's filter.
-struct Stream<F> {
-    filter: F,
+///
+/// Not generic over the filter: the SDK's traits have some hundred default methods, each
+/// in the vtable of every type implementing them, so a generic `Stream<F>` carried a copy of
+/// all of them per filter type (issue 14). The price is a second allocation per stream.
+struct Stream {
+    filter: Box<dyn HttpFilter>,
 }
 
-impl<F: HttpFilter> Context for Stream<F> {
+impl Stream {
+    // Out of line and not generic, so that `Stream`'s vtable and the SDK's default methods
+    // in it are built in this crate only, where they are the same code as `Root`'s and
+    // wasm-opt merges the two. Built from a plugin's generic code, they were a second copy
+    // whose constants differed.
+    #[inline(never)]
+    fn boxed(filter: Box<dyn HttpFilter>) -> Box<dyn HttpContext> {
+        Box::new(Stream { filter })
+    }
+}
+
+impl Context for Stream {
     fn on_http_call_response(&mut self, token: u32, num_headers: usize, _: usize, _: usize) {
         let status = call_status(num_headers);
         self.filter
@@ -611,7 +624,7 @@ impl<F: HttpFilter> Context for Stream<F> {
     }
 }
 
-impl<F: HttpFilter> HttpContext for Stream<F> {
+impl HttpContext for Stream {
     fn on_http_request_headers(&mut self, _: usize, end_of_stream: bool) -> types::Action {
         action(self.filter.on_request_headers(&mut RealHost, end_of_stream))
     }
