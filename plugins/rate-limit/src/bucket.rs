@@ -129,6 +129,13 @@ pub fn ceil_secs(ns: u64) -> u64 {
 /// key, so a slot has a fixed size however long the key (a cookie, an API key) is.
 pub type Fingerprint = u128;
 
+/// A key's home among `slots` (at least 1): its fingerprint's low 64 bits modulo `slots`.
+/// 64 bits of a SipHash are as evenly spread as 128, and `u128 %` costs the Wasm modules a
+/// kilobyte of 128-bit division code (issue 14).
+pub fn home_slot(fingerprint: Fingerprint, slots: u32) -> u32 {
+    (fingerprint as u64 % u64::from(slots)) as u32
+}
+
 /// What one shared-data slot holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Slot {

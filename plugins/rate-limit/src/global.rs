@@ -8,7 +8,7 @@
 
 use wasmgate_glue::Host;
 
-use crate::bucket::Fingerprint;
+use crate::bucket::{home_slot, Fingerprint};
 use crate::store::push_decimal;
 
 /// The gRPC service and method every global rule calls.
@@ -271,7 +271,7 @@ impl Memory {
 
     fn key(&self, fingerprint: Fingerprint) -> String {
         let mut key = self.prefix.clone();
-        push_decimal(&mut key, (fingerprint % u128::from(self.slots)) as u64);
+        push_decimal(&mut key, u64::from(home_slot(fingerprint, self.slots)));
         key
     }
 

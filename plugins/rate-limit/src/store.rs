@@ -16,7 +16,7 @@
 use wasmgate_glue::cas::{self, Plan, Updated};
 use wasmgate_glue::{Host, HostError};
 
-use crate::bucket::{Decision, Fingerprint, Limit, Slot, EMPTY_SLOT};
+use crate::bucket::{home_slot, Decision, Fingerprint, Limit, Slot, EMPTY_SLOT};
 
 /// Slots a key may occupy, counted from its home slot.
 pub const PROBES: u32 = 4;
@@ -167,7 +167,7 @@ impl Table {
         fingerprint: Fingerprint,
         now: u64,
     ) -> (Place, Option<crate::bucket::Bucket>, Entry) {
-        let home = (fingerprint as u64 % u64::from(self.slots)) as u32;
+        let home = home_slot(fingerprint, self.slots);
         let mut free: Option<(Place, Entry)> = None;
         for probe in 0..PROBES.min(self.slots) {
             let place = Place::Slot((home + probe) % self.slots);
