@@ -4,7 +4,8 @@ use wasmgate_glue::ConfigError;
 
 /// Whether `c` is an RFC 9110 token character, what header names and methods are made of.
 pub fn is_token_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c)
+    // Bytes, not `str::contains`: its char searcher costs the Wasm modules 1.3 KB.
+    c.is_ascii_alphanumeric() || (c.is_ascii() && b"!#$%&'*+-.^_`|~".contains(&(c as u8)))
 }
 
 /// A header name, lowercased: one or more RFC 9110 token characters. Pseudo-headers
@@ -60,6 +61,14 @@ pub fn check_header_value(value: &str) -> Result<(), ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn token_chars_are_rfc_9110_tchar() {
+        let tchar = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+        for c in ('\0'..='\u{2ff}').chain(['\u{ff01}', '\u{1f600}']) {
+            assert_eq!(is_token_char(c), tchar(c), "{c:?}");
+        }
+    }
 
     #[test]
     fn names() {
