@@ -257,6 +257,13 @@ fn expand(input: &DeriveInput) -> Result<Tokens> {
 
 fn externally_tagged(name: &syn::Ident, data: &syn::DataEnum, names: &[String]) -> Result<Tokens> {
     let expected = format!("enum {name}");
+    let units = data
+        .variants
+        .iter()
+        .all(|v| matches!(v.fields, Fields::Unit));
+    if units && !data.variants.is_empty() {
+        return Ok(unit_enum(name, data, names, &expected));
+    }
     let arms = data.variants.iter().zip(names).map(|(v, vname)| {
         let ident = &v.ident;
         match &v.fields {
@@ -289,6 +296,28 @@ fn externally_tagged(name: &syn::Ident, data: &syn::DataEnum, names: &[String]) 
             _ => ::core::result::Result::Err(__json::unknown_variant(__name, __VARIANTS, at)),
         }
     })
+}
+
+/// An enum of unit variants only (`"second"`): which one is found by `__json::unit_enum`, one
+/// function for every such type, so the code generated here only maps its index to the
+/// variant (no name matching per type; issue 14).
+fn unit_enum(name: &syn::Ident, data: &syn::DataEnum, names: &[String], expected: &str) -> Tokens {
+    let last = data.variants.len().saturating_sub(1);
+    let arms = data.variants.iter().enumerate().map(|(i, v)| {
+        let ident = &v.ident;
+        // `unit_enum` returns an index into `__VARIANTS`: the last arm takes the rest.
+        if i == last {
+            quote! { _ => #name::#ident, }
+        } else {
+            quote! { #i => #name::#ident, }
+        }
+    });
+    quote! {
+        const __VARIANTS: &[&str] = &[#(#names),*];
+        ::core::result::Result::Ok(match __json::unit_enum(json, #expected, __VARIANTS, at)? {
+            #(#arms)*
+        })
+    }
 }
 
 fn internally_tagged(

@@ -608,11 +608,27 @@ pub fn variant<'j>(
     }
 }
 
+/// An externally tagged enum whose variants are all units: the index in `variants` of the
+/// one `json` names (`"second"`, or `{"second": null}`).
+pub fn unit_enum(
+    json: &Json,
+    expected: &str,
+    variants: &[&str],
+    at: &At<'_>,
+) -> Result<usize, Error> {
+    let (name, content) = variant(json, expected, at)?;
+    let Some(index) = variants.iter().position(|v| *v == name) else {
+        return Err(unknown_variant(name, variants, at));
+    };
+    unit_variant(content, &at.key(name))?;
+    Ok(index)
+}
+
 /// A unit variant's content: none, or `null`.
 pub fn unit_variant(content: Option<&Json>, at: &At<'_>) -> Result<(), Error> {
     match content {
         None | Some(Json::Null) => Ok(()),
-        Some(other) => Err(invalid_type(other, "unit variant", at)),
+        Some(other) => Err(invalid_type(other, "unit", at)),
     }
 }
 

@@ -146,6 +146,8 @@ fn neighbours(doc: &Value) -> Vec<Value> {
         json!({"header": 1}),
         json!({"op": "set"}),
         json!({"op": "nope"}),
+        json!({"local": null}),
+        json!({"global_only": 1}),
     ];
     let mut out = Vec::new();
     let mut paths = Vec::new();
