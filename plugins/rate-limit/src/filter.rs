@@ -427,10 +427,10 @@ impl RateLimitFilter {
                 .into_iter()
                 .partition(|a| shared.rules[a.rule].rule.cost == cost);
             asks = rest;
-            let entries: Vec<Vec<(&str, &str)>> = group
-                .iter()
-                .map(|ask| descriptor(&shared.rules[ask.rule].rule, &ask.values))
-                .collect();
+            let mut entries = Vec::with_capacity(group.len());
+            for ask in &group {
+                entries.push(descriptor(&shared.rules[ask.rule].rule, &ask.values));
+            }
             let message =
                 global::encode_request(&shared.domain, entries.iter().map(Vec::as_slice), cost);
             let call = wasmgate_glue::GrpcCall {
