@@ -357,7 +357,7 @@ impl RequestMatch {
 fn host_matcher(m: &StringMatch) -> Result<Matcher, ConfigError> {
     let lower = match m {
         StringMatch::Exact(s) => {
-            if s.is_empty() || s.contains(['/', ' ', ',']) {
+            if s.is_empty() || s.bytes().any(|b| matches!(b, b'/' | b' ' | b',')) {
                 return Err(ConfigError::new("", format!("{s:?} is not a host name")));
             }
             StringMatch::Exact(s.to_ascii_lowercase())

@@ -40,7 +40,7 @@ pub use conditions::{
 pub use cookie::{cookie, cookie_values, cookies};
 pub use duration::{parse_duration, parse_duration_ns};
 pub use header::{
-    check_header_value, check_token, header_name, is_token_char, request_header_name,
+    breaks_header, check_header_value, check_token, header_name, is_token_char, request_header_name,
 };
 pub use matcher::{regex, Matcher, StringMatch};
 pub use request::HeaderView;

@@ -29,7 +29,7 @@ pub fn decode(text: &str) -> Cow<'_, str> {
 /// Percent-decode a query component as bytes, for keys where two different invalid UTF-8
 /// sequences must stay different; otherwise the same as [`decode`].
 pub fn decode_bytes(text: &str) -> Cow<'_, [u8]> {
-    if !text.contains(['%', '+']) {
+    if !text.bytes().any(|b| b == b'%' || b == b'+') {
         return Cow::Borrowed(text.as_bytes());
     }
     let bytes = text.as_bytes();

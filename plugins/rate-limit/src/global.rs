@@ -235,7 +235,7 @@ fn decode_header(bytes: &[u8]) -> Result<(String, String), &'static str> {
     }
     // No pseudo-headers: a service may add headers, not reroute the request.
     let valid_name = !key.is_empty() && key.bytes().all(|b| b.is_ascii_graphic() && b != b':');
-    if !valid_name || value.contains(['\r', '\n', '\0']) {
+    if !valid_name || wasmgate_http::breaks_header(&value) {
         return Err("a header to add that is not a valid header");
     }
     Ok((key.to_ascii_lowercase(), value))
