@@ -239,7 +239,9 @@ pub(crate) fn refuse(
         .filter(|_| response.rate_limit_headers != RateLimitHeaders::Never)
         .map(|r| r.headers());
     let mut reply = LocalReply::new(response.status).body(response.body.clone());
-    reply.headers = response.headers.iter().chain(add).cloned().collect();
+    reply.headers = Vec::with_capacity(response.headers.len() + add.len());
+    reply.headers.extend_from_slice(&response.headers);
+    reply.headers.extend_from_slice(add);
     reply = reply.header("retry-after", &retry_after);
     for (name, value) in report.iter().flatten() {
         reply = reply.header(name, value);

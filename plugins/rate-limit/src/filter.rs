@@ -495,7 +495,12 @@ impl RateLimitFilter {
 
 fn nanos(time: SystemTime) -> u64 {
     time.duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+        // Saturating u64 arithmetic, not `as_nanos`: its u128 costs Wasm code (issue 14).
+        .map_or(0, |d| {
+            d.as_secs()
+                .saturating_mul(crate::rules::NANOS_PER_SEC)
+                .saturating_add(u64::from(d.subsec_nanos()))
+        })
 }
 
 #[cfg(test)]
