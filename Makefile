@@ -70,16 +70,20 @@ wasm: toolchain apt ## Build every module (modules/*) for wasm32-wasip1, unused 
 	$(CARGO) build --profile wasm --target $(WASM_TARGET) $(addprefix -p ,$(MODULE_CRATES))
 	$(CARGO) build --quiet -p wasmgate-artifact --bin wasmgate-strip
 	@mkdir -p $(WASM_DIR)
-	@# Only what Cargo rebuilt (Cargo keeps a fresh module's file time), or all when the stripper changed.
-	@for m in $(MODULES); do \
-	  if [ $(WASM_BUILD_DIR)/$$m.wasm -nt $(WASM_DIR)/$$m.wasm ] || [ $(STRIP) -nt $(WASM_DIR)/$$m.wasm ]; then \
+	@# Only what Cargo rebuilt (Cargo keeps a fresh module's file time), or all when the stripper
+	@# or the wasm-opt command changed (remembered in target/modules/.wasm-opt).
+	@flags='$(WASM_OPT)'; all=0; \
+	if [ "$$(cat $(WASM_DIR)/.wasm-opt 2>/dev/null)" != "$$flags" ]; then all=1; fi; \
+	for m in $(MODULES); do \
+	  if [ $$all = 1 ] || [ $(WASM_BUILD_DIR)/$$m.wasm -nt $(WASM_DIR)/$$m.wasm ] || [ $(STRIP) -nt $(WASM_DIR)/$$m.wasm ]; then \
 	    echo "strip exports, wasm-opt -Oz $$m.wasm"; \
 	    $(STRIP) $(WASM_BUILD_DIR)/$$m.wasm $(WASM_DIR)/$$m.stripped.tmp; \
 	    $(WASM_OPT) $(WASM_DIR)/$$m.stripped.tmp -o $(WASM_DIR)/$$m.wasm.tmp; \
 	    rm $(WASM_DIR)/$$m.stripped.tmp; \
-	    mv $(WASM_DIR)/$$m.wasm.tmp $(WASM_DIR)/$$m.wasm; \
+	    mv $(WASM_DIR)/$$m.wasm.tmp $(WASM_DIR)/$$m.wasm || exit 1; \
 	  fi; \
-	done
+	done; \
+	printf '%s' "$$flags" > $(WASM_DIR)/.wasm-opt
 	@ls -l $(addprefix $(WASM_DIR)/,$(addsuffix .wasm,$(MODULES)))
 
 # jwt-auth's portable build: P-384 and P-521 in the module, so ES384/ES512 verify on hosts
