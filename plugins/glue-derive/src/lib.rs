@@ -7,6 +7,9 @@
 //! - fields: `default`, `default = "path"`, `rename = "..."`, `skip_serializing_if` (ignored);
 //! - variants: `rename = "..."`.
 //!
+//! Its own container attribute `#[from_json(inline_never)]` keeps the type's decoder out of
+//! its caller (for the large ones; see `inline_never`).
+//!
 //! Structs have named fields. Enums are externally tagged (`"unit"` or `{"variant": value}`
 //! with unit and one-field variants) or internally tagged (`tag`, unit and struct variants).
 //! The generated code calls plain functions of `wasmgate_glue::json`; see there for why.
@@ -17,7 +20,7 @@ use quote::quote;
 use syn::{Data, DeriveInput, Error, Fields, LitStr, Result};
 
 /// Derive `wasmgate_glue::json::FromJson` from the type and its `#[serde]` attributes.
-#[proc_macro_derive(FromJson, attributes(serde))]
+#[proc_macro_derive(FromJson, attributes(serde, from_json))]
 pub fn derive_from_json(input: TokenStream) -> TokenStream {
     let input = syn::parse_macro_input!(input as DeriveInput);
     match expand(&input) {
@@ -71,6 +74,22 @@ fn container_attrs(attrs: &[syn::Attribute]) -> Result<Container> {
         })?;
     }
     Ok(c)
+}
+
+/// `#[from_json(inline_never)]` on the type: its decoder is never inlined into its caller.
+fn inline_never(attrs: &[syn::Attribute]) -> Result<bool> {
+    let mut never = false;
+    for attr in attrs.iter().filter(|a| a.path().is_ident("from_json")) {
+        attr.parse_nested_meta(|meta| {
+            if meta.path.is_ident("inline_never") {
+                never = true;
+                Ok(())
+            } else {
+                Err(meta.error("FromJson: only #[from_json(inline_never)]"))
+            }
+        })?;
+    }
+    Ok(never)
 }
 
 fn field_attrs(field: &syn::Field) -> Result<(Option<String>, Default)> {
@@ -241,9 +260,18 @@ fn expand(input: &DeriveInput) -> Result<Tokens> {
         }
         Data::Union(_) => return Err(Error::new_spanned(name, "FromJson: no unions")),
     };
+    // A large decoder (many fields, each decoded inline) stays a function of its own rather
+    // than be folded into its one caller: V8 compiles every function at load and keeps the
+    // peak working memory of the largest (bench/module-memory.md, issue 14).
+    let noinline = if inline_never(&input.attrs)? {
+        quote! { #[inline(never)] }
+    } else {
+        Tokens::new()
+    };
     let (impl_generics, ty_generics, where_clause) = input.generics.split_for_impl();
     Ok(quote! {
         impl #impl_generics ::wasmgate_glue::json::FromJson for #name #ty_generics #where_clause {
+            #noinline
             fn from_json(
                 json: &::wasmgate_glue::json::Json,
                 at: &::wasmgate_glue::json::At<'_>,

@@ -111,6 +111,9 @@ pub enum Op {
 
 impl Config {
     /// Check every field and compile the rules; the error names the field at fault.
+    // Not inlined into its one caller: V8 compiles every function when the module loads and
+    // keeps the working memory of the largest, so no function over ~6 KB (bench/module-memory.md).
+    #[inline(never)]
     pub(crate) fn compile(&self) -> Result<Rules, ConfigError> {
         let mut rules = Vec::with_capacity(self.rules.len());
         let mut warnings = Warnings::default();

@@ -14,6 +14,9 @@ use crate::jwk::{Jwks, KeySet};
 
 /// The plugin configuration (the `configuration` of the Envoy Wasm filter).
 #[derive(Debug, Clone, Default, Deserialize, FromJson)]
+// Its decoder stays a function of its own: V8 keeps the working memory of a module's
+// largest function (bench/module-memory.md).
+#[from_json(inline_never)]
 #[serde(deny_unknown_fields)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Config {
@@ -76,6 +79,9 @@ fn default_skew() -> u64 {
 
 /// One token issuer: how its tokens are checked, where they are found, what goes upstream.
 #[derive(Debug, Clone, Default, Deserialize, FromJson)]
+// Its decoder stays a function of its own: V8 keeps the working memory of a module's
+// largest function (bench/module-memory.md).
+#[from_json(inline_never)]
 #[serde(deny_unknown_fields)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Provider {
@@ -182,6 +188,9 @@ fn default_refetch_interval() -> String {
 
 /// One rule.
 #[derive(Debug, Clone, Default, Deserialize, FromJson)]
+// Its decoder stays a function of its own: V8 keeps the working memory of a module's
+// largest function (bench/module-memory.md).
+#[from_json(inline_never)]
 #[serde(deny_unknown_fields)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Rule {
@@ -395,6 +404,9 @@ fn compile_remote(remote: &RemoteJwks) -> Result<Remote, ConfigError> {
     })
 }
 
+// Not inlined into its one caller: V8 compiles every function when the module loads and
+// keeps the working memory of the largest, so no function over ~6 KB (bench/module-memory.md).
+#[inline(never)]
 fn compile_provider(name: &str, p: &Provider) -> Result<CompiledProvider, ConfigError> {
     let max_lifetime = match &p.max_lifetime {
         None => None,
@@ -540,6 +552,9 @@ fn compile_req(
     })
 }
 
+// Not inlined into its one caller: V8 compiles every function when the module loads and
+// keeps the working memory of the largest, so no function over ~6 KB (bench/module-memory.md).
+#[inline(never)]
 fn compile_rule(
     rule: &Rule,
     names: &BTreeMap<String, usize>,
@@ -609,6 +624,9 @@ fn compile_rule(
 
 impl Config {
     /// Check every field and compile; the error names the field at fault.
+    // Not inlined into its one caller: V8 compiles every function when the module loads and
+    // keeps the working memory of the largest, so no function over ~6 KB (bench/module-memory.md).
+    #[inline(never)]
     pub fn compile(&self) -> Result<Compiled, ConfigError> {
         if self.providers.is_empty() {
             return Err(ConfigError::new("providers", "needs at least one provider"));

@@ -327,6 +327,9 @@ fn parse_key(jwk: &Jwk) -> Result<Key, KeyError> {
     Ok(key)
 }
 
+// Not inlined into its one caller: V8 compiles every function when the module loads and
+// keeps the working memory of the largest, so no function over ~6 KB (bench/module-memory.md).
+#[inline(never)]
 fn rsa_key(jwk: &Jwk) -> Result<(Material, Vec<u8>), KeyError> {
     let n = BigUint::from_bytes_be(&b64("n", jwk.n.as_ref())?);
     let e = BigUint::from_bytes_be(&b64("e", jwk.e.as_ref())?);
@@ -373,6 +376,9 @@ fn sec1_point(jwk: &Jwk, size: usize) -> Result<Vec<u8>, KeyError> {
     Ok(point)
 }
 
+// Not inlined into its one caller: V8 compiles every function when the module loads and
+// keeps the working memory of the largest, so no function over ~6 KB (bench/module-memory.md).
+#[inline(never)]
 fn ec_key(jwk: &Jwk) -> Result<(Material, Vec<u8>), KeyError> {
     let not_on_curve = |_| err("", "the point is not on the curve");
     let curve = match jwk.crv.as_deref() {

@@ -9,6 +9,9 @@ pub use wasmgate_http::{ClientIp, HeaderMatch, Pattern, RequestMatch as Match, S
 
 /// The plugin configuration (the `configuration` of the Envoy Wasm filter).
 #[derive(Debug, Clone, Default, Deserialize, FromJson)]
+// Its decoder stays a function of its own: V8 keeps the working memory of a module's
+// largest function (bench/module-memory.md).
+#[from_json(inline_never)]
 #[serde(deny_unknown_fields)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Config {
@@ -130,6 +133,9 @@ pub enum RateLimitHeaders {
 
 /// One limit: which requests it counts, under which key, and how many it allows.
 #[derive(Debug, Clone, Deserialize, FromJson)]
+// Its decoder stays a function of its own: V8 keeps the working memory of a module's
+// largest function (bench/module-memory.md).
+#[from_json(inline_never)]
 #[serde(deny_unknown_fields)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Rule {

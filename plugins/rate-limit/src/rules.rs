@@ -75,6 +75,9 @@ pub struct CompiledRule {
 
 impl Config {
     /// Check every field and compile; the error names the field at fault.
+    // Not inlined into its one caller: V8 compiles every function when the module loads and
+    // keeps the working memory of the largest, so no function over ~6 KB (bench/module-memory.md).
+    #[inline(never)]
     pub fn compile(&self) -> Result<Compiled, ConfigError> {
         let domain = match &self.domain {
             Some(domain) => identifier(domain).map_err(|e| e.at("domain"))?,
@@ -197,6 +200,9 @@ impl Response {
 }
 
 impl Rule {
+    // Not inlined into its one caller: V8 compiles every function when the module loads and
+    // keeps the working memory of the largest, so no function over ~6 KB (bench/module-memory.md).
+    #[inline(never)]
     fn compile(
         &self,
         index: usize,
