@@ -28,8 +28,11 @@ struct Config {
     name: Option<String>,
 }
 
+// `inline_never` changes only where the decoder's code goes: this type is decoded, and its
+// errors named, exactly as the others are (the comparison with serde below covers it).
 #[derive(Debug, PartialEq, Deserialize, FromJson)]
 #[serde(deny_unknown_fields)]
+#[from_json(inline_never)]
 struct Rule {
     #[serde(default, rename = "match")]
     when: Option<Match>,
