@@ -430,42 +430,25 @@ fn hmac_ok<M: Mac + hmac::digest::KeyInit>(key: &[u8], input: &[u8], sig: &[u8])
 /// already checked that the key fits the algorithm; a mismatch here is simply `false`, and
 /// so is a key whose curve is not in this build (configurations are refused before that).
 fn verify_with(alg: Alg, material: &Material, input: &[u8], sig: &[u8]) -> bool {
-    use ed25519_dalek::Signature as EdSignature;
-    use p256::ecdsa::signature::Verifier;
-    use rsa::{Pkcs1v15Sign, Pss};
     match (alg, material) {
-        (Alg::RS256, Material::Rsa(key)) => key
-            .verify(Pkcs1v15Sign::new::<Sha256>(), &Sha256::digest(input), sig)
-            .is_ok(),
-        (Alg::RS384, Material::Rsa(key)) => key
-            .verify(Pkcs1v15Sign::new::<Sha384>(), &Sha384::digest(input), sig)
-            .is_ok(),
-        (Alg::RS512, Material::Rsa(key)) => key
-            .verify(Pkcs1v15Sign::new::<Sha512>(), &Sha512::digest(input), sig)
-            .is_ok(),
-        (Alg::PS256, Material::Rsa(key)) => key
-            .verify(Pss::new::<Sha256>(), &Sha256::digest(input), sig)
-            .is_ok(),
-        (Alg::PS384, Material::Rsa(key)) => key
-            .verify(Pss::new::<Sha384>(), &Sha384::digest(input), sig)
-            .is_ok(),
-        (Alg::PS512, Material::Rsa(key)) => key
-            .verify(Pss::new::<Sha512>(), &Sha512::digest(input), sig)
-            .is_ok(),
-        (Alg::ES256, Material::P256(key)) => {
-            p256::ecdsa::Signature::from_slice(sig).is_ok_and(|s| key.verify(input, &s).is_ok())
-        }
+        (Alg::RS256, Material::Rsa(key)) => rsa_pkcs1::<Sha256>(key, input, sig),
+        (Alg::RS384, Material::Rsa(key)) => rsa_pkcs1::<Sha384>(key, input, sig),
+        (Alg::RS512, Material::Rsa(key)) => rsa_pkcs1::<Sha512>(key, input, sig),
+        (Alg::PS256, Material::Rsa(key)) => rsa_pss::<Sha256>(key, input, sig),
+        (Alg::PS384, Material::Rsa(key)) => rsa_pss::<Sha384>(key, input, sig),
+        (Alg::PS512, Material::Rsa(key)) => rsa_pss::<Sha512>(key, input, sig),
+        (Alg::ES256, Material::P256(key)) => es256(key, input, sig),
         #[cfg(feature = "portable")]
         (Alg::ES384, Material::P384(key)) => {
+            use p256::ecdsa::signature::Verifier;
             p384::ecdsa::Signature::from_slice(sig).is_ok_and(|s| key.verify(input, &s).is_ok())
         }
         #[cfg(feature = "portable")]
         (Alg::ES512, Material::P521(key)) => {
+            use p256::ecdsa::signature::Verifier;
             p521::ecdsa::Signature::from_slice(sig).is_ok_and(|s| key.verify(input, &s).is_ok())
         }
-        (Alg::EdDSA, Material::Ed25519(key)) => {
-            EdSignature::from_slice(sig).is_ok_and(|s| key.verify_strict(input, &s).is_ok())
-        }
+        (Alg::EdDSA, Material::Ed25519(key)) => eddsa(key, input, sig),
         (Alg::HS256, Material::Hmac(key)) => hmac_ok::<Hmac<Sha256>>(key, input, sig),
         (Alg::HS384, Material::Hmac(key)) if key.len() >= 48 => {
             hmac_ok::<Hmac<Sha384>>(key, input, sig)
@@ -475,4 +458,39 @@ fn verify_with(alg: Alg, material: &Material, input: &[u8], sig: &[u8]) -> bool 
         }
         _ => false,
     }
+}
+
+// One function per algorithm family, never inlined into `verify_with`: folded together they
+// made one 10.7 KB function, and Envoy's V8 keeps the compiler's memory for the largest
+// functions of a module (bench/module-memory.md, issue 14).
+
+#[inline(never)]
+fn rsa_pkcs1<D: Digest + rsa::pkcs8::AssociatedOid>(
+    key: &rsa::RsaPublicKey,
+    input: &[u8],
+    sig: &[u8],
+) -> bool {
+    key.verify(rsa::Pkcs1v15Sign::new::<D>(), &D::digest(input), sig)
+        .is_ok()
+}
+
+#[inline(never)]
+fn rsa_pss<D: Digest + sha2::digest::DynDigest + Send + Sync + 'static>(
+    key: &rsa::RsaPublicKey,
+    input: &[u8],
+    sig: &[u8],
+) -> bool {
+    key.verify(rsa::Pss::new::<D>(), &D::digest(input), sig)
+        .is_ok()
+}
+
+#[inline(never)]
+fn es256(key: &p256::ecdsa::VerifyingKey, input: &[u8], sig: &[u8]) -> bool {
+    use p256::ecdsa::signature::Verifier;
+    p256::ecdsa::Signature::from_slice(sig).is_ok_and(|s| key.verify(input, &s).is_ok())
+}
+
+#[inline(never)]
+fn eddsa(key: &ed25519_dalek::VerifyingKey, input: &[u8], sig: &[u8]) -> bool {
+    ed25519_dalek::Signature::from_slice(sig).is_ok_and(|s| key.verify_strict(input, &s).is_ok())
 }
