@@ -12,6 +12,7 @@ use crate::rules::CompiledRule;
 use crate::shared::Shared;
 
 /// Whether every condition of the rule holds for the request.
+#[inline(never)]
 pub(crate) fn matches<'n>(
     rule: &'n CompiledRule,
     host: &dyn Host,
@@ -74,6 +75,7 @@ pub(crate) fn part_value<'r, 'n: 'r>(
 }
 
 /// The fingerprint of the request's key, or `None` when a part is missing.
+#[inline(never)]
 pub(crate) fn fingerprint<'n>(
     shared: &Shared,
     key: &'n [KeyPart],
