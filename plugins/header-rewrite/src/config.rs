@@ -42,6 +42,8 @@ pub enum ClearRouteCache {
 #[derive(Debug, Clone, Default, Deserialize, FromJson)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
+// Its decoder stays a function of its own, out of `configure` (bench/module-memory.md).
+#[from_json(inline_never)]
 pub struct Rule {
     /// A name for logs and for the counter `header_rewrite.rule.<name>.matched`
     /// (letters, digits, `_` and `-`).
