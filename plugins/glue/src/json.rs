@@ -761,11 +761,7 @@ impl FromJson for serde_json::Value {
             Json::Bool(b) => Value::Bool(*b),
             Json::Unsigned(n) => Value::from(*n),
             Json::Signed(n) => Value::from(*n),
-            Json::Float(text) => match text
-                .parse::<f64>()
-                .ok()
-                .and_then(serde_json::Number::from_f64)
-            {
+            Json::Float(text) => match float_number(text) {
                 Some(n) => Value::Number(n),
                 None => return Err(Error::new(at, "number out of range")),
             },
@@ -785,6 +781,38 @@ impl FromJson for serde_json::Value {
             ),
         })
     }
+}
+
+/// serde_json's number for a float as written; `None` when no finite `f64` holds it (as
+/// serde_json refuses it).
+pub fn float_number(text: &str) -> Option<serde_json::Number> {
+    text.parse::<f64>()
+        .ok()
+        .and_then(serde_json::Number::from_f64)
+}
+
+/// `json` as serde_json's tree, moved rather than copied (no string is cloned, unlike
+/// [`FromJson`] for `Value`, which decodes from a borrowed tree); `None` for a number
+/// [`float_number`] refuses.
+pub fn into_value(json: Json) -> Option<serde_json::Value> {
+    use serde_json::Value;
+    Some(match json {
+        Json::Null => Value::Null,
+        Json::Bool(b) => Value::Bool(b),
+        Json::Unsigned(n) => Value::from(n),
+        Json::Signed(n) => Value::from(n),
+        Json::Float(text) => Value::Number(float_number(&text)?),
+        Json::String(s) => Value::String(s),
+        Json::Array(items) => {
+            Value::Array(items.into_iter().map(into_value).collect::<Option<_>>()?)
+        }
+        Json::Object(entries) => Value::Object(
+            entries
+                .into_iter()
+                .map(|(name, value)| Some((name, into_value(value)?)))
+                .collect::<Option<_>>()?,
+        ),
+    })
 }
 
 #[cfg(test)]

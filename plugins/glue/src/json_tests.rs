@@ -297,6 +297,13 @@ fn strings_and_numbers_read_as_serde_json_reads_them() {
     let ours = serde_json::Value::from_json(&parse(doc.as_bytes()).unwrap(), &At::Root).unwrap();
     let theirs: Value = serde_json::from_str(doc).unwrap();
     assert_eq!(ours, theirs);
+    // Moved instead of decoded: the same tree, objects and arrays included.
+    let doc = format!(r#"{{"a": {doc}, "b": {{"c": [null, true, {{}}]}}}}"#);
+    let moved = into_value(parse(doc.as_bytes()).unwrap()).unwrap();
+    assert_eq!(moved, serde_json::from_str::<Value>(&doc).unwrap());
+    // A number no `f64` holds is refused both ways.
+    assert_eq!(into_value(parse(b"[1e999]").unwrap()), None);
+    assert!(Value::from_json(&parse(b"[1e999]").unwrap(), &At::Root).is_err());
 }
 
 #[test]

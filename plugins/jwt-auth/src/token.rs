@@ -213,34 +213,6 @@ fn decode_object(segment: &str) -> Result<Vec<(String, Json)>, Reason> {
     }
 }
 
-/// serde_json's tree, moved out of the parser's (no string is copied). A number no `f64`
-/// holds is refused, as serde_json refuses it.
-fn into_value(json: Json) -> Option<Value> {
-    Some(match json {
-        Json::Null => Value::Null,
-        Json::Bool(b) => Value::Bool(b),
-        Json::Unsigned(n) => Value::from(n),
-        Json::Signed(n) => Value::from(n),
-        Json::Float(text) => Value::Number(
-            text.parse::<f64>()
-                .ok()
-                .and_then(serde_json::Number::from_f64)?,
-        ),
-        Json::String(s) => Value::String(s),
-        Json::Array(items) => {
-            Value::Array(items.into_iter().map(into_value).collect::<Option<_>>()?)
-        }
-        Json::Object(entries) => Value::Object(into_map(entries)?),
-    })
-}
-
-fn into_map(entries: Vec<(String, Json)>) -> Option<Map<String, Value>> {
-    entries
-        .into_iter()
-        .map(|(name, value)| Some((name, into_value(value)?)))
-        .collect()
-}
-
 /// Whether a header parameter has the type its registration gives it (RFC 7515 §4.1,
 /// RFC 7797 §3); unregistered names may hold anything.
 fn header_parameter_ok(name: &str, value: &Json) -> bool {
@@ -264,7 +236,7 @@ fn header_parameter_ok(name: &str, value: &Json) -> bool {
 /// what the claims are.
 fn numbers_ok(json: &Json) -> bool {
     match json {
-        Json::Float(text) => text.parse::<f64>().is_ok_and(f64::is_finite),
+        Json::Float(text) => json::float_number(text).is_some(),
         Json::Array(items) => items.iter().all(numbers_ok),
         Json::Object(entries) => entries.iter().all(|(_, value)| numbers_ok(value)),
         _ => true,
@@ -315,7 +287,10 @@ impl<'a> Token<'a> {
             Some(Json::String(kid)) => Some(kid.clone()),
             Some(_) => return Err(Reason::Malformed),
         };
-        let claims = into_map(decode_object(payload)?).ok_or(Reason::Malformed)?;
+        let claims = match json::into_value(Json::Object(decode_object(payload)?)) {
+            Some(Value::Object(claims)) => claims,
+            _ => return Err(Reason::Malformed),
+        };
         let signature = URL_SAFE_NO_PAD
             .decode(signature)
             .map_err(|_| Reason::Malformed)?;
